@@ -1,0 +1,138 @@
+//! `devstack run`: the whole stack on this machine, for as long as the developer wants it.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use devstack::postgres::{ClusterOptions, connect, redact};
+use devstack::{Stack, workspace};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::services::{RunningServices, ServiceSpec};
+
+/// Options of `devstack run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Port of the ingest API.
+    #[arg(long, default_value_t = 8080)]
+    ingest_port: u16,
+    /// Port of the reports API.
+    #[arg(long, default_value_t = 8081)]
+    reports_port: u16,
+    /// Port of the CDC daemon's metrics and health endpoints.
+    #[arg(long, default_value_t = 9187)]
+    cdc_port: u16,
+    /// Name of the source database and of the MongoDB database.
+    #[arg(long, env = "MYHEALTH_DATABASE", default_value = "myhealth")]
+    database: String,
+}
+
+/// Starts everything, waits for Ctrl-C or SIGTERM (or a service dying), stops everything.
+pub async fn run(args: RunArgs) -> Result<ExitCode> {
+    let env_file = workspace::devstack_dir().join("env");
+    // A stale file would point at servers that are gone; it is written again once all is ready.
+    let _ = std::fs::remove_file(&env_file);
+
+    let durable = ClusterOptions {
+        port: None,
+        durable: true,
+    };
+    let stack = Stack::from_env_or_start(durable, None)
+        .await
+        .context("failed to start PostgreSQL and the store")?;
+    let database_url = create_and_migrate(&stack, &args.database).await?;
+
+    let shared_env = vec![
+        ("MYHEALTH_DATABASE_URL".to_string(), database_url.clone()),
+        (
+            "MYHEALTH_MONGODB_URI".to_string(),
+            stack.store.uri().to_string(),
+        ),
+        (
+            "MYHEALTH_MONGODB_DATABASE".to_string(),
+            args.database.clone(),
+        ),
+    ];
+    let specs = [
+        ServiceSpec::new("ingest-api", "INGEST_URL", args.ingest_port),
+        ServiceSpec::new("reports-api", "REPORTS_URL", args.reports_port),
+        ServiceSpec::new("cdc-daemon", "CDC_METRICS_URL", args.cdc_port),
+    ];
+    let mut services = RunningServices::start(&specs, &shared_env).await?;
+
+    let mut lines = vec![
+        ("DATABASE_URL".to_string(), database_url),
+        ("MONGODB_URI".to_string(), stack.store.uri().to_string()),
+        ("MONGODB_DATABASE".to_string(), args.database.clone()),
+    ];
+    lines.extend(services.urls());
+    write_env_file(&env_file, &lines)?;
+
+    eprintln!("devstack: the stack is ready (Ctrl-C stops it)");
+    for (key, value) in &lines {
+        eprintln!("  {key:<18} {}", redact_if_url(value));
+    }
+    eprintln!("  logs               {}", services.log_dir().display());
+    eprintln!("  env file           {}", env_file.display());
+
+    let mut terminate = signal(SignalKind::terminate()).context("failed to watch SIGTERM")?;
+    let code = tokio::select! {
+        _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
+        _ = terminate.recv() => ExitCode::SUCCESS,
+        name = services.first_exit() => {
+            eprintln!("devstack: {name} exited unexpectedly; see its log; stopping the stack");
+            ExitCode::FAILURE
+        }
+    };
+    eprintln!("devstack: stopping");
+    services.stop_all().await;
+    let _ = std::fs::remove_file(&env_file);
+    drop(stack);
+    eprintln!("devstack: stopped");
+    Ok(code)
+}
+
+/// Creates `database` if it does not exist and applies the migrations; returns its URL.
+async fn create_and_migrate(stack: &Stack, database: &str) -> Result<String> {
+    let admin = connect(stack.postgres.admin_url()).await?;
+    let exists = admin
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database])
+        .await
+        .context("failed to look up the database")?
+        .is_some();
+    if !exists {
+        admin
+            .batch_execute(&format!("CREATE DATABASE \"{database}\""))
+            .await
+            .with_context(|| format!("failed to create database {database}"))?;
+    }
+    let url = stack.postgres.url_for(database);
+    let mut client = connect(&url).await?;
+    let applied = source_schema::migrate(&mut client).await?;
+    eprintln!(
+        "devstack: database {database} migrated ({} new migrations)",
+        applied.len()
+    );
+    Ok(url)
+}
+
+/// Writes `KEY=VALUE` lines for scripts (`set -a; . target/devstack/env`).
+fn write_env_file(path: &Path, lines: &[(String, String)]) -> Result<()> {
+    let text: String = lines
+        .iter()
+        .map(|(key, value)| format!("{key}={value}\n"))
+        .collect();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("failed to create {}", dir.display()))?;
+    }
+    std::fs::write(path, text).with_context(|| format!("failed to write {}", path.display()))
+}
+
+fn redact_if_url(value: &str) -> String {
+    if value.contains("://") {
+        redact(value)
+    } else {
+        value.to_string()
+    }
+}

@@ -1,0 +1,100 @@
+//! The development and test harness: real PostgreSQL and FerretDB processes on loopback ports.
+//!
+//! - [`postgres`] starts a throwaway PostgreSQL cluster with `wal_level=logical` (or uses
+//!   `DATABASE_URL`);
+//! - [`ferretdb`] builds and starts FerretDB 1.24 with its SQLite backend (or uses `MONGODB_URI`);
+//! - [`stack`] is the two together, started once per process and shared by its tests;
+//! - [`test_context`] gives each test its own migrated PostgreSQL database and MongoDB database,
+//!   and drops them, with every replication slot created in them, when the test ends;
+//! - [`process`] keeps the server processes tied to their owner: when the owner goes away, even
+//!   by a crash, the server stops and its throwaway data directory is removed.
+//!
+//! The `devstack` binary uses the same pieces for `make run` and `make test`.
+
+pub mod ferretdb;
+pub mod postgres;
+pub mod process;
+pub mod stack;
+pub mod test_context;
+pub mod workspace;
+
+pub use stack::Stack;
+pub use test_context::TestContext;
+
+/// Why the harness could not provide a PostgreSQL server or a MongoDB-compatible store.
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    /// A program the harness needs is not installed.
+    #[error("{what} not found: {hint}")]
+    Missing {
+        /// What was looked for.
+        what: String,
+        /// How to get it.
+        hint: String,
+    },
+    /// A command the harness ran failed.
+    #[error("`{command}` failed: {detail}")]
+    Command {
+        /// The command line.
+        command: String,
+        /// Its exit status and the end of its output.
+        detail: String,
+    },
+    /// A server did not become ready in time.
+    #[error("{what} did not become ready within {seconds} s; last error: {last_error}{log}")]
+    NotReady {
+        /// Which server.
+        what: String,
+        /// How long the harness waited.
+        seconds: u64,
+        /// The last connection error.
+        last_error: String,
+        /// The end of the server's log, if it has one.
+        log: String,
+    },
+    /// A file system operation failed.
+    #[error("{action}: {source}")]
+    Io {
+        /// What the harness was doing.
+        action: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// PostgreSQL refused a harness statement.
+    #[error("{action}: {source}")]
+    Postgres {
+        /// What the harness was doing.
+        action: String,
+        /// The underlying error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// The MongoDB-compatible store refused a harness command.
+    #[error("{action}: {source}")]
+    Mongo {
+        /// What the harness was doing.
+        action: String,
+        /// The underlying error.
+        #[source]
+        source: mongodb::error::Error,
+    },
+    /// Applying the schema migrations failed.
+    #[error(transparent)]
+    Migration(#[from] source_schema::MigrationError),
+    /// A URL from the environment could not be used.
+    #[error("invalid {name}: {detail}")]
+    BadUrl {
+        /// The variable.
+        name: &'static str,
+        /// What is wrong with it.
+        detail: String,
+    },
+}
+
+impl HarnessError {
+    fn io(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> HarnessError {
+        let action = action.into();
+        move |source| HarnessError::Io { action, source }
+    }
+}

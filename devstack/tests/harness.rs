@@ -1,0 +1,354 @@
+//! The harness and the source schema against real processes: a PostgreSQL cluster with
+//! `wal_level=logical` and the MongoDB-compatible store.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use devstack::TestContext;
+use mongodb::bson::{Document, doc};
+use source_schema::PUBLICATION;
+
+async fn context() -> TestContext {
+    TestContext::new()
+        .await
+        .expect("the test stack should start")
+}
+
+async fn slots_of(ctx: &TestContext, database: &str) -> i64 {
+    let admin = devstack::postgres::connect(ctx.stack().postgres.admin_url())
+        .await
+        .unwrap();
+    admin
+        .query_one(
+            "SELECT count(*) FROM pg_replication_slots WHERE database = $1",
+            &[&database],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn migrations_apply_twice_and_the_second_run_changes_nothing() {
+    let ctx = context().await;
+    let mut client = ctx.postgres().await.unwrap();
+    // TestContext::new applied them once already.
+    let applied_again = source_schema::migrate(&mut client).await.unwrap();
+    assert!(applied_again.is_empty(), "re-run applied {applied_again:?}");
+
+    let tables: Vec<String> = client
+        .query(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    for table in [
+        "checkups",
+        "clinics",
+        "devices",
+        "measurements",
+        "patients",
+        "reports",
+        "uploads",
+    ] {
+        assert!(
+            tables.iter().any(|t| t == table),
+            "missing table {table} in {tables:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_publication_lists_exactly_the_tables_the_daemon_reads() {
+    let ctx = context().await;
+    let client = ctx.postgres().await.unwrap();
+    let published: Vec<String> = client
+        .query(
+            "SELECT tablename FROM pg_publication_tables WHERE pubname = $1 ORDER BY tablename",
+            &[&PUBLICATION],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(
+        published,
+        [
+            "checkups",
+            "clinics",
+            "devices",
+            "measurements",
+            "patients",
+            "reports"
+        ]
+    );
+    let device_columns: Vec<String> = client
+        .query_one(
+            "SELECT attnames::text[] FROM pg_publication_tables \
+             WHERE pubname = $1 AND tablename = 'devices'",
+            &[&PUBLICATION],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        !device_columns.iter().any(|c| c == "token_sha256"),
+        "{device_columns:?}"
+    );
+}
+
+#[tokio::test]
+async fn every_child_replica_identity_carries_its_parent_document_key() {
+    let ctx = context().await;
+    let client = ctx.postgres().await.unwrap();
+    let identity = |table: &'static str| {
+        let client = &client;
+        async move {
+            let columns: Vec<String> = client
+                .query(
+                    "SELECT a.attname FROM pg_index i \
+                     JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
+                     WHERE i.indrelid = $1::text::regclass \
+                       AND (i.indisreplident OR (i.indisprimary AND NOT EXISTS ( \
+                            SELECT 1 FROM pg_index r WHERE r.indrelid = i.indrelid AND r.indisreplident))) \
+                     ORDER BY a.attname",
+                    &[&table],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            columns
+        }
+    };
+    assert_eq!(identity("checkups").await, ["id", "patient_id"]);
+    assert_eq!(identity("reports").await, ["id", "patient_id"]);
+    assert_eq!(identity("measurements").await, ["code", "report_id"]);
+}
+
+#[tokio::test]
+async fn a_row_inserted_into_a_published_table_is_seen_through_a_pgoutput_slot() {
+    let ctx = context().await;
+    let client = ctx.postgres().await.unwrap();
+    let slot = ctx.unique_name("slot");
+    client
+        .execute(
+            "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
+            &[&slot],
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "INSERT INTO clinics (name) VALUES ('Seen Through The Slot')",
+            &[],
+        )
+        .await
+        .unwrap();
+
+    let messages: Vec<Vec<u8>> = client
+        .query(
+            "SELECT data FROM pg_logical_slot_get_binary_changes($1, NULL, NULL, \
+             'proto_version', '1', 'publication_names', $2)",
+            &[&slot, &PUBLICATION],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let kinds: Vec<char> = messages.iter().map(|m| char::from(m[0])).collect();
+    assert_eq!(
+        kinds,
+        ['B', 'R', 'I', 'C'],
+        "Begin, Relation, Insert, Commit"
+    );
+    let relation = String::from_utf8_lossy(&messages[1]);
+    assert!(relation.contains("clinics"), "{relation}");
+    let insert = String::from_utf8_lossy(&messages[2]);
+    assert!(insert.contains("Seen Through The Slot"), "{insert}");
+    // The slot is left for the context to drop.
+}
+
+#[tokio::test]
+async fn the_store_upserts_and_reads_a_document() {
+    let ctx = context().await;
+    let reports = ctx.store().collection::<Document>("reports");
+    for notes in ["first", "second"] {
+        reports
+            .update_one(doc! { "_id": "r-1" }, doc! { "$set": { "notes": notes } })
+            .upsert(true)
+            .await
+            .unwrap();
+    }
+    let stored = reports
+        .find_one(doc! { "_id": "r-1" })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.get_str("notes").unwrap(), "second");
+    assert_eq!(reports.count_documents(doc! {}).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn tests_running_at_the_same_time_do_not_see_each_others_data() {
+    let (a, b) = tokio::join!(context(), context());
+    assert_ne!(a.database, b.database);
+    for ctx in [&a, &b] {
+        let client = ctx.postgres().await.unwrap();
+        // The same unique clinic name in both: it would collide in a shared database.
+        client
+            .execute("INSERT INTO clinics (name) VALUES ('Same Name')", &[])
+            .await
+            .unwrap();
+        ctx.store()
+            .collection::<Document>("patients")
+            .insert_one(doc! { "_id": "same-id", "database": &ctx.database })
+            .await
+            .unwrap();
+    }
+    for ctx in [&a, &b] {
+        let client = ctx.postgres().await.unwrap();
+        let clinics: i64 = client
+            .query_one("SELECT count(*) FROM clinics", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(clinics, 1);
+        let patients = ctx.store().collection::<Document>("patients");
+        let only = patients.find_one(doc! {}).await.unwrap().unwrap();
+        assert_eq!(only.get_str("database").unwrap(), ctx.database);
+        assert_eq!(patients.count_documents(doc! {}).await.unwrap(), 1);
+    }
+}
+
+#[tokio::test]
+async fn slots_and_databases_are_dropped_when_a_test_ends_even_by_panic() {
+    let observer = context().await;
+    let (database, store_database) = std::thread::spawn(|| {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            runtime.block_on(async {
+                let ctx = context().await;
+                let client = ctx.postgres().await.unwrap();
+                let slot = ctx.unique_name("slot");
+                client
+                    .execute(
+                        "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
+                        &[&slot],
+                    )
+                    .await
+                    .unwrap();
+                ctx.store()
+                    .collection::<Document>("reports")
+                    .insert_one(doc! { "_id": 1 })
+                    .await
+                    .unwrap();
+                tx.send((ctx.database.clone(), ctx.database.clone()))
+                    .unwrap();
+                panic!("the test fails while holding a slot");
+            })
+        }));
+        assert!(outcome.is_err());
+        rx.recv().unwrap()
+    })
+    .join()
+    .unwrap();
+
+    assert_eq!(
+        slots_of(&observer, &database).await,
+        0,
+        "slot of {database} leaked"
+    );
+    let admin = devstack::postgres::connect(observer.stack().postgres.admin_url())
+        .await
+        .unwrap();
+    let exists = admin
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database])
+        .await
+        .unwrap();
+    assert!(exists.is_none(), "database {database} was not dropped");
+    let names = observer.mongo.list_database_names().await.unwrap();
+    assert!(
+        !names.contains(&store_database),
+        "store database {store_database} was not dropped"
+    );
+}
+
+#[tokio::test]
+async fn each_role_is_refused_outside_its_scope() {
+    let ctx = context().await;
+    let client = ctx.postgres().await.unwrap();
+    client
+        .batch_execute(
+            "INSERT INTO clinics (id, name) VALUES ('00000000-0000-0000-0000-000000000001', 'C'); \
+             INSERT INTO devices (clinic_id, label, token_sha256) \
+             VALUES ('00000000-0000-0000-0000-000000000001', 'tablet', decode(repeat('ab', 32), 'hex'))",
+        )
+        .await
+        .unwrap();
+    let as_role = |role: &'static str, sql: &'static str| {
+        let client = &client;
+        async move {
+            let outcome = client
+                .batch_execute(&format!("BEGIN; SET LOCAL ROLE {role}; {sql}; COMMIT"))
+                .await;
+            if outcome.is_err() {
+                client.batch_execute("ROLLBACK").await.unwrap();
+            }
+            outcome.map_err(|error| error.code().cloned())
+        }
+    };
+    let denied = Err(Some(
+        tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE,
+    ));
+
+    // The daemon's role reads what is published, never a token hash, and writes nothing.
+    assert!(
+        as_role("myhealth_replication", "SELECT id, label FROM devices")
+            .await
+            .is_ok()
+    );
+    assert_eq!(
+        as_role("myhealth_replication", "SELECT token_sha256 FROM devices").await,
+        denied
+    );
+    assert_eq!(
+        as_role("myhealth_replication", "DELETE FROM reports").await,
+        denied
+    );
+    assert_eq!(
+        as_role("myhealth_replication", "SELECT * FROM uploads").await,
+        denied
+    );
+    // The ingest role writes reports but cannot create clinics or devices.
+    assert!(
+        as_role("myhealth_ingest", "DELETE FROM reports")
+            .await
+            .is_ok()
+    );
+    assert_eq!(
+        as_role("myhealth_ingest", "INSERT INTO clinics (name) VALUES ('x')").await,
+        denied
+    );
+    assert_eq!(
+        as_role("myhealth_ingest", "UPDATE devices SET revoked_at = now()").await,
+        denied
+    );
+    // The read-only role reads and never writes.
+    assert!(
+        as_role("myhealth_readonly", "SELECT count(*) FROM measurements")
+            .await
+            .is_ok()
+    );
+    assert_eq!(
+        as_role("myhealth_readonly", "DELETE FROM uploads").await,
+        denied
+    );
+}
