@@ -1,0 +1,65 @@
+//! The daemon started in-process from environment-style settings, with PostgreSQL and MongoDB
+//! unreachable (nothing listens on port 1), so no database is needed.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use service_plumbing::shutdown::Shutdown;
+
+fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_daemon_is_alive_but_reports_both_stores_unready() {
+    let config: cdc_daemon::Config = service_plumbing::config::load_from_vars(
+        None,
+        vars(&[
+            ("MYHEALTH_HTTP__LISTEN", "127.0.0.1:0"),
+            ("MYHEALTH_HTTP__READINESS_TIMEOUT_MS", "300"),
+            (
+                "MYHEALTH_DATABASE_URL",
+                "postgres://cdc:hunter2@127.0.0.1:1/myhealth",
+            ),
+            (
+                "MYHEALTH_MONGODB_URI",
+                "mongodb://cdc:hunter3@127.0.0.1:1/?directConnection=true",
+            ),
+            ("MYHEALTH_MONGODB_DATABASE", "t_cdc"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(config.mongodb_database, "t_cdc");
+    let debug = format!("{config:?}");
+    assert!(
+        !debug.contains("hunter2") && !debug.contains("hunter3"),
+        "{debug}"
+    );
+
+    let app = cdc_daemon::build(config).await.unwrap();
+    let base = format!("http://{}", app.local_addr());
+    let shutdown = Shutdown::new();
+    let running = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+
+    let client = reqwest::Client::new();
+    let health = client.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+
+    let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["errors"][0]["pointer"], "#/dependencies/postgres");
+    assert_eq!(body["errors"][1]["pointer"], "#/dependencies/mongodb");
+
+    shutdown.trigger();
+    tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
