@@ -1,0 +1,21 @@
+# The two entry points: `make run` (the whole stack locally) and `make test` (everything CI runs).
+# Logic lives in the `devstack` crate and in scripts/; this file only strings them together.
+
+CARGO ?= cargo
+
+.PHONY: run test deps
+
+## run: start PostgreSQL, FerretDB and every service; Ctrl-C stops them all
+run: deps
+	$(CARGO) build --workspace --bins
+	target/debug/devstack run
+
+## test: formatting, lints and the whole test suite against real PostgreSQL and FerretDB
+test: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) build -p devstack --bin devstack
+	target/debug/devstack test -- $(CARGO) test --workspace
+
+deps:
+	scripts/install-deps.sh
