@@ -19,6 +19,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Debug)]
 pub struct Store {
     uri: String,
+    /// FerretDB's port (0 for a server from `MONGODB_URI`).
+    port: u16,
     /// The FerretDB process; `None` when `MONGODB_URI` names an existing server.
     process: Option<Supervised>,
 }
@@ -28,7 +30,11 @@ impl Store {
     /// `port`).
     pub async fn from_env_or_start(port: Option<u16>) -> Result<Self, HarnessError> {
         match std::env::var("MONGODB_URI") {
-            Ok(uri) if !uri.is_empty() => Ok(Store { uri, process: None }),
+            Ok(uri) if !uri.is_empty() => Ok(Store {
+                uri,
+                port: 0,
+                process: None,
+            }),
             _ => Self::start_ferretdb(port).await,
         }
     }
@@ -50,13 +56,32 @@ impl Store {
             format!("-listen=127.0.0.1:{port}"),
             format!("-data-dir={}", dir.join("data").display()),
         ];
-        let process = Supervised::start(&command, &dir.join("ferretdb.log"), Some(&dir))?;
+        let process = Supervised::start(&command, &dir.join("ferretdb.log"), &dir)?;
         let mut store = Store {
             uri: format!("mongodb://127.0.0.1:{port}/?directConnection=true"),
+            port,
             process: Some(process),
         };
-        store.wait_until_ready(port).await?;
+        store.wait_until_ready().await?;
         Ok(store)
+    }
+
+    /// Stops the harness's FerretDB, keeping its data, to simulate an outage.
+    pub async fn stop(&mut self) -> Result<(), HarnessError> {
+        self.process_mut()?.stop_server().await
+    }
+
+    /// Starts FerretDB again after [`Store::stop`] and waits until it accepts connections.
+    pub async fn restart(&mut self) -> Result<(), HarnessError> {
+        self.process_mut()?.start_server()?;
+        self.wait_until_ready().await
+    }
+
+    fn process_mut(&mut self) -> Result<&mut Supervised, HarnessError> {
+        self.process.as_mut().ok_or_else(|| HarnessError::Missing {
+            what: "the harness's FerretDB".to_string(),
+            hint: "a server from MONGODB_URI cannot be stopped by the tests".to_string(),
+        })
     }
 
     /// The connection string.
@@ -69,10 +94,10 @@ impl Store {
         self.process.is_some()
     }
 
-    async fn wait_until_ready(&mut self, port: u16) -> Result<(), HarnessError> {
+    async fn wait_until_ready(&mut self) -> Result<(), HarnessError> {
         let started = Instant::now();
         loop {
-            let error = match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            let error = match tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await {
                 Ok(_) => return Ok(()),
                 Err(error) => error.to_string(),
             };

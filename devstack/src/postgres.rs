@@ -113,7 +113,7 @@ impl PostgresServer {
             server.push(format!("{key}={value}"));
         }
         let log = dir.join("postgres.log");
-        let process = Supervised::start(&server, &log, Some(&dir))?;
+        let process = Supervised::start(&server, &log, &dir)?;
 
         let admin_url = Url::parse(&format!("postgres://postgres@127.0.0.1:{port}/postgres"))
             .map_err(|error| HarnessError::BadUrl {
@@ -126,6 +126,25 @@ impl PostgresServer {
         };
         cluster.wait_until_ready().await?;
         Ok(cluster)
+    }
+
+    /// Stops the throwaway cluster (fast shutdown), keeping its data, to simulate an outage.
+    pub async fn stop(&mut self) -> Result<(), HarnessError> {
+        self.process_mut()?.stop_server().await
+    }
+
+    /// Starts the cluster again after [`PostgresServer::stop`] and waits until it accepts
+    /// connections.
+    pub async fn restart(&mut self) -> Result<(), HarnessError> {
+        self.process_mut()?.start_server()?;
+        self.wait_until_ready().await
+    }
+
+    fn process_mut(&mut self) -> Result<&mut Supervised, HarnessError> {
+        self.process.as_mut().ok_or_else(|| HarnessError::Missing {
+            what: "a throwaway cluster".to_string(),
+            hint: "only a cluster the harness started can be stopped and restarted".to_string(),
+        })
     }
 
     /// The URL of the server's administrative database.

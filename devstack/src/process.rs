@@ -5,24 +5,38 @@
 //! (a test process exits, a `kill -9`), the pipe closes, the supervisor stops the server with
 //! SIGINT (fast shutdown for PostgreSQL), waits for it and removes its throwaway directory. So a
 //! harness never leaks a server or its data, whatever happens to the tests.
+//!
+//! The same pipe carries `stop` and `start` lines, so tests can take a server down and bring it
+//! back on the same data (an outage), still under the supervisor.
 
+use std::io::Write;
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use crate::HarnessError;
 
-/// The supervisor: runs the server in the background, waits for its standard input to close,
-/// then stops the server and removes `$1` if it is not empty.
+/// The supervisor: runs the server (`$3...`) in the background and obeys `stop`/`start` lines
+/// on its standard input, touching `$2` once a stop has completed; when its input closes, it
+/// stops the server and removes `$1`.
 const SUPERVISOR: &str = r#"
-cleanup_dir="$1"; shift
+cleanup_dir="$1"; stopped_marker="$2"; shift 2
 "$@" &
 server=$!
-read -r _ignored || true
+while read -r command; do
+    case "$command" in
+        stop) kill -INT "$server" 2>/dev/null; wait "$server"; : > "$stopped_marker" ;;
+        start) rm -f "$stopped_marker"; "$@" & server=$! ;;
+    esac
+done
 kill -INT "$server" 2>/dev/null
 wait "$server"
-if [ -n "$cleanup_dir" ]; then rm -rf "$cleanup_dir"; fi
+rm -rf "$cleanup_dir"
 "#;
+
+/// How long a server may take to stop.
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A running server process, stopped (and its throwaway directory removed) on drop.
 #[derive(Debug)]
@@ -30,16 +44,13 @@ pub struct Supervised {
     supervisor: Child,
     lifeline: Option<ChildStdin>,
     log: PathBuf,
+    stopped_marker: PathBuf,
 }
 
 impl Supervised {
-    /// Starts `command` with its output appended to `log`. If `cleanup_dir` is given, it is
-    /// removed after the server has stopped.
-    pub fn start(
-        command: &[String],
-        log: &Path,
-        cleanup_dir: Option<&Path>,
-    ) -> Result<Supervised, HarnessError> {
+    /// Starts `command` with its output appended to `log`. `dir` (which holds the server's
+    /// throwaway data) is removed after the server has stopped for good.
+    pub fn start(command: &[String], log: &Path, dir: &Path) -> Result<Supervised, HarnessError> {
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -51,12 +62,13 @@ impl Supervised {
         let log_err = log_file
             .try_clone()
             .map_err(HarnessError::io("failed to duplicate a log handle"))?;
-        let cleanup = cleanup_dir.map(|dir| dir.display().to_string());
+        let stopped_marker = dir.join("server-stopped");
         let mut supervisor = Command::new("sh")
             .arg("-c")
             .arg(SUPERVISOR)
             .arg("devstack-supervisor")
-            .arg(cleanup.unwrap_or_default())
+            .arg(dir)
+            .arg(&stopped_marker)
             .args(command)
             .stdin(Stdio::piped())
             .stdout(log_file)
@@ -71,7 +83,42 @@ impl Supervised {
             supervisor,
             lifeline,
             log: log.to_path_buf(),
+            stopped_marker,
         })
+    }
+
+    /// Stops the server (SIGINT) and waits until it has exited; its data stays.
+    pub async fn stop_server(&mut self) -> Result<(), HarnessError> {
+        let _ = std::fs::remove_file(&self.stopped_marker);
+        self.send("stop")?;
+        let started = Instant::now();
+        while !self.stopped_marker.exists() {
+            if started.elapsed() > STOP_TIMEOUT {
+                return Err(HarnessError::Command {
+                    command: "stop".to_string(),
+                    detail: format!("the server did not stop in time{}", self.log_tail()),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
+    /// Starts the server again after [`Supervised::stop_server`], with the same command.
+    pub fn start_server(&mut self) -> Result<(), HarnessError> {
+        self.send("start")
+    }
+
+    fn send(&mut self, command: &str) -> Result<(), HarnessError> {
+        let lifeline = self.lifeline.as_mut().ok_or_else(|| HarnessError::Io {
+            action: "the supervisor is gone".to_string(),
+            source: std::io::ErrorKind::BrokenPipe.into(),
+        })?;
+        writeln!(lifeline, "{command}")
+            .and_then(|()| lifeline.flush())
+            .map_err(HarnessError::io(format!(
+                "failed to send {command} to the supervisor"
+            )))
     }
 
     /// Whether the supervisor (and so the server) has exited.
