@@ -1,21 +1,31 @@
-//! Tablet-facing upload API.
+//! Tablet-facing upload API: clinic tablets bulk-upload checkups, amend and delete reports.
 //!
-//! For now it serves only the built-in `/healthz`, `/readyz` (is PostgreSQL reachable?) and
-//! `/metrics`; the upload routes come with their own issue. [`build`] binds the listener and
-//! prepares the connection pool without connecting, so tests can start the service in-process
-//! on port 0 and read the port from [`App::local_addr`].
+//! A request flows through [`routes`] (HTTP), [`auth`] (device token), [`body`] (content type,
+//! gzip, size limit), [`validation`] (JSON → the domain types of [`upload`], or every problem
+//! with its JSON pointer) and [`store`] (one PostgreSQL transaction). [`build`] binds the
+//! listener and prepares the pool without connecting, so tests start the service in-process on
+//! port 0 and read the port from [`App::local_addr`].
 
+pub mod auth;
+pub mod body;
+pub mod metrics;
 mod postgres;
+pub mod routes;
+pub mod store;
+pub mod upload;
+pub mod validation;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 
 use anyhow::Context;
 use secrecy::SecretString;
 use serde::Deserialize;
-use service_plumbing::http::{HttpServer, HttpSettings, Readiness, Router};
+use service_plumbing::http::{HttpServer, HttpSettings, Readiness};
 use service_plumbing::metrics::Metrics;
 use service_plumbing::shutdown::Shutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 /// Name of the service in logs.
 pub const SERVICE_NAME: &str = "ingest-api";
@@ -34,10 +44,33 @@ pub struct Config {
     /// Maximum number of pooled PostgreSQL connections (`MYHEALTH_DATABASE_POOL_SIZE`).
     #[serde(default = "default_pool_size")]
     pub database_pool_size: usize,
+    /// Largest upload body in bytes, after decompression (`MYHEALTH_MAX_BODY_BYTES`).
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Uploads processed at once; more are refused with 503 and `Retry-After`
+    /// (`MYHEALTH_MAX_CONCURRENT_UPLOADS`).
+    #[serde(default = "default_max_concurrent_uploads")]
+    pub max_concurrent_uploads: usize,
+    /// The CDC daemon's replication slot, whose confirmed position tells whether an upload is
+    /// in the read store (`MYHEALTH_CDC_SLOT`).
+    #[serde(default = "default_cdc_slot")]
+    pub cdc_slot: String,
 }
 
 fn default_pool_size() -> usize {
     16
+}
+
+fn default_max_body_bytes() -> usize {
+    8 * 1024 * 1024
+}
+
+fn default_max_concurrent_uploads() -> usize {
+    32
+}
+
+fn default_cdc_slot() -> String {
+    "myhealth_cdc".to_string()
 }
 
 /// A built service, bound to its port but not yet serving.
@@ -51,12 +84,22 @@ pub struct App {
 /// Prepares the PostgreSQL pool, the routes and the metrics, and binds the listen address.
 pub async fn build(config: Config) -> anyhow::Result<App> {
     let pool = postgres::pool(&config.database_url, config.database_pool_size)?;
+    let checked = pool.clone();
     let readiness = Readiness::new().with_check("postgres", move || {
-        let pool = pool.clone();
+        let pool = checked.clone();
         async move { postgres::check(&pool).await }
     });
     let metrics = Metrics::new().context("failed to set up metrics")?;
-    let server = HttpServer::new(config.http.clone(), Router::new(), readiness, metrics)
+    let state = Arc::new(routes::State {
+        pool,
+        max_body_bytes: config.max_body_bytes,
+        limits: validation::Limits::default(),
+        cdc_slot: config.cdc_slot.clone(),
+        upload_permits: Arc::new(Semaphore::new(config.max_concurrent_uploads)),
+        metrics: metrics::IngestMetrics::register(&metrics).context("failed to set up metrics")?,
+    });
+    let router = routes::router(state).context("failed to set up routes")?;
+    let server = HttpServer::new(config.http.clone(), router, readiness, metrics)
         .context("failed to set up http server")?;
     let listen = config.http.listen_or(DEFAULT_LISTEN);
     let listener = TcpListener::bind(listen)

@@ -1,11 +1,13 @@
-//! The `ingest-api` binary: parses the command line, starts logging, loads the configuration
-//! and serves until SIGTERM or SIGINT.
+//! The `ingest-api` binary: serves the API (the default), or runs an operator command on
+//! devices. Parses the command line, starts logging, loads the configuration.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret;
 use service_plumbing::shutdown::Shutdown;
 
 /// Tablet-facing upload API.
@@ -13,8 +15,42 @@ use service_plumbing::shutdown::Shutdown;
 #[command(version, about)]
 struct Cli {
     /// TOML configuration file; `MYHEALTH_*` environment variables override its values.
-    #[arg(long, env = "MYHEALTH_CONFIG")]
+    #[arg(long, env = "MYHEALTH_CONFIG", global = true)]
     config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the API until SIGTERM or SIGINT (what runs without a command).
+    Serve,
+    /// Manage clinic tablets.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum DeviceCommand {
+    /// Create a device (and its clinic if needed); prints its token alone on stdout. Only the
+    /// token's hash is stored: this is the one time it can be seen.
+    Add {
+        /// The clinic's name.
+        #[arg(long)]
+        clinic: String,
+        /// A label unique within the clinic, e.g. "tablet-3".
+        #[arg(long)]
+        label: String,
+    },
+    /// Revoke a device: its token stops working at once.
+    Revoke {
+        /// The clinic's name.
+        #[arg(long)]
+        clinic: String,
+        /// The device's label.
+        #[arg(long)]
+        label: String,
+    },
 }
 
 #[tokio::main]
@@ -37,10 +73,37 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let config: ingest_api::Config = service_plumbing::config::load(cli.config.as_deref())
         .context("failed to load configuration")?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config).await,
+        Command::Device(command) => device(config, command).await,
+    }
+}
+
+async fn serve(config: ingest_api::Config) -> anyhow::Result<()> {
     let shutdown = Shutdown::listen_for_signals()?;
     let app = ingest_api::build(config).await?;
     tracing::info!(address = %app.local_addr(), "listening");
     app.run_until_stopped(shutdown).await?;
     tracing::info!("stopped");
+    Ok(())
+}
+
+async fn device(config: ingest_api::Config, command: DeviceCommand) -> anyhow::Result<()> {
+    let (mut client, connection) =
+        tokio_postgres::connect(config.database_url.expose_secret(), tokio_postgres::NoTls)
+            .await
+            .context("failed to connect to the database")?;
+    tokio::spawn(connection);
+    match command {
+        DeviceCommand::Add { clinic, label } => {
+            let (id, token) = ingest_api::store::devices::add(&mut client, &clinic, &label).await?;
+            tracing::info!(device = %id, %clinic, %label, "device added");
+            writeln!(std::io::stdout(), "{token}").context("failed to print the token")?;
+        }
+        DeviceCommand::Revoke { clinic, label } => {
+            let id = ingest_api::store::devices::revoke(&client, &clinic, &label).await?;
+            tracing::info!(device = %id, %clinic, %label, "device revoked");
+        }
+    }
     Ok(())
 }

@@ -49,7 +49,7 @@ pub struct Problem {
 /// One entry of [`Problem::errors`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldError {
-    /// A JSON pointer (RFC 6901) to the offending value, such as `#/reports/0/taken_at`.
+    /// A JSON pointer (RFC 6901) to the offending value, such as `/checkups/0/reports/2/taken_at`.
     pub pointer: String,
     /// What is wrong with it.
     pub detail: String,

@@ -59,6 +59,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         ServiceSpec::new("cdc-daemon", "CDC_METRICS_URL", args.cdc_port),
     ];
     let mut services = RunningServices::start(&specs, &shared_env).await?;
+    let device_token = demo_device(&database_url).await?;
 
     let mut lines = vec![
         ("DATABASE_URL".to_string(), database_url),
@@ -66,6 +67,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         ("MONGODB_DATABASE".to_string(), args.database.clone()),
     ];
     lines.extend(services.urls());
+    lines.push(("DEVICE_TOKEN".to_string(), device_token));
     write_env_file(&env_file, &lines)?;
 
     eprintln!("devstack: the stack is ready (Ctrl-C stops it)");
@@ -114,6 +116,38 @@ async fn create_and_migrate(stack: &Stack, database: &str) -> Result<String> {
         applied.len()
     );
     Ok(url)
+}
+
+/// Creates a tablet of "Demo Clinic" with the operator command an SRE would use, and returns its
+/// token, so that the README's curl example works as pasted.
+async fn demo_device(database_url: &str) -> Result<String> {
+    let binary = std::env::current_exe()
+        .context("failed to locate the devstack binary")?
+        .with_file_name("ingest-api");
+    let label = format!(
+        "demo-tablet-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let output = tokio::process::Command::new(&binary)
+        .args([
+            "device",
+            "add",
+            "--clinic",
+            "Demo Clinic",
+            "--label",
+            &label,
+        ])
+        .env("MYHEALTH_DATABASE_URL", database_url)
+        .output()
+        .await
+        .with_context(|| format!("failed to run {}", binary.display()))?;
+    if !output.status.success() {
+        anyhow::bail!(
+            "`ingest-api device add` failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
 }
 
 /// Writes `KEY=VALUE` lines for scripts (`set -a; . target/devstack/env`).

@@ -1,0 +1,8 @@
+//! The ingest API over real HTTP against a real PostgreSQL: one binary, one module per concern.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod amendments;
+mod openapi;
+mod support;
+mod uploads;
