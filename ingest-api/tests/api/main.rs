@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod amendments;
+mod limits;
 mod openapi;
 mod support;
 mod uploads;
