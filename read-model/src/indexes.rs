@@ -1,0 +1,41 @@
+//! The indexes the read model needs, created by the daemon at start. Every reports API query is
+//! served by one of them (on MongoDB; FerretDB's SQLite backend creates but does not use them).
+
+use mongodb::bson::{Document, doc};
+use mongodb::options::IndexOptions;
+use mongodb::{Database, IndexModel};
+
+use crate::REPORTS;
+
+/// A patient's reports, newest first: `GET /v1/me/reports` and the daemon's fan-outs by patient.
+pub const REPORTS_BY_PATIENT: &str = "patient_taken_at";
+/// A patient's reports of one instrument type, newest first.
+pub const REPORTS_BY_PATIENT_INSTRUMENT: &str = "patient_instrument_taken_at";
+
+fn index(name: &str, keys: Document) -> IndexModel {
+    IndexModel::builder()
+        .keys(keys)
+        .options(IndexOptions::builder().name(name.to_string()).build())
+        .build()
+}
+
+/// Creates the read model's indexes if they do not exist (idempotent).
+pub async fn create(database: &Database) -> Result<(), mongodb::error::Error> {
+    let reports = database.collection::<Document>(REPORTS);
+    reports
+        .create_indexes([
+            index(
+                REPORTS_BY_PATIENT,
+                doc! { "patient_id": 1, "taken_at": -1, "_id": -1 },
+            ),
+            index(
+                REPORTS_BY_PATIENT_INSTRUMENT,
+                doc! { "patient_id": 1, "instrument.type": 1, "taken_at": -1, "_id": -1 },
+            ),
+            index("checkup", doc! { "checkup_id": 1 }),
+            index("clinic", doc! { "checkup.clinic_id": 1 }),
+            index("device", doc! { "checkup.device_id": 1 }),
+        ])
+        .await?;
+    Ok(())
+}

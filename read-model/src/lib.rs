@@ -1,0 +1,32 @@
+//! The read model in MongoDB: the contract between `cdc-daemon`, which writes it, and
+//! `reports-api`, which reads it.
+//!
+//! - `reports`: one document per report, `_id` = report id, fully denormalized (patient
+//!   snapshot, checkup with clinic name and device label, instrument, status, notes, `raw` as
+//!   JSON text, measurements keyed by code, `_cdc` with the source commit LSN and time);
+//! - `patients`: one document per patient: demographics and `latest`, the newest value of each
+//!   measurement code (reports entered in error do not count);
+//! - `lookup_clinics`, `lookup_devices`, `lookup_checkups`: what the daemon needs to
+//!   denormalize new reports without querying the source; nobody else reads them;
+//! - `cdc_checkpoints`: per replication slot, the last source commit whose writes are all
+//!   acknowledged by the store;
+//! - `cdc_dead_letters`: changes the daemon could not map, kept for inspection and replay.
+
+pub mod checkpoint;
+pub mod indexes;
+pub mod lsn;
+
+/// Report documents.
+pub const REPORTS: &str = "reports";
+/// Per-patient documents.
+pub const PATIENTS: &str = "patients";
+/// Clinic names, for denormalizing checkups.
+pub const LOOKUP_CLINICS: &str = "lookup_clinics";
+/// Device labels, for denormalizing checkups.
+pub const LOOKUP_DEVICES: &str = "lookup_devices";
+/// Checkups, for denormalizing reports.
+pub const LOOKUP_CHECKUPS: &str = "lookup_checkups";
+/// Replication checkpoints, one per slot.
+pub const CHECKPOINTS: &str = "cdc_checkpoints";
+/// Changes that could not be mapped.
+pub const DEAD_LETTERS: &str = "cdc_dead_letters";
