@@ -1,10 +1,22 @@
 //! Change-data-capture daemon: PostgreSQL logical replication into the MongoDB read store.
 //!
-//! The replication pipeline is added by the CDC issue; for now the daemon only serves its
-//! operations port: `/healthz`, `/readyz` (PostgreSQL and MongoDB reachable) and `/metrics`.
+//! The pipeline, in the order the data flows (see [`pipeline`]): [`replication`] → [`decode`]
+//! → [`mapping`] → [`sink`] → [`checkpoint`]. Around it: [`lag`] and [`metrics`] for SREs, the
+//! operations port (`/healthz`, `/readyz`, `/metrics`), and [`verify`], which compares the
+//! store with PostgreSQL.
 
+pub mod backoff;
+pub mod checkpoint;
+pub mod decode;
+pub mod lag;
+pub mod mapping;
+pub mod metrics;
 mod mongo;
+pub mod pipeline;
 mod postgres;
+pub mod replication;
+pub mod sink;
+pub mod verify;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -38,34 +50,122 @@ pub struct Config {
     /// Database holding the read store (`MYHEALTH_MONGODB_DATABASE`).
     #[serde(default = "default_database")]
     pub mongodb_database: String,
+    /// Replication slot (`MYHEALTH_SLOT`); created if missing.
+    #[serde(default = "default_slot")]
+    pub slot: String,
+    /// Publication to stream (`MYHEALTH_PUBLICATION`).
+    #[serde(default = "default_publication")]
+    pub publication: String,
+    /// Flush a batch at this many row changes (`MYHEALTH_BATCH_MAX_CHANGES`).
+    #[serde(default = "default_batch_max_changes")]
+    pub batch_max_changes: usize,
+    /// Flush a batch at about this many bytes (`MYHEALTH_BATCH_MAX_BYTES`).
+    #[serde(default = "default_batch_max_bytes")]
+    pub batch_max_bytes: usize,
+    /// Flush a batch at most this long after its first change (`MYHEALTH_BATCH_MAX_DELAY_MS`).
+    #[serde(default = "default_batch_max_delay_ms")]
+    pub batch_max_delay_ms: u64,
+    /// Entries per lookup cache (`MYHEALTH_CACHE_CAPACITY`).
+    #[serde(default = "default_cache_capacity")]
+    pub cache_capacity: usize,
 }
 
 fn default_database() -> String {
     "myhealth".to_owned()
 }
 
+fn default_slot() -> String {
+    "myhealth_cdc".to_owned()
+}
+
+fn default_publication() -> String {
+    source_schema::PUBLICATION.to_owned()
+}
+
+fn default_batch_max_changes() -> usize {
+    5000
+}
+
+fn default_batch_max_bytes() -> usize {
+    8 * 1024 * 1024
+}
+
+fn default_batch_max_delay_ms() -> u64 {
+    50
+}
+
+fn default_cache_capacity() -> usize {
+    100_000
+}
+
+impl Config {
+    /// Checks what can be checked without I/O.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let valid_name = |name: &str| {
+            !name.is_empty()
+                && name.len() <= 63
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        };
+        anyhow::ensure!(
+            valid_name(&self.slot),
+            "slot {:?} must be 1-63 characters of a-z, 0-9 and _",
+            self.slot
+        );
+        anyhow::ensure!(
+            self.batch_max_changes > 0,
+            "batch_max_changes must be positive"
+        );
+        Ok(())
+    }
+}
+
 /// A built daemon, bound to its operations port but not yet running.
-#[derive(Debug)]
 pub struct App {
     local_addr: SocketAddr,
     listener: TcpListener,
     server: HttpServer,
+    pipeline: pipeline::Pipeline,
+    pool: deadpool_postgres::Pool,
 }
 
 /// Prepares the PostgreSQL pool and the MongoDB client (neither connects yet), the metrics,
 /// and binds the operations port.
-pub async fn build(config: Config) -> anyhow::Result<App> {
+pub async fn build(config: Config, shutdown: Shutdown) -> anyhow::Result<App> {
+    config.validate()?;
     let pool = postgres::pool(&config.database_url, POSTGRES_POOL_SIZE)?;
     let database = mongo::database(&config.mongodb_uri, &config.mongodb_database).await?;
+    let checked_pool = pool.clone();
+    let checked_database = database.clone();
     let readiness = Readiness::new()
         .with_check("postgres", move || {
-            let pool = pool.clone();
+            let pool = checked_pool.clone();
             async move { postgres::check(&pool).await }
         })
-        .with_check("mongodb", move || mongo::check(database.clone()));
-    let metrics = Metrics::new().context("failed to set up metrics")?;
-    let server = HttpServer::new(config.http.clone(), Router::new(), readiness, metrics)
+        .with_check("mongodb", move || mongo::check(checked_database.clone()));
+    let registry = Metrics::new().context("failed to set up metrics")?;
+    let metrics = metrics::CdcMetrics::register(&registry).context("failed to set up metrics")?;
+    let server = HttpServer::new(config.http.clone(), Router::new(), readiness, registry)
         .context("failed to set up http server")?;
+    let pipeline = pipeline::Pipeline {
+        source: replication::Source {
+            url: config.database_url.clone(),
+            slot: config.slot.clone(),
+            publication: config.publication.clone(),
+        },
+        database,
+        settings: pipeline::Settings {
+            max_batch_changes: config.batch_max_changes,
+            max_batch_bytes: config.batch_max_bytes,
+            max_batch_delay: std::time::Duration::from_millis(config.batch_max_delay_ms),
+            cache_capacity: config.cache_capacity,
+            shutdown_deadline: std::time::Duration::from_millis(config.http.shutdown_deadline_ms),
+        },
+        metrics,
+        lag: std::sync::Arc::new(lag::LagState::default()),
+        shutdown,
+    };
     let listen = config.http.listen_or(DEFAULT_LISTEN);
     let listener = TcpListener::bind(listen)
         .await
@@ -77,6 +177,8 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         local_addr,
         listener,
         server,
+        pipeline,
+        pool,
     })
 }
 
@@ -86,9 +188,21 @@ impl App {
         self.local_addr
     }
 
-    /// Serves the operations port until `shutdown` is triggered.
-    pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
-        self.server.serve(self.listener, shutdown).await;
+    /// Streams and serves the operations port until the shutdown given to [`build`] is
+    /// triggered; returns once the last batch is checkpointed (or the deadline passed).
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let shutdown = self.pipeline.shutdown.clone();
+        let poller = tokio::spawn(lag::poll(
+            self.pool,
+            self.pipeline.source.slot.clone(),
+            self.pipeline.lag.clone(),
+            self.pipeline.metrics.clone(),
+            shutdown.clone(),
+        ));
+        let server = tokio::spawn(self.server.serve(self.listener, shutdown));
+        self.pipeline.run().await;
+        let _ = poller.await;
+        let _ = server.await;
         Ok(())
     }
 }

@@ -41,10 +41,10 @@ async fn the_daemon_is_alive_but_reports_both_stores_unready() {
         "{debug}"
     );
 
-    let app = cdc_daemon::build(config).await.unwrap();
-    let base = format!("http://{}", app.local_addr());
     let shutdown = Shutdown::new();
-    let running = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    let app = cdc_daemon::build(config, shutdown.clone()).await.unwrap();
+    let base = format!("http://{}", app.local_addr());
+    let running = tokio::spawn(app.run_until_stopped());
 
     let client = reqwest::Client::new();
     let health = client.get(format!("{base}/healthz")).send().await.unwrap();

@@ -1,0 +1,354 @@
+//! Row values → document fields, as the document contract in `read-model` describes them. The
+//! streaming mapping and `cdc-daemon verify` build documents with these same functions.
+//!
+//! Values follow `mongodb-subset.md`: uuids and dates become strings (`YYYY-MM-DD`),
+//! timestamps BSON datetimes (milliseconds), numerics a double when it round-trips exactly and
+//! a string otherwise, JSON (`raw`) its text. A column absent from the row (an unchanged TOASTed
+//! value in an UPDATE) is left out of the fields, never written as null.
+
+use mongodb::bson::{Bson, DateTime, Document, doc};
+use uuid::Uuid;
+
+use crate::decode::relations::Row;
+use crate::decode::values::Value;
+
+/// A row that cannot become a document.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("column {column}: {detail}")]
+pub struct FieldError {
+    /// The column.
+    pub column: String,
+    /// What is wrong with it.
+    pub detail: String,
+}
+
+fn field_error(column: &str, detail: impl Into<String>) -> FieldError {
+    FieldError {
+        column: column.to_string(),
+        detail: detail.into(),
+    }
+}
+
+/// A required uuid column.
+pub fn uuid(row: &Row, column: &str) -> Result<Uuid, FieldError> {
+    match row.get(column) {
+        Some(Value::Uuid(id)) => Ok(*id),
+        Some(other) => Err(field_error(
+            column,
+            format!("expected a uuid, found {}", kind(other)),
+        )),
+        None => Err(field_error(column, "is missing")),
+    }
+}
+
+/// A required text column.
+pub fn text<'r>(row: &'r Row, column: &str) -> Result<&'r str, FieldError> {
+    match row.get(column) {
+        Some(Value::Text(text)) => Ok(text),
+        Some(other) => Err(field_error(
+            column,
+            format!("expected text, found {}", kind(other)),
+        )),
+        None => Err(field_error(column, "is missing")),
+    }
+}
+
+/// A required timestamp column as milliseconds since the epoch.
+pub fn timestamp(row: &Row, column: &str) -> Result<DateTime, FieldError> {
+    match row.get(column) {
+        Some(value @ (Value::TimestampTz(_) | Value::Timestamp(_))) => Ok(to_datetime(value)),
+        Some(other) => Err(field_error(
+            column,
+            format!("expected a timestamp, found {}", kind(other)),
+        )),
+        None => Err(field_error(column, "is missing")),
+    }
+}
+
+fn to_datetime(value: &Value) -> DateTime {
+    let instant = match value {
+        Value::TimestampTz(instant) => *instant,
+        Value::Timestamp(local) => local.assume_utc(),
+        _ => return DateTime::from_millis(0),
+    };
+    let millis = instant.unix_timestamp_nanos() / 1_000_000;
+    DateTime::from_millis(i64::try_from(millis).unwrap_or(i64::MAX))
+}
+
+/// The document value of any column value.
+pub fn bson(value: &Value) -> Bson {
+    match value {
+        Value::Null => Bson::Null,
+        Value::Bool(flag) => Bson::Boolean(*flag),
+        Value::Int(number) => Bson::Int64(*number),
+        Value::Float(number) if number.is_finite() => Bson::Double(*number),
+        Value::Float(number) => Bson::String(number.to_string()),
+        Value::Numeric(text) => numeric(text),
+        Value::Text(text) | Value::Json(text) => Bson::String(text.clone()),
+        Value::Uuid(id) => Bson::String(id.to_string()),
+        Value::Date(date) => Bson::String(date.to_string()),
+        Value::Timestamp(_) | Value::TimestampTz(_) => Bson::DateTime(to_datetime(value)),
+    }
+}
+
+/// A numeric as a double when the double prints back as the same number, else as its text.
+pub fn numeric(text: &str) -> Bson {
+    let normalize = |text: &str| -> String {
+        if text.contains('.') {
+            text.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            text.to_string()
+        }
+    };
+    match text.parse::<f64>() {
+        Ok(number) if number.is_finite() && normalize(&number.to_string()) == normalize(text) => {
+            Bson::Double(number)
+        }
+        _ => Bson::String(text.to_string()),
+    }
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Int(_) => "an integer",
+        Value::Float(_) => "a float",
+        Value::Numeric(_) => "a numeric",
+        Value::Text(_) => "text",
+        Value::Json(_) => "json",
+        Value::Uuid(_) => "a uuid",
+        Value::Date(_) => "a date",
+        Value::Timestamp(_) | Value::TimestampTz(_) => "a timestamp",
+    }
+}
+
+/// Copies the present `columns` of `row` into `fields` under the same names.
+fn copy_present(row: &Row, columns: &[&str], fields: &mut Document) {
+    for column in columns {
+        if let Some(value) = row.get(column) {
+            fields.insert(*column, bson(value));
+        }
+    }
+}
+
+/// The patient snapshot embedded in report documents.
+pub fn patient_snapshot(row: &Row) -> Result<Document, FieldError> {
+    let mut snapshot = doc! { "id": uuid(row, "id")?.to_string() };
+    for column in ["external_ref", "full_name", "birth_date", "sex"] {
+        let value = row
+            .get(column)
+            .ok_or_else(|| field_error(column, "is missing"))?;
+        snapshot.insert(column, bson(value));
+    }
+    Ok(snapshot)
+}
+
+/// The demographics fields of a patient document.
+pub fn patient_fields(row: &Row) -> Document {
+    let mut fields = Document::new();
+    copy_present(
+        row,
+        &[
+            "external_ref",
+            "full_name",
+            "birth_date",
+            "sex",
+            "phone",
+            "email",
+        ],
+        &mut fields,
+    );
+    fields
+}
+
+/// The fields of a checkup lookup document.
+pub fn checkup_fields(row: &Row) -> Result<Document, FieldError> {
+    let mut fields = doc! {
+        "patient_id": uuid(row, "patient_id")?.to_string(),
+        "clinic_id": uuid(row, "clinic_id")?.to_string(),
+        "device_id": uuid(row, "device_id")?.to_string(),
+        "started_at": timestamp(row, "started_at")?,
+    };
+    copy_present(row, &["completed_at"], &mut fields);
+    Ok(fields)
+}
+
+/// The checkup as embedded in report documents, from its lookup document and its clinic's and
+/// device's names.
+pub fn checkup_embedded(
+    id: &str,
+    lookup: &Document,
+    clinic_name: &str,
+    device_label: &str,
+) -> Document {
+    doc! {
+        "id": id,
+        "clinic_id": lookup.get("clinic_id").cloned().unwrap_or(Bson::Null),
+        "clinic_name": clinic_name,
+        "device_id": lookup.get("device_id").cloned().unwrap_or(Bson::Null),
+        "device_label": device_label,
+        "started_at": lookup.get("started_at").cloned().unwrap_or(Bson::Null),
+        "completed_at": lookup.get("completed_at").cloned().unwrap_or(Bson::Null),
+    }
+}
+
+/// The report's own fields (everything but the embedded patient, checkup and measurements).
+pub fn report_fields(row: &Row) -> Result<Document, FieldError> {
+    let mut fields = doc! {
+        "patient_id": uuid(row, "patient_id")?.to_string(),
+        "checkup_id": uuid(row, "checkup_id")?.to_string(),
+        "instrument": {
+            "type": text(row, "instrument_type")?,
+            "serial": text(row, "instrument_serial")?,
+        },
+        "taken_at": timestamp(row, "taken_at")?,
+        "status": text(row, "status")?,
+    };
+    copy_present(row, &["notes", "raw"], &mut fields);
+    Ok(fields)
+}
+
+/// A measurement's code (checked to be usable as a document key) and its sub-document.
+pub fn measurement(row: &Row) -> Result<(String, Document), FieldError> {
+    let code = text(row, "code")?;
+    if code.is_empty() || code.starts_with('$') || code.contains('.') || code.contains('\0') {
+        return Err(field_error(
+            "code",
+            format!("{code:?} cannot be a document key"),
+        ));
+    }
+    let mut fields = doc! { "code": code };
+    for (column, name) in [
+        ("display_name", "name"),
+        ("value", "value"),
+        ("unit", "unit"),
+        ("reference_low", "reference_low"),
+        ("reference_high", "reference_high"),
+        ("flag", "flag"),
+    ] {
+        let value = row
+            .get(column)
+            .ok_or_else(|| field_error(column, "is missing"))?;
+        fields.insert(name, bson(value));
+    }
+    Ok((code.to_string(), fields))
+}
+
+/// One patient's reports as the latest-value computation needs them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportValues {
+    /// The report id.
+    pub report_id: String,
+    /// When it was taken.
+    pub taken_at: DateTime,
+    /// Whether it was entered in error (such reports never count).
+    pub entered_in_error: bool,
+    /// Its measurements, keyed by code.
+    pub measurements: Document,
+}
+
+/// The entry of `latest.<code>` for a measurement of a report.
+pub fn latest_entry(measurement: &Document, report_id: &str, taken_at: DateTime) -> Document {
+    doc! {
+        "value": measurement.get("value").cloned().unwrap_or(Bson::Null),
+        "unit": measurement.get("unit").cloned().unwrap_or(Bson::Null),
+        "name": measurement.get("name").cloned().unwrap_or(Bson::Null),
+        "flag": measurement.get("flag").cloned().unwrap_or(Bson::Null),
+        "taken_at": taken_at,
+        "report_id": report_id,
+    }
+}
+
+/// The `latest` document of a patient: per code, the measurement of the newest report (by
+/// `taken_at`, then report id) that was not entered in error.
+pub fn latest(reports: &[ReportValues]) -> Document {
+    let mut newest: std::collections::BTreeMap<String, (&ReportValues, &Document)> =
+        std::collections::BTreeMap::new();
+    for report in reports.iter().filter(|report| !report.entered_in_error) {
+        for (code, measurement) in &report.measurements {
+            let Bson::Document(measurement) = measurement else {
+                continue;
+            };
+            let newer = newest.get(code).is_none_or(|(current, _)| {
+                (report.taken_at, &report.report_id) > (current.taken_at, &current.report_id)
+            });
+            if newer {
+                newest.insert(code.clone(), (report, measurement));
+            }
+        }
+    }
+    newest
+        .into_iter()
+        .map(|(code, (report, measurement))| {
+            (
+                code,
+                Bson::Document(latest_entry(
+                    measurement,
+                    &report.report_id,
+                    report.taken_at,
+                )),
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn numerics_become_doubles_only_when_exact() {
+        assert_eq!(numeric("120"), Bson::Double(120.0));
+        assert_eq!(numeric("36.6"), Bson::Double(36.6));
+        assert_eq!(numeric("36.60"), Bson::Double(36.6));
+        assert_eq!(numeric("0.1"), Bson::Double(0.1));
+        assert_eq!(
+            numeric("12345678901234567890.123"),
+            Bson::String("12345678901234567890.123".into())
+        );
+        assert_eq!(numeric("NaN"), Bson::String("NaN".into()));
+    }
+
+    fn report(id: &str, millis: i64, error: bool, values: &[(&str, f64)]) -> ReportValues {
+        let mut measurements = Document::new();
+        for (code, value) in values {
+            measurements.insert(
+                *code,
+                doc! { "value": *value, "unit": "u", "name": "n", "flag": "N" },
+            );
+        }
+        ReportValues {
+            report_id: id.to_string(),
+            taken_at: DateTime::from_millis(millis),
+            entered_in_error: error,
+            measurements,
+        }
+    }
+
+    #[test]
+    fn latest_takes_the_newest_report_per_code_and_skips_errors() {
+        let reports = [
+            report("a", 1_000, false, &[("x", 1.0), ("y", 1.0)]),
+            report("b", 2_000, false, &[("x", 2.0)]),
+            report("c", 3_000, true, &[("x", 3.0), ("y", 3.0)]),
+            report("d", 2_000, false, &[("y", 4.0)]),
+        ];
+        let latest = latest(&reports);
+        assert_eq!(
+            latest
+                .get_document("x")
+                .unwrap()
+                .get_str("report_id")
+                .unwrap(),
+            ("b")
+        );
+        assert_eq!(
+            latest.get_document("y").unwrap().get_f64("value").unwrap(),
+            (4.0)
+        );
+        assert_eq!(latest.len(), 2);
+    }
+}

@@ -1,0 +1,604 @@
+//! The `mapping` step: row changes → document writes.
+//!
+//! Each published table maps to documents of the read model (see `read-model`):
+//!
+//! | table | writes |
+//! | --- | --- |
+//! | clinics, devices | their lookup document; a rename fans out to every report of the clinic or device |
+//! | patients | the patient document; a change of the snapshot fans out to every report of the patient; a delete removes the patient's documents |
+//! | checkups | the lookup document; a change fans out to the checkup embedded in its reports |
+//! | reports | the report document, with the patient snapshot and the checkup (clinic name, device label) joined from the daemon's own state |
+//! | measurements | `measurements.<code>` of the report document, and `latest.<code>` of the patient document |
+//!
+//! Joins never query the source: parents come from [`lookups`]. Deletes are routed from the
+//! replica identity alone (every child's key carries its document's key). The newest value per
+//! code is kept with a conditional `$set` when a measurement is inserted; a change that can
+//! lower it (a delete, an amendment, a status or time change) marks the patient, and the
+//! pipeline recomputes those patients from their report documents after the batch is written.
+//! A change that cannot be mapped becomes a [`DeadLetter`] and the stream goes on.
+
+pub mod documents;
+pub mod latest;
+pub mod lookups;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use mongodb::bson::{Bson, DateTime, Document, doc};
+use read_model::{LOOKUP_CHECKUPS, LOOKUP_CLINICS, LOOKUP_DEVICES, PATIENTS, REPORTS};
+
+use self::documents::FieldError;
+use self::lookups::{LookupStore, Lookups, ReportInfo};
+use crate::decode::relations::{RelationCache, Row, row};
+use crate::decode::{ColumnData, Message, Relation, TupleData};
+use crate::sink::{Batch, Write};
+
+/// A published table the mapping knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    /// `public.clinics`
+    Clinics,
+    /// `public.devices`
+    Devices,
+    /// `public.patients`
+    Patients,
+    /// `public.checkups`
+    Checkups,
+    /// `public.reports`
+    Reports,
+    /// `public.measurements`
+    Measurements,
+}
+
+impl Table {
+    /// The table a relation describes, if the mapping knows it.
+    pub fn of(relation: &Relation) -> Option<Table> {
+        if relation.namespace != "public" {
+            return None;
+        }
+        Some(match relation.name.as_str() {
+            "clinics" => Table::Clinics,
+            "devices" => Table::Devices,
+            "patients" => Table::Patients,
+            "checkups" => Table::Checkups,
+            "reports" => Table::Reports,
+            "measurements" => Table::Measurements,
+            _ => return None,
+        })
+    }
+
+    /// The table's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Clinics => "clinics",
+            Table::Devices => "devices",
+            Table::Patients => "patients",
+            Table::Checkups => "checkups",
+            Table::Reports => "reports",
+            Table::Measurements => "measurements",
+        }
+    }
+}
+
+/// The kind of a row change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Operation {
+    /// INSERT
+    Insert,
+    /// UPDATE
+    Update,
+    /// DELETE
+    Delete,
+    /// TRUNCATE
+    Truncate,
+}
+
+impl Operation {
+    /// The operation's name, for metrics and dead letters.
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::Insert => "insert",
+            Operation::Update => "update",
+            Operation::Delete => "delete",
+            Operation::Truncate => "truncate",
+        }
+    }
+}
+
+/// The transaction a change belongs to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Transaction {
+    /// Its commit LSN (the Begin message's final LSN).
+    pub commit_lsn: u64,
+    /// Its commit time.
+    pub commit_time: DateTime,
+}
+
+impl Transaction {
+    /// The `_cdc` field of documents this transaction writes.
+    fn cdc(&self) -> Document {
+        doc! { "lsn": read_model::lsn::format(self.commit_lsn), "commit_time": self.commit_time }
+    }
+}
+
+/// Which `latest` codes of a patient must be recomputed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dirty {
+    /// Every code.
+    All,
+    /// These codes.
+    Codes(BTreeSet<String>),
+}
+
+/// A change the mapping could not turn into writes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    /// The table.
+    pub table: String,
+    /// The operation.
+    pub operation: Operation,
+    /// The row's values as sent (text), by column.
+    pub values: Document,
+    /// Why it could not be mapped.
+    pub error: String,
+}
+
+/// What mapping one message did.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Mapped {
+    /// The table and operation, for a row change of a known table.
+    pub change: Option<(Table, Operation)>,
+    /// Set when the change could not be mapped.
+    pub dead_letter: Option<DeadLetter>,
+}
+
+enum MapError {
+    Field(FieldError),
+    Orphan(String),
+    Store(mongodb::error::Error),
+}
+
+impl From<FieldError> for MapError {
+    fn from(error: FieldError) -> Self {
+        MapError::Field(error)
+    }
+}
+
+impl From<mongodb::error::Error> for MapError {
+    fn from(error: mongodb::error::Error) -> Self {
+        MapError::Store(error)
+    }
+}
+
+/// Turns decoded messages into writes, keeping the state joins need.
+#[derive(Debug)]
+pub struct Mapper<S> {
+    relations: RelationCache,
+    lookups: Lookups<S>,
+    dirty: BTreeMap<String, Dirty>,
+}
+
+impl<S: LookupStore> Mapper<S> {
+    /// A mapper whose caches hold about `cache_capacity` entries each, backed by `store`.
+    pub fn new(store: S, cache_capacity: usize) -> Self {
+        Mapper {
+            relations: RelationCache::new(),
+            lookups: Lookups::new(store, cache_capacity),
+            dirty: BTreeMap::new(),
+        }
+    }
+
+    /// Remembers a table schema announced by the stream.
+    pub fn relation(&mut self, relation: Relation) {
+        self.relations.update(relation);
+    }
+
+    /// Forgets all state but the store's (the stream restarts from the checkpoint).
+    pub fn reset(&mut self) {
+        self.relations = RelationCache::new();
+        self.lookups.clear();
+        self.dirty.clear();
+    }
+
+    /// Called after a batch was written: caches may shrink now.
+    pub fn end_batch(&mut self) {
+        self.lookups.trim();
+    }
+
+    /// The patients whose `latest` must be recomputed, leaving none.
+    pub fn take_dirty(&mut self) -> BTreeMap<String, Dirty> {
+        std::mem::take(&mut self.dirty)
+    }
+
+    /// Maps one row change (Insert, Update, Delete, Truncate) into `batch`. Other messages map
+    /// to nothing. A store error (reading a lookup) is returned; anything wrong with the change
+    /// itself comes back as a dead letter.
+    pub async fn map(
+        &mut self,
+        message: &Message,
+        transaction: &Transaction,
+        batch: &mut Batch,
+    ) -> Result<Mapped, mongodb::error::Error> {
+        let (relation_id, tuple, operation) = match message {
+            Message::Insert(insert) => (insert.relation_id, &insert.new, Operation::Insert),
+            Message::Update(update) => (update.relation_id, &update.new, Operation::Update),
+            Message::Delete(delete) => (delete.relation_id, delete.old.tuple(), Operation::Delete),
+            Message::Truncate(truncate) => {
+                for id in &truncate.relation_ids {
+                    if let Some(table) = self.relations.get(*id).and_then(Table::of) {
+                        self.truncate(table, batch);
+                    }
+                }
+                return Ok(Mapped::default());
+            }
+            _ => return Ok(Mapped::default()),
+        };
+        let Some(relation) = self.relations.get(relation_id) else {
+            return Ok(Mapped {
+                change: None,
+                dead_letter: Some(DeadLetter {
+                    table: format!("relation {relation_id}"),
+                    operation,
+                    values: Document::new(),
+                    error: "a change arrived before its table's Relation message".to_string(),
+                }),
+            });
+        };
+        let Some(table) = Table::of(relation) else {
+            return Ok(Mapped::default());
+        };
+        let dead_letter = |error: String| DeadLetter {
+            table: table.name().to_string(),
+            operation,
+            values: raw_values(relation, tuple),
+            error,
+        };
+        let parsed = match row(relation, tuple) {
+            Ok(parsed) => parsed,
+            Err(error) => {
+                return Ok(Mapped {
+                    change: Some((table, operation)),
+                    dead_letter: Some(dead_letter(error.to_string())),
+                });
+            }
+        };
+        let letter_for = dead_letter(String::new());
+        let outcome = match operation {
+            Operation::Delete => self.delete(table, &parsed, transaction, batch).await,
+            _ => {
+                self.upsert(table, operation, &parsed, transaction, batch)
+                    .await
+            }
+        };
+        let dead_letter = match outcome {
+            Ok(()) => None,
+            Err(MapError::Store(error)) => return Err(error),
+            Err(MapError::Field(error)) => Some(DeadLetter {
+                error: error.to_string(),
+                ..letter_for
+            }),
+            Err(MapError::Orphan(error)) => Some(DeadLetter {
+                error,
+                ..letter_for
+            }),
+        };
+        Ok(Mapped {
+            change: Some((table, operation)),
+            dead_letter,
+        })
+    }
+
+    fn mark(&mut self, patient_id: &str, codes: Dirty) {
+        let entry = self
+            .dirty
+            .entry(patient_id.to_string())
+            .or_insert(Dirty::Codes(BTreeSet::new()));
+        match (entry, codes) {
+            (Dirty::All, _) => {}
+            (entry, Dirty::All) => *entry = Dirty::All,
+            (Dirty::Codes(existing), Dirty::Codes(more)) => existing.extend(more),
+        }
+    }
+
+    async fn upsert(
+        &mut self,
+        table: Table,
+        operation: Operation,
+        row: &Row,
+        transaction: &Transaction,
+        batch: &mut Batch,
+    ) -> Result<(), MapError> {
+        let id = || documents::uuid(row, "id").map(|id| id.to_string());
+        let cdc = transaction.cdc();
+        match table {
+            Table::Clinics => {
+                let id = id()?;
+                let name = documents::text(row, "name")?;
+                let previous = match operation {
+                    Operation::Update => self.lookups.clinic_name(&id).await?,
+                    _ => None,
+                };
+                batch.push(Write::upsert(
+                    LOOKUP_CLINICS,
+                    id.as_str(),
+                    doc! { "name": name },
+                ));
+                self.lookups.set_clinic(&id, name);
+                if operation == Operation::Update && previous.as_deref() != Some(name) {
+                    batch.push(Write::update_many(
+                        REPORTS,
+                        doc! { "checkup.clinic_id": &id },
+                        doc! { "$set": { "checkup.clinic_name": name, "_cdc": cdc } },
+                    ));
+                }
+            }
+            Table::Devices => {
+                let id = id()?;
+                let label = documents::text(row, "label")?;
+                let previous = match operation {
+                    Operation::Update => self.lookups.device_label(&id).await?,
+                    _ => None,
+                };
+                let clinic_id = documents::uuid(row, "clinic_id")?.to_string();
+                batch.push(Write::upsert(
+                    LOOKUP_DEVICES,
+                    id.as_str(),
+                    doc! { "clinic_id": clinic_id, "label": label },
+                ));
+                self.lookups.set_device(&id, label);
+                if operation == Operation::Update && previous.as_deref() != Some(label) {
+                    batch.push(Write::update_many(
+                        REPORTS,
+                        doc! { "checkup.device_id": &id },
+                        doc! { "$set": { "checkup.device_label": label, "_cdc": cdc } },
+                    ));
+                }
+            }
+            Table::Patients => {
+                let id = id()?;
+                let previous = match operation {
+                    Operation::Update => self.lookups.patient(&id).await?,
+                    _ => None,
+                };
+                let mut fields = documents::patient_fields(row);
+                fields.insert("_cdc", cdc.clone());
+                batch.push(Write::upsert(PATIENTS, id.as_str(), fields));
+                let snapshot = documents::patient_snapshot(row)?;
+                self.lookups.set_patient(&id, snapshot.clone());
+                if operation == Operation::Update && previous.as_ref() != Some(&snapshot) {
+                    batch.push(Write::update_many(
+                        REPORTS,
+                        doc! { "patient_id": &id },
+                        doc! { "$set": { "patient": snapshot, "_cdc": cdc } },
+                    ));
+                }
+            }
+            Table::Checkups => {
+                let id = id()?;
+                let fields = documents::checkup_fields(row)?;
+                batch.push(Write::upsert(LOOKUP_CHECKUPS, id.as_str(), fields.clone()));
+                self.lookups.set_checkup(&id, fields.clone());
+                if operation == Operation::Update {
+                    let embedded = self.embedded_checkup(&id, &fields).await?;
+                    batch.push(Write::update_many(
+                        REPORTS,
+                        doc! { "checkup_id": &id },
+                        doc! { "$set": { "checkup": embedded, "_cdc": cdc } },
+                    ));
+                }
+            }
+            Table::Reports => {
+                let id = id()?;
+                let mut fields = documents::report_fields(row)?;
+                let patient_id = fields.get_str("patient_id").unwrap_or_default().to_string();
+                let checkup_id = fields.get_str("checkup_id").unwrap_or_default().to_string();
+                let patient =
+                    self.lookups.patient(&patient_id).await?.ok_or_else(|| {
+                        MapError::Orphan(format!("patient {patient_id} is unknown"))
+                    })?;
+                let checkup =
+                    self.lookups.checkup(&checkup_id).await?.ok_or_else(|| {
+                        MapError::Orphan(format!("checkup {checkup_id} is unknown"))
+                    })?;
+                fields.insert("patient", patient);
+                fields.insert(
+                    "checkup",
+                    self.embedded_checkup(&checkup_id, &checkup).await?,
+                );
+                fields.insert("_cdc", cdc);
+                let info = ReportInfo {
+                    patient_id: patient_id.clone(),
+                    taken_at: documents::timestamp(row, "taken_at")?,
+                    entered_in_error: documents::text(row, "status")? == "entered-in-error",
+                };
+                let previous = match operation {
+                    Operation::Update => self.lookups.report(&id).await?,
+                    _ => None,
+                };
+                batch.push(Write::upsert(REPORTS, id.as_str(), fields));
+                self.lookups.set_report(&id, info.clone());
+                if operation == Operation::Update && previous.as_ref() != Some(&info) {
+                    if let Some(previous) = previous.filter(|p| p.patient_id != patient_id) {
+                        self.mark(&previous.patient_id, Dirty::All);
+                    }
+                    self.mark(&patient_id, Dirty::All);
+                }
+            }
+            Table::Measurements => {
+                let report_id = documents::uuid(row, "report_id")?.to_string();
+                let (code, measurement) = documents::measurement(row)?;
+                let report =
+                    self.lookups.report(&report_id).await?.ok_or_else(|| {
+                        MapError::Orphan(format!("report {report_id} is unknown"))
+                    })?;
+                batch.push(Write::update(
+                    REPORTS,
+                    report_id.as_str(),
+                    doc! { "$set": { format!("measurements.{code}"): measurement.clone(), "_cdc": cdc.clone() } },
+                ));
+                match operation {
+                    Operation::Insert if !report.entered_in_error => {
+                        batch.push(newest_value(&report, &report_id, &code, &measurement));
+                    }
+                    Operation::Insert => {}
+                    _ => self.mark(&report.patient_id, Dirty::Codes(BTreeSet::from([code]))),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn embedded_checkup(
+        &mut self,
+        id: &str,
+        lookup: &Document,
+    ) -> Result<Document, MapError> {
+        let clinic_id = lookup.get_str("clinic_id").unwrap_or_default().to_string();
+        let device_id = lookup.get_str("device_id").unwrap_or_default().to_string();
+        let clinic = self
+            .lookups
+            .clinic_name(&clinic_id)
+            .await?
+            .ok_or_else(|| MapError::Orphan(format!("clinic {clinic_id} is unknown")))?;
+        let device = self
+            .lookups
+            .device_label(&device_id)
+            .await?
+            .ok_or_else(|| MapError::Orphan(format!("device {device_id} is unknown")))?;
+        Ok(documents::checkup_embedded(id, lookup, &clinic, &device))
+    }
+
+    async fn delete(
+        &mut self,
+        table: Table,
+        key: &Row,
+        transaction: &Transaction,
+        batch: &mut Batch,
+    ) -> Result<(), MapError> {
+        let id = || documents::uuid(key, "id").map(|id| id.to_string());
+        match table {
+            Table::Clinics => {
+                let id = id()?;
+                batch.push(Write::delete(LOOKUP_CLINICS, id.as_str()));
+                self.lookups.forget(&id);
+            }
+            Table::Devices => {
+                let id = id()?;
+                batch.push(Write::delete(LOOKUP_DEVICES, id.as_str()));
+                self.lookups.forget(&id);
+            }
+            Table::Patients => {
+                let id = id()?;
+                batch.push(Write::delete(PATIENTS, id.as_str()));
+                batch.push(Write::delete_many(REPORTS, doc! { "patient_id": &id }));
+                self.lookups.forget(&id);
+                self.dirty.remove(&id);
+            }
+            Table::Checkups => {
+                let id = id()?;
+                let patient_id = documents::uuid(key, "patient_id")?.to_string();
+                batch.push(Write::delete(LOOKUP_CHECKUPS, id.as_str()));
+                batch.push(Write::delete_many(REPORTS, doc! { "checkup_id": &id }));
+                self.lookups.forget(&id);
+                self.mark(&patient_id, Dirty::All);
+            }
+            Table::Reports => {
+                let id = id()?;
+                let patient_id = documents::uuid(key, "patient_id")?.to_string();
+                batch.push(Write::delete(REPORTS, id.as_str()));
+                self.lookups.forget(&id);
+                self.mark(&patient_id, Dirty::All);
+            }
+            Table::Measurements => {
+                let report_id = documents::uuid(key, "report_id")?.to_string();
+                let code = documents::text(key, "code")?.to_string();
+                batch.push(Write::update(
+                    REPORTS,
+                    report_id.as_str(),
+                    doc! {
+                        "$unset": { format!("measurements.{code}"): "" },
+                        "$set": { "_cdc": transaction.cdc() },
+                    },
+                ));
+                if let Some(report) = self.lookups.report(&report_id).await? {
+                    self.mark(&report.patient_id, Dirty::Codes(BTreeSet::from([code])));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn truncate(&mut self, table: Table, batch: &mut Batch) {
+        let everything = Document::new;
+        let forget_latest =
+            || Write::update_many(PATIENTS, doc! {}, doc! { "$unset": { "latest": "" } });
+        match table {
+            Table::Clinics => batch.push(Write::delete_many(LOOKUP_CLINICS, everything())),
+            Table::Devices => batch.push(Write::delete_many(LOOKUP_DEVICES, everything())),
+            Table::Patients => {
+                batch.push(Write::delete_many(PATIENTS, everything()));
+                batch.push(Write::delete_many(REPORTS, everything()));
+            }
+            Table::Checkups => {
+                batch.push(Write::delete_many(LOOKUP_CHECKUPS, everything()));
+                batch.push(Write::delete_many(REPORTS, everything()));
+                batch.push(forget_latest());
+            }
+            Table::Reports => {
+                batch.push(Write::delete_many(REPORTS, everything()));
+                batch.push(forget_latest());
+            }
+            Table::Measurements => {
+                batch.push(Write::update_many(
+                    REPORTS,
+                    everything(),
+                    doc! { "$set": { "measurements": {} } },
+                ));
+                batch.push(forget_latest());
+            }
+        }
+        self.lookups.clear();
+    }
+}
+
+/// The conditional write that makes a newly inserted measurement its patient's latest value of
+/// its code, unless a newer report (by time, then id) already holds that place. Idempotent:
+/// applying it again sets the same value.
+fn newest_value(report: &ReportInfo, report_id: &str, code: &str, measurement: &Document) -> Write {
+    let path = format!("latest.{code}");
+    Write::Update {
+        collection: PATIENTS,
+        filter: doc! {
+            "_id": &report.patient_id,
+            "$or": [
+                { &path: { "$exists": false } },
+                { format!("{path}.taken_at"): { "$lt": report.taken_at } },
+                { format!("{path}.taken_at"): report.taken_at, format!("{path}.report_id"): { "$lte": report_id } },
+            ],
+        },
+        update: doc! { "$set": { &path: documents::latest_entry(measurement, report_id, report.taken_at) } },
+        upsert: false,
+        multi: false,
+    }
+}
+
+/// The values of a tuple as text by column name, for a dead letter.
+fn raw_values(relation: &Relation, tuple: &TupleData) -> Document {
+    relation
+        .columns
+        .iter()
+        .zip(&tuple.0)
+        .map(|(column, value)| {
+            let value = match value {
+                ColumnData::Null => Bson::Null,
+                ColumnData::UnchangedToast => Bson::String("(unchanged toast)".to_string()),
+                ColumnData::Text(bytes) => {
+                    Bson::String(String::from_utf8_lossy(bytes).into_owned())
+                }
+                ColumnData::Binary(bytes) => {
+                    Bson::String(format!("(binary, {} bytes)", bytes.len()))
+                }
+            };
+            (column.name.clone(), value)
+        })
+        .collect()
+}

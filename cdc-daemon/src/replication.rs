@@ -1,0 +1,308 @@
+//! The `replication` step: the slot and the stream of pgoutput messages.
+//!
+//! [`open`] connects with `replication=database` (TLS and SCRAM through `pgwire-replication`),
+//! checks on that same session what replication needs — `wal_level=logical`, a role with
+//! `REPLICATION`, the publication — failing with a message naming what is missing, creates the
+//! slot (pgoutput) if it does not exist, then starts streaming from the given position. The
+//! session pins `DateStyle=ISO` and `TimeZone=UTC` so values decode the same everywhere.
+//! PostgreSQL lets one session hold a slot: while another daemon holds it, [`open`] fails with
+//! [`ReplicationError::SlotInUse`] and the caller waits to take over.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, ReplicationEvent, TlsConfig};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::decode::{Begin, Commit, LogicalMessage};
+
+/// How often confirmed positions reach the server (after each checkpoint, at most this late).
+const STATUS_INTERVAL: Duration = Duration::from_secs(1);
+/// Longest silence before the client sends a status update anyway.
+const IDLE_WAKEUP: Duration = Duration::from_secs(10);
+
+/// Where to replicate from.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The source database URL (`postgres://user:password@host:port/db?sslmode=...`).
+    pub url: SecretString,
+    /// The replication slot.
+    pub slot: String,
+    /// The publication.
+    pub publication: String,
+}
+
+/// Why replication could not start or went on.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicationError {
+    /// `database_url` is unusable.
+    #[error("database_url is invalid: {0}")]
+    BadUrl(String),
+    /// The server is not set up for logical replication.
+    #[error(
+        "wal_level is {0:?}; logical replication needs wal_level = logical (postgresql.conf, then restart)"
+    )]
+    WalLevel(String),
+    /// The role cannot replicate.
+    #[error("role {0:?} lacks the REPLICATION attribute (ALTER ROLE {0} REPLICATION)")]
+    NotReplicationRole(String),
+    /// The publication is missing.
+    #[error(
+        "publication {0:?} does not exist in the source database; apply the migrations in sql/"
+    )]
+    NoPublication(String),
+    /// The slot exists but was made for another output plugin.
+    #[error(
+        "replication slot {slot:?} uses plugin {plugin:?}, not pgoutput; drop it or choose another slot"
+    )]
+    WrongPlugin {
+        /// The slot.
+        slot: String,
+        /// Its plugin.
+        plugin: String,
+    },
+    /// Another session holds the slot.
+    #[error("replication slot {0:?} is held by another session")]
+    SlotInUse(String),
+    /// Any other failure of the connection or the server.
+    #[error("replication connection failed: {0}")]
+    Connection(#[from] pgwire_replication::PgWireError),
+}
+
+/// One event of the stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A transaction begins (parsed by the client library).
+    Begin(Begin),
+    /// An encoded pgoutput message (Relation, Insert, Update, Delete, Truncate, Type, Origin),
+    /// for the `decode` step.
+    Data(Bytes),
+    /// The transaction committed (parsed by the client library).
+    Commit(Commit),
+    /// A logical decoding message (parsed by the client library).
+    Message(LogicalMessage),
+    /// The server is alive and has sent everything before `wal_end`.
+    KeepAlive {
+        /// The server's position.
+        wal_end: u64,
+    },
+}
+
+/// A started replication stream.
+pub struct Stream {
+    client: ReplicationClient,
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stream").finish_non_exhaustive()
+    }
+}
+
+/// Connects, checks the server, creates the slot if needed and starts streaming transactions
+/// that commit after `start_lsn` (0: from the slot's confirmed position).
+pub async fn open(source: &Source, start_lsn: u64) -> Result<Stream, ReplicationError> {
+    let config = connection_config(source)?
+        .with_start_lsn(Lsn::from_u64(start_lsn))
+        .with_options("-c DateStyle=ISO -c TimeZone=UTC")
+        .with_application_name(crate::SERVICE_NAME)
+        .with_status_interval(STATUS_INTERVAL)
+        .with_wakeup_interval(IDLE_WAKEUP);
+    let user = config.user.clone();
+    let mut client = ReplicationClient::connect_gated(config)
+        .await
+        .map_err(|error| explain(error, &user))?;
+
+    let wal_level = single_text(&mut client, "SHOW wal_level")
+        .await?
+        .unwrap_or_default();
+    if wal_level != "logical" {
+        return Err(ReplicationError::WalLevel(wal_level));
+    }
+    let can_replicate = single_text(
+        &mut client,
+        "SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user",
+    )
+    .await?;
+    if can_replicate.as_deref() != Some("t") {
+        return Err(ReplicationError::NotReplicationRole(user));
+    }
+    let publication = single_text(
+        &mut client,
+        &format!(
+            "SELECT pubname FROM pg_publication WHERE pubname = {}",
+            quote(&source.publication)
+        ),
+    )
+    .await?;
+    if publication.is_none() {
+        return Err(ReplicationError::NoPublication(source.publication.clone()));
+    }
+    let plugin = single_text(
+        &mut client,
+        &format!(
+            "SELECT plugin FROM pg_replication_slots WHERE slot_name = {}",
+            quote(&source.slot)
+        ),
+    )
+    .await?;
+    match plugin.as_deref() {
+        None => {
+            client
+                .simple_query(&format!(
+                    "CREATE_REPLICATION_SLOT \"{}\" LOGICAL pgoutput (SNAPSHOT 'nothing')",
+                    source.slot
+                ))
+                .await?;
+            tracing::info!(slot = %source.slot, "created replication slot");
+        }
+        Some("pgoutput") => {}
+        Some(other) => {
+            return Err(ReplicationError::WrongPlugin {
+                slot: source.slot.clone(),
+                plugin: other.to_string(),
+            });
+        }
+    }
+
+    client.start().await?;
+    client.wait_started().await.map_err(|error| {
+        if error.to_string().contains("is active for PID") {
+            ReplicationError::SlotInUse(source.slot.clone())
+        } else {
+            ReplicationError::Connection(error)
+        }
+    })?;
+    Ok(Stream { client })
+}
+
+impl Stream {
+    /// The next event; `None` when the server ended the stream.
+    pub async fn next(&mut self) -> Result<Option<Event>, ReplicationError> {
+        let event = match self.client.recv().await? {
+            None => return Ok(None),
+            Some(event) => event,
+        };
+        Ok(Some(match event {
+            ReplicationEvent::Begin {
+                final_lsn,
+                xid,
+                commit_time_micros,
+            } => Event::Begin(Begin {
+                final_lsn: final_lsn.as_u64(),
+                commit_time_micros,
+                xid,
+            }),
+            ReplicationEvent::XLogData { data, .. } => Event::Data(data),
+            ReplicationEvent::Commit {
+                lsn,
+                end_lsn,
+                commit_time_micros,
+            } => Event::Commit(Commit {
+                flags: 0,
+                commit_lsn: lsn.as_u64(),
+                end_lsn: end_lsn.as_u64(),
+                commit_time_micros,
+            }),
+            ReplicationEvent::Message {
+                transactional,
+                lsn,
+                prefix,
+                content,
+            } => Event::Message(LogicalMessage {
+                transactional,
+                lsn: lsn.as_u64(),
+                prefix,
+                content,
+            }),
+            ReplicationEvent::KeepAlive { wal_end, .. }
+            | ReplicationEvent::StoppedAt { reached: wal_end } => Event::KeepAlive {
+                wal_end: wal_end.as_u64(),
+            },
+        }))
+    }
+
+    /// Tells the server that everything before `lsn` is durably applied, so the slot may
+    /// release that WAL (sent within a second, and on every status update after).
+    pub fn confirm(&self, lsn: u64) {
+        self.client.update_applied_lsn(Lsn::from_u64(lsn));
+    }
+
+    /// Ends the stream cleanly, sending the last confirmed position.
+    pub async fn close(mut self) {
+        if let Err(error) = self.client.shutdown().await {
+            tracing::debug!(%error, "replication stream ended with an error while closing");
+        }
+    }
+}
+
+/// The connection part of the client configuration, from `database_url`.
+fn connection_config(source: &Source) -> Result<ReplicationConfig, ReplicationError> {
+    let url = tokio_postgres::Config::from_str(source.url.expose_secret())
+        .map_err(|error| ReplicationError::BadUrl(error.to_string()))?;
+    let host = match url.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+        Some(tokio_postgres::config::Host::Unix(path)) => path.display().to_string(),
+        None => "localhost".to_string(),
+    };
+    let port = url.get_ports().first().copied().unwrap_or(5432);
+    let user = url
+        .get_user()
+        .ok_or_else(|| ReplicationError::BadUrl("no user".to_string()))?
+        .to_string();
+    let password = url
+        .get_password()
+        .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
+        .unwrap_or_default();
+    let database = url.get_dbname().unwrap_or(&user).to_string();
+    let tls = match url.get_ssl_mode() {
+        tokio_postgres::config::SslMode::Require => TlsConfig::require(),
+        _ => TlsConfig::disabled(),
+    };
+    Ok(ReplicationConfig::new(
+        host,
+        user,
+        password,
+        database,
+        source.slot.clone(),
+        source.publication.clone(),
+    )
+    .with_port(port)
+    .with_tls(tls))
+}
+
+/// The first column of the first row of `sql`, if any.
+async fn single_text(
+    client: &mut ReplicationClient,
+    sql: &str,
+) -> Result<Option<String>, ReplicationError> {
+    let rows = client.simple_query(sql).await?;
+    Ok(rows
+        .into_iter()
+        .next()
+        .and_then(|row| row.into_iter().next().flatten())
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+/// A SQL string literal.
+fn quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// Turns "must be superuser or replication role" into the error naming the missing attribute.
+fn explain(error: pgwire_replication::PgWireError, user: &str) -> ReplicationError {
+    if error.to_string().contains("replication role") {
+        ReplicationError::NotReplicationRole(user.to_string())
+    } else {
+        ReplicationError::Connection(error)
+    }
+}
+
+/// PostgreSQL's epoch (2000-01-01) in Unix milliseconds.
+const POSTGRES_EPOCH_MILLIS: i64 = 946_684_800_000;
+
+/// A PostgreSQL timestamp (microseconds since 2000-01-01) as Unix milliseconds.
+pub fn unix_millis(postgres_micros: i64) -> i64 {
+    POSTGRES_EPOCH_MILLIS + postgres_micros / 1000
+}

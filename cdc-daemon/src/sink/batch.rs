@@ -1,0 +1,350 @@
+//! Collecting writes: ordered per collection, conflated per document.
+
+use std::collections::HashMap;
+
+use mongodb::bson::{Bson, Document, doc};
+
+/// One write to the store.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Write {
+    /// An `update` statement: `filter`, operator-only `update`, `upsert`, `multi`.
+    Update {
+        /// Target collection.
+        collection: &'static str,
+        /// Which documents.
+        filter: Document,
+        /// `$set`/`$unset` operators.
+        update: Document,
+        /// Create the document when the filter matches none.
+        upsert: bool,
+        /// Update every match rather than the first.
+        multi: bool,
+    },
+    /// A `delete` statement.
+    Delete {
+        /// Target collection.
+        collection: &'static str,
+        /// Which documents.
+        filter: Document,
+        /// Delete every match rather than the first.
+        multi: bool,
+    },
+}
+
+impl Write {
+    /// `$set` `fields` on document `id`, creating it if needed.
+    pub fn upsert(collection: &'static str, id: impl Into<Bson>, fields: Document) -> Write {
+        Write::Update {
+            collection,
+            filter: doc! { "_id": id.into() },
+            update: doc! { "$set": fields },
+            upsert: true,
+            multi: false,
+        }
+    }
+
+    /// Applies `update` to document `id` if it exists.
+    pub fn update(collection: &'static str, id: impl Into<Bson>, update: Document) -> Write {
+        Write::Update {
+            collection,
+            filter: doc! { "_id": id.into() },
+            update,
+            upsert: false,
+            multi: false,
+        }
+    }
+
+    /// Applies `update` to every document matching `filter`.
+    pub fn update_many(collection: &'static str, filter: Document, update: Document) -> Write {
+        Write::Update {
+            collection,
+            filter,
+            update,
+            upsert: false,
+            multi: true,
+        }
+    }
+
+    /// Deletes document `id`.
+    pub fn delete(collection: &'static str, id: impl Into<Bson>) -> Write {
+        Write::Delete {
+            collection,
+            filter: doc! { "_id": id.into() },
+            multi: false,
+        }
+    }
+
+    /// Deletes every document matching `filter`.
+    pub fn delete_many(collection: &'static str, filter: Document) -> Write {
+        Write::Delete {
+            collection,
+            filter,
+            multi: true,
+        }
+    }
+
+    /// The collection written.
+    pub fn collection(&self) -> &'static str {
+        match self {
+            Write::Update { collection, .. } | Write::Delete { collection, .. } => collection,
+        }
+    }
+
+    /// The `_id` of a single-document update addressed by id alone (the conflatable kind).
+    fn conflation_key(&self) -> Option<String> {
+        match self {
+            Write::Update {
+                filter,
+                multi: false,
+                ..
+            } if filter.len() == 1 => filter.get("_id").map(|id| id.to_string()),
+            _ => None,
+        }
+    }
+
+    /// Rough size in bytes, for bounding a batch.
+    fn approximate_size(&self) -> usize {
+        let size = |document: &Document| document.to_string().len();
+        match self {
+            Write::Update { filter, update, .. } => size(filter) + size(update),
+            Write::Delete { filter, .. } => size(filter),
+        }
+    }
+}
+
+/// Writes waiting to be flushed.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Per collection, statements in the order they were pushed.
+    statements: HashMap<&'static str, Vec<Write>>,
+    /// Per collection and document id, the position of the statement later `$set`/`$unset`
+    /// writes may merge into. Cleared for a collection by any other kind of write to it.
+    open: HashMap<&'static str, HashMap<String, usize>>,
+    changes: usize,
+    bytes: usize,
+}
+
+impl Batch {
+    /// Adds `write`, merging it into an earlier write to the same document when that keeps the
+    /// outcome the same.
+    pub fn push(&mut self, write: Write) {
+        self.changes += 1;
+        self.bytes += write.approximate_size();
+        let collection = write.collection();
+        let statements = self.statements.entry(collection).or_default();
+        let open = self.open.entry(collection).or_default();
+        let Some(key) = write.conflation_key() else {
+            // A multi-document write or a delete: later writes must not move before it.
+            open.clear();
+            statements.push(write);
+            return;
+        };
+        if let Some(&position) = open.get(&key)
+            && let Some(earlier) = statements.get_mut(position)
+            && merge(earlier, &write)
+        {
+            return;
+        }
+        open.insert(key, statements.len());
+        statements.push(write);
+    }
+
+    /// Adds every write of `writes`.
+    pub fn extend(&mut self, writes: impl IntoIterator<Item = Write>) {
+        for write in writes {
+            self.push(write);
+        }
+    }
+
+    /// Changes pushed since the batch was last taken (before conflation).
+    pub fn changes(&self) -> usize {
+        self.changes
+    }
+
+    /// Approximate size of the pushed writes.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Whether nothing is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.statements.values().all(Vec::is_empty)
+    }
+
+    /// The statements per collection, in order, leaving the batch empty.
+    pub fn take(&mut self) -> Vec<(&'static str, Vec<Write>)> {
+        self.open.clear();
+        self.changes = 0;
+        self.bytes = 0;
+        let mut taken: Vec<_> = self.statements.drain().collect();
+        taken.sort_by_key(|(collection, _)| *collection);
+        taken
+    }
+}
+
+/// Merges `later` into `earlier` (both single-document updates of the same id) if the merged
+/// statement does what the two do one after the other.
+fn merge(earlier: &mut Write, later: &Write) -> bool {
+    let (
+        Write::Update {
+            update: first,
+            upsert: first_upsert,
+            ..
+        },
+        Write::Update {
+            update: second,
+            upsert: second_upsert,
+            ..
+        },
+    ) = (earlier, later)
+    else {
+        return false;
+    };
+    // An upsert after a plain update could create a document the plain update skipped.
+    if *second_upsert && !*first_upsert {
+        return false;
+    }
+    let only_set_unset = |update: &Document| update.keys().all(|k| k == "$set" || k == "$unset");
+    if !only_set_unset(first) || !only_set_unset(second) {
+        return false;
+    }
+    let paths = |update: &Document, operator: &str| -> Vec<String> {
+        update
+            .get_document(operator)
+            .map(|fields| fields.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    let earlier_paths: Vec<String> = paths(first, "$set")
+        .into_iter()
+        .chain(paths(first, "$unset"))
+        .collect();
+    let later_paths: Vec<String> = paths(second, "$set")
+        .into_iter()
+        .chain(paths(second, "$unset"))
+        .collect();
+    // `a` and `a.b` in one update conflict; identical paths are fine (the later wins).
+    let nested = |a: &str, b: &str| {
+        a != b && (a.starts_with(&format!("{b}.")) || b.starts_with(&format!("{a}.")))
+    };
+    if earlier_paths
+        .iter()
+        .any(|a| later_paths.iter().any(|b| nested(a, b)))
+    {
+        return false;
+    }
+
+    let mut set = first.get_document("$set").cloned().unwrap_or_default();
+    let mut unset = first.get_document("$unset").cloned().unwrap_or_default();
+    if let Ok(fields) = second.get_document("$set") {
+        for (path, value) in fields {
+            unset.remove(path);
+            set.insert(path.clone(), value.clone());
+        }
+    }
+    if let Ok(fields) = second.get_document("$unset") {
+        for (path, value) in fields {
+            set.remove(path);
+            unset.insert(path.clone(), value.clone());
+        }
+    }
+    let mut merged = Document::new();
+    if !set.is_empty() {
+        merged.insert("$set", set);
+    }
+    if !unset.is_empty() {
+        merged.insert("$unset", unset);
+    }
+    *first = merged;
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn set(id: &str, path: &str, value: i32) -> Write {
+        Write::update("reports", id, doc! { "$set": { path: value } })
+    }
+
+    #[test]
+    fn writes_to_one_document_are_conflated_later_values_winning() {
+        let mut batch = Batch::default();
+        batch.push(Write::upsert("reports", "r1", doc! { "status": "final" }));
+        batch.push(set("r1", "measurements.8480-6", 1));
+        batch.push(set("r1", "measurements.8480-6", 2));
+        batch.push(Write::update(
+            "reports",
+            "r1",
+            doc! { "$unset": { "notes": "" } },
+        ));
+        let taken = batch.take();
+        assert_eq!(taken.len(), 1);
+        assert_eq!(
+            taken[0].1,
+            [Write::Update {
+                collection: "reports",
+                filter: doc! { "_id": "r1" },
+                update: doc! {
+                    "$set": { "status": "final", "measurements.8480-6": 2 },
+                    "$unset": { "notes": "" },
+                },
+                upsert: true,
+                multi: false,
+            }]
+        );
+        assert!(batch.is_empty());
+    }
+
+    #[test]
+    fn a_set_after_an_unset_of_the_same_path_wins() {
+        let mut batch = Batch::default();
+        batch.push(Write::update(
+            "reports",
+            "r1",
+            doc! { "$unset": { "m.a": "" } },
+        ));
+        batch.push(set("r1", "m.a", 3));
+        let taken = batch.take();
+        let Write::Update { update, .. } = &taken[0].1[0] else {
+            panic!()
+        };
+        assert_eq!(update, &doc! { "$set": { "m.a": 3 } });
+    }
+
+    #[test]
+    fn a_multi_document_write_is_a_barrier_to_conflation() {
+        let mut batch = Batch::default();
+        batch.push(set("r1", "a", 1));
+        batch.push(Write::update_many(
+            "reports",
+            doc! { "patient_id": "p" },
+            doc! { "$set": { "b": 1 } },
+        ));
+        batch.push(set("r1", "a", 2));
+        assert_eq!(batch.take()[0].1.len(), 3);
+    }
+
+    #[test]
+    fn nested_paths_are_not_merged_and_other_collections_do_not_interfere() {
+        let mut batch = Batch::default();
+        batch.push(set("p1", "latest", 1));
+        batch.push(set("p1", "latest.x", 2));
+        batch.push(Write::delete_many("lookup_clinics", doc! {}));
+        batch.push(set("p1", "other", 3));
+        let taken = batch.take();
+        assert_eq!(taken.len(), 2);
+        let reports = &taken.iter().find(|(c, _)| *c == "reports").unwrap().1;
+        assert_eq!(reports.len(), 2, "{reports:?}");
+    }
+
+    #[test]
+    fn an_upsert_is_not_merged_into_a_plain_update() {
+        let mut batch = Batch::default();
+        batch.push(set("r1", "a", 1));
+        batch.push(Write::upsert("reports", "r1", doc! { "b": 2 }));
+        assert_eq!(batch.take()[0].1.len(), 2);
+        assert_eq!(batch.changes(), 0);
+    }
+}

@@ -1,0 +1,15 @@
+//! The `sink` step: document writes collected into a batch, then sent to the store with as few
+//! round trips as possible.
+//!
+//! Delivery is at least once: after a crash the daemon replays every transaction after its
+//! checkpoint, so every write must be idempotent — `$set`/`$unset`/upserts/deletes and
+//! conditional filters, never `$inc` or `$push`. Within a batch, writes to one collection keep
+//! their order (a fan-out to every report of a patient must follow the reports written before
+//! it); several single-document `$set`/`$unset` writes to the same document are conflated into
+//! one while no multi-document write on that collection stands between them.
+
+mod batch;
+mod store;
+
+pub use self::batch::{Batch, Write};
+pub use self::store::{FlushError, Rejected, flush};

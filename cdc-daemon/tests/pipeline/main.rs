@@ -1,0 +1,7 @@
+//! The daemon against a real PostgreSQL and the real store, each scenario followed by a verify
+//! with zero differences.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod changes;
+mod support;
