@@ -56,7 +56,7 @@ impl Store {
             format!("-listen=127.0.0.1:{port}"),
             format!("-data-dir={}", dir.join("data").display()),
         ];
-        let process = Supervised::start(&command, &dir.join("ferretdb.log"), &dir)?;
+        let process = Supervised::start(&command, &[], &dir.join("ferretdb.log"), &dir)?;
         let mut store = Store {
             uri: format!("mongodb://127.0.0.1:{port}/?directConnection=true"),
             port,

@@ -113,7 +113,7 @@ impl PostgresServer {
             server.push(format!("{key}={value}"));
         }
         let log = dir.join("postgres.log");
-        let process = Supervised::start(&server, &log, &dir)?;
+        let process = Supervised::start(&server, &[], &log, &dir)?;
 
         let admin_url = Url::parse(&format!("postgres://postgres@127.0.0.1:{port}/postgres"))
             .map_err(|error| HarnessError::BadUrl {

@@ -17,17 +17,20 @@ use std::time::{Duration, Instant};
 
 use crate::HarnessError;
 
-/// The supervisor: runs the server (`$3...`) in the background and obeys `stop`/`start` lines
-/// on its standard input, touching `$2` once a stop has completed; when its input closes, it
-/// stops the server and removes `$1`.
+/// The supervisor: runs the server (`$3...`) in the background, writes its pid to
+/// `$1/server.pid`, and obeys `stop` (SIGINT), `kill` (SIGKILL) and `start` lines on its standard
+/// input, touching `$2` once a stop has completed; when its input closes, it stops the server and
+/// removes `$1`.
 const SUPERVISOR: &str = r#"
 cleanup_dir="$1"; stopped_marker="$2"; shift 2
 "$@" &
 server=$!
+echo "$server" > "$cleanup_dir/server.pid"
 while read -r command; do
     case "$command" in
         stop) kill -INT "$server" 2>/dev/null; wait "$server"; : > "$stopped_marker" ;;
-        start) rm -f "$stopped_marker"; "$@" & server=$! ;;
+        kill) kill -KILL "$server" 2>/dev/null; wait "$server"; : > "$stopped_marker" ;;
+        start) rm -f "$stopped_marker"; "$@" & server=$!; echo "$server" > "$cleanup_dir/server.pid" ;;
     esac
 done
 kill -INT "$server" 2>/dev/null
@@ -45,12 +48,19 @@ pub struct Supervised {
     lifeline: Option<ChildStdin>,
     log: PathBuf,
     stopped_marker: PathBuf,
+    dir: PathBuf,
 }
 
 impl Supervised {
-    /// Starts `command` with its output appended to `log`. `dir` (which holds the server's
-    /// throwaway data) is removed after the server has stopped for good.
-    pub fn start(command: &[String], log: &Path, dir: &Path) -> Result<Supervised, HarnessError> {
+    /// Starts `command` with `env` added to its environment and its output appended to `log`.
+    /// `dir` (which holds the server's throwaway data) is removed after the server has stopped
+    /// for good.
+    pub fn start(
+        command: &[String],
+        env: &[(String, String)],
+        log: &Path,
+        dir: &Path,
+    ) -> Result<Supervised, HarnessError> {
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -70,6 +80,7 @@ impl Supervised {
             .arg(dir)
             .arg(&stopped_marker)
             .args(command)
+            .envs(env.iter().map(|(key, value)| (key, value)))
             .stdin(Stdio::piped())
             .stdout(log_file)
             .stderr(log_err)
@@ -84,18 +95,35 @@ impl Supervised {
             lifeline,
             log: log.to_path_buf(),
             stopped_marker,
+            dir: dir.to_path_buf(),
         })
     }
 
     /// Stops the server (SIGINT) and waits until it has exited; its data stays.
     pub async fn stop_server(&mut self) -> Result<(), HarnessError> {
+        self.end_server("stop").await
+    }
+
+    /// Kills the server with SIGKILL (a crash: no chance to clean up) and waits until it is gone.
+    pub async fn kill_server(&mut self) -> Result<(), HarnessError> {
+        self.end_server("kill").await
+    }
+
+    /// The server's process id (of its current run).
+    pub fn server_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.dir.join("server.pid"))
+            .ok()
+            .and_then(|pid| pid.trim().parse().ok())
+    }
+
+    async fn end_server(&mut self, command: &str) -> Result<(), HarnessError> {
         let _ = std::fs::remove_file(&self.stopped_marker);
-        self.send("stop")?;
+        self.send(command)?;
         let started = Instant::now();
         while !self.stopped_marker.exists() {
             if started.elapsed() > STOP_TIMEOUT {
                 return Err(HarnessError::Command {
-                    command: "stop".to_string(),
+                    command: command.to_string(),
                     detail: format!("the server did not stop in time{}", self.log_tail()),
                 });
             }

@@ -19,23 +19,36 @@ fn index(name: &str, keys: Document) -> IndexModel {
         .build()
 }
 
-/// Creates the read model's indexes if they do not exist (idempotent).
+/// Creates the read model's indexes that do not exist yet. Existing ones are left alone rather
+/// than created again: FerretDB 1.24 drops the connection when asked to create a compound index
+/// that already exists.
 pub async fn create(database: &Database) -> Result<(), mongodb::error::Error> {
     let reports = database.collection::<Document>(REPORTS);
-    reports
-        .create_indexes([
-            index(
-                REPORTS_BY_PATIENT,
-                doc! { "patient_id": 1, "taken_at": -1, "_id": -1 },
-            ),
-            index(
-                REPORTS_BY_PATIENT_INSTRUMENT,
-                doc! { "patient_id": 1, "instrument.type": 1, "taken_at": -1, "_id": -1 },
-            ),
-            index("checkup", doc! { "checkup_id": 1 }),
-            index("clinic", doc! { "checkup.clinic_id": 1 }),
-            index("device", doc! { "checkup.device_id": 1 }),
-        ])
-        .await?;
+    let existing = reports.list_index_names().await.unwrap_or_default();
+    let missing: Vec<IndexModel> = [
+        index(
+            REPORTS_BY_PATIENT,
+            doc! { "patient_id": 1, "taken_at": -1, "_id": -1 },
+        ),
+        index(
+            REPORTS_BY_PATIENT_INSTRUMENT,
+            doc! { "patient_id": 1, "instrument.type": 1, "taken_at": -1, "_id": -1 },
+        ),
+        index("checkup", doc! { "checkup_id": 1 }),
+        index("clinic", doc! { "checkup.clinic_id": 1 }),
+        index("device", doc! { "checkup.device_id": 1 }),
+    ]
+    .into_iter()
+    .filter(|model| {
+        let name = model
+            .options
+            .as_ref()
+            .and_then(|options| options.name.as_ref());
+        !name.is_some_and(|name| existing.contains(name))
+    })
+    .collect();
+    if !missing.is_empty() {
+        reports.create_indexes(missing).await?;
+    }
     Ok(())
 }
