@@ -228,17 +228,20 @@ impl Session<'_> {
             let flush_at = self
                 .batch_opened
                 .map(|opened| opened + pipeline.settings.max_batch_delay);
+            // Events that are already waiting come before the flush timer: under a backlog,
+            // batches fill up to their size limits; when the stream is quiet, the timer bounds
+            // how long a change waits.
             let event = tokio::select! {
                 biased;
                 () = pipeline.shutdown.wait() => {
                     self.flush(mapper).await?;
                     return Ok(());
                 }
+                event = self.stream.next() => event?.ok_or(SessionError::StreamEnded)?,
                 () = sleep_until(flush_at) => {
                     self.flush(mapper).await?;
                     continue;
                 }
-                event = self.stream.next() => event?.ok_or(SessionError::StreamEnded)?,
             };
             self.handle(event, mapper).await?;
         }
@@ -380,12 +383,12 @@ impl Session<'_> {
         let changes = self.batch.changes();
         let statements = self.batch.take();
         self.write(&statements).await?;
-        let dirty = mapper.take_dirty();
-        if !dirty.is_empty() {
+        let latest = mapper.take_latest();
+        if !latest.is_empty() {
             let writes = {
                 let mut retry = pipeline.retry();
                 loop {
-                    match latest::recompute(&pipeline.database, &dirty).await {
+                    match latest::settle(&pipeline.database, &latest).await {
                         Ok(value) => break value,
                         Err(error) => retry.failed("mapping", &error).await?,
                     }

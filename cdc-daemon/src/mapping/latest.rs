@@ -1,6 +1,12 @@
-//! Recomputing `latest` of patients whose newest values may have gone down (a measurement
-//! deleted or amended, a report deleted, entered in error or re-dated): one query for all of a
-//! batch's patients over their report documents, then one write per patient.
+//! Settling patients' `latest` after a batch is written, with one write per patient:
+//!
+//! - a patient whose newest values may have gone down (a measurement deleted or amended, a
+//!   report deleted, entered in error or re-dated) is recomputed from its report documents;
+//! - otherwise the batch's newest measurement per code replaces the stored entry if it is newer.
+//!
+//! Each is one query for all of the batch's patients. The daemon is the only writer of these
+//! documents, so reading then writing is safe; and the result is the same whatever was applied
+//! before (the maximum, or a recomputation), so replaying a batch converges.
 
 use std::collections::BTreeMap;
 
@@ -8,13 +14,79 @@ use mongodb::Database;
 use mongodb::bson::{Bson, Document, doc};
 use read_model::{PATIENTS, REPORTS};
 
-use super::Dirty;
 use super::documents::{ReportValues, latest};
+use super::{Dirty, LatestWork};
 use crate::sink::Write;
 
+/// The writes that settle `latest` for `work` (the store must already hold the batch).
+pub async fn settle(
+    database: &Database,
+    work: &LatestWork,
+) -> Result<Vec<Write>, mongodb::error::Error> {
+    let mut writes = recompute(database, &work.dirty).await?;
+    writes.extend(newest(database, work).await?);
+    Ok(writes)
+}
+
+/// Raises `latest.<code>` to the batch's candidates where they are newer, for patients that
+/// are not recomputed anyway.
+async fn newest(
+    database: &Database,
+    work: &LatestWork,
+) -> Result<Vec<Write>, mongodb::error::Error> {
+    let patients: Vec<&String> = work
+        .candidates
+        .keys()
+        .filter(|patient| !work.dirty.contains_key(*patient))
+        .collect();
+    if patients.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut cursor = database
+        .collection::<Document>(PATIENTS)
+        .find(doc! { "_id": { "$in": &patients } })
+        .projection(doc! { "latest": 1 })
+        .await?;
+    let mut stored: BTreeMap<String, Document> = BTreeMap::new();
+    while cursor.advance().await? {
+        let patient = cursor.deserialize_current()?;
+        if let Ok(id) = patient.get_str("_id") {
+            stored.insert(
+                id.to_string(),
+                patient.get_document("latest").cloned().unwrap_or_default(),
+            );
+        }
+    }
+    let mut writes = Vec::new();
+    for patient in patients {
+        // A patient without a document (deleted later in the stream) gets nothing.
+        let (Some(latest), Some(candidates)) = (stored.get(patient), work.candidates.get(patient))
+        else {
+            continue;
+        };
+        let mut set = Document::new();
+        for (code, candidate) in candidates {
+            let newer = latest
+                .get_document(code)
+                .map_or(true, |current| candidate.newer_than(current));
+            if newer {
+                set.insert(format!("latest.{code}"), candidate.entry.clone());
+            }
+        }
+        if !set.is_empty() {
+            writes.push(Write::update(
+                PATIENTS,
+                patient.as_str(),
+                doc! { "$set": set },
+            ));
+        }
+    }
+    Ok(writes)
+}
+
 /// The writes that bring `latest` of the `dirty` patients in line with their reports in the
-/// store (which must already hold the batch's writes).
-pub async fn recompute(
+/// store.
+async fn recompute(
     database: &Database,
     dirty: &BTreeMap<String, Dirty>,
 ) -> Result<Vec<Write>, mongodb::error::Error> {

@@ -11,10 +11,10 @@
 //! | measurements | `measurements.<code>` of the report document, and `latest.<code>` of the patient document |
 //!
 //! Joins never query the source: parents come from [`lookups`]. Deletes are routed from the
-//! replica identity alone (every child's key carries its document's key). The newest value per
-//! code is kept with a conditional `$set` when a measurement is inserted; a change that can
-//! lower it (a delete, an amendment, a status or time change) marks the patient, and the
-//! pipeline recomputes those patients from their report documents after the batch is written.
+//! replica identity alone (every child's key carries its document's key). Patients' newest
+//! values per code are settled after each batch (see [`latest`]): an inserted measurement is a
+//! candidate that wins if it is newer; a change that can lower a newest value (a delete, an
+//! amendment, a status or time change) marks the patient for recomputation from its reports.
 //! A change that cannot be mapped becomes a [`DeadLetter`] and the stream goes on.
 
 pub mod documents;
@@ -169,12 +169,52 @@ impl From<mongodb::error::Error> for MapError {
     }
 }
 
+/// A measurement that may become its patient's newest value of its code.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    /// When its report was taken.
+    pub taken_at: DateTime,
+    /// Its report.
+    pub report_id: String,
+    /// The `latest.<code>` entry it would be.
+    pub entry: Document,
+}
+
+impl Candidate {
+    /// Whether this candidate is newer than the entry `other` (by time, then report id).
+    pub fn newer_than(&self, other: &Document) -> bool {
+        let (Ok(taken_at), Ok(report_id)) =
+            (other.get_datetime("taken_at"), other.get_str("report_id"))
+        else {
+            return true;
+        };
+        (self.taken_at, self.report_id.as_str()) > (*taken_at, report_id)
+    }
+}
+
+/// What the batch changed about patients' newest values: patients to recompute from their
+/// reports, and per patient and code the newest inserted measurement.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LatestWork {
+    /// Patients whose newest values may have gone down.
+    pub dirty: BTreeMap<String, Dirty>,
+    /// Per patient, per code, the batch's newest measurement.
+    pub candidates: BTreeMap<String, BTreeMap<String, Candidate>>,
+}
+
+impl LatestWork {
+    /// Whether there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.dirty.is_empty() && self.candidates.is_empty()
+    }
+}
+
 /// Turns decoded messages into writes, keeping the state joins need.
 #[derive(Debug)]
 pub struct Mapper<S> {
     relations: RelationCache,
     lookups: Lookups<S>,
-    dirty: BTreeMap<String, Dirty>,
+    latest: LatestWork,
 }
 
 impl<S: LookupStore> Mapper<S> {
@@ -183,7 +223,7 @@ impl<S: LookupStore> Mapper<S> {
         Mapper {
             relations: RelationCache::new(),
             lookups: Lookups::new(store, cache_capacity),
-            dirty: BTreeMap::new(),
+            latest: LatestWork::default(),
         }
     }
 
@@ -196,7 +236,7 @@ impl<S: LookupStore> Mapper<S> {
     pub fn reset(&mut self) {
         self.relations = RelationCache::new();
         self.lookups.clear();
-        self.dirty.clear();
+        self.latest = LatestWork::default();
     }
 
     /// Called after a batch was written: caches may shrink now.
@@ -204,9 +244,9 @@ impl<S: LookupStore> Mapper<S> {
         self.lookups.trim();
     }
 
-    /// The patients whose `latest` must be recomputed, leaving none.
-    pub fn take_dirty(&mut self) -> BTreeMap<String, Dirty> {
-        std::mem::take(&mut self.dirty)
+    /// What the batch changed about patients' newest values, leaving nothing.
+    pub fn take_latest(&mut self) -> LatestWork {
+        std::mem::take(&mut self.latest)
     }
 
     /// Maps one row change (Insert, Update, Delete, Truncate) into `batch`. Other messages map
@@ -289,6 +329,7 @@ impl<S: LookupStore> Mapper<S> {
 
     fn mark(&mut self, patient_id: &str, codes: Dirty) {
         let entry = self
+            .latest
             .dirty
             .entry(patient_id.to_string())
             .or_insert(Dirty::Codes(BTreeSet::new()));
@@ -433,11 +474,26 @@ impl<S: LookupStore> Mapper<S> {
                 batch.push(Write::update(
                     REPORTS,
                     report_id.as_str(),
-                    doc! { "$set": { format!("measurements.{code}"): measurement.clone(), "_cdc": cdc.clone() } },
+                    doc! { "$set": { format!("measurements.{code}"): measurement.clone(), "_cdc": cdc } },
                 ));
                 match operation {
                     Operation::Insert if !report.entered_in_error => {
-                        batch.push(newest_value(&report, &report_id, &code, &measurement));
+                        let candidate = Candidate {
+                            taken_at: report.taken_at,
+                            entry: documents::latest_entry(
+                                &measurement,
+                                &report_id,
+                                report.taken_at,
+                            ),
+                            report_id,
+                        };
+                        let codes = self.latest.candidates.entry(report.patient_id).or_default();
+                        if codes
+                            .get(&code)
+                            .is_none_or(|current| candidate.newer_than(&current.entry))
+                        {
+                            codes.insert(code, candidate);
+                        }
                     }
                     Operation::Insert => {}
                     _ => self.mark(&report.patient_id, Dirty::Codes(BTreeSet::from([code]))),
@@ -491,7 +547,8 @@ impl<S: LookupStore> Mapper<S> {
                 batch.push(Write::delete(PATIENTS, id.as_str()));
                 batch.push(Write::delete_many(REPORTS, doc! { "patient_id": &id }));
                 self.lookups.forget(&id);
-                self.dirty.remove(&id);
+                self.latest.dirty.remove(&id);
+                self.latest.candidates.remove(&id);
             }
             Table::Checkups => {
                 let id = id()?;
@@ -557,27 +614,6 @@ impl<S: LookupStore> Mapper<S> {
             }
         }
         self.lookups.clear();
-    }
-}
-
-/// The conditional write that makes a newly inserted measurement its patient's latest value of
-/// its code, unless a newer report (by time, then id) already holds that place. Idempotent:
-/// applying it again sets the same value.
-fn newest_value(report: &ReportInfo, report_id: &str, code: &str, measurement: &Document) -> Write {
-    let path = format!("latest.{code}");
-    Write::Update {
-        collection: PATIENTS,
-        filter: doc! {
-            "_id": &report.patient_id,
-            "$or": [
-                { &path: { "$exists": false } },
-                { format!("{path}.taken_at"): { "$lt": report.taken_at } },
-                { format!("{path}.taken_at"): report.taken_at, format!("{path}.report_id"): { "$lte": report_id } },
-            ],
-        },
-        update: doc! { "$set": { &path: documents::latest_entry(measurement, report_id, report.taken_at) } },
-        upsert: false,
-        multi: false,
     }
 }
 

@@ -104,7 +104,9 @@ impl Write {
 
     /// Rough size in bytes, for bounding a batch.
     fn approximate_size(&self) -> usize {
-        let size = |document: &Document| document.to_string().len();
+        let size = |document: &Document| {
+            mongodb::bson::RawDocumentBuf::try_from(document).map_or(0, |raw| raw.as_bytes().len())
+        };
         match self {
             Write::Update { filter, update, .. } => size(filter) + size(update),
             Write::Delete { filter, .. } => size(filter),
@@ -183,7 +185,8 @@ impl Batch {
 }
 
 /// Merges `later` into `earlier` (both single-document updates of the same id) if the merged
-/// statement does what the two do one after the other.
+/// statement does what the two do one after the other. Edits `earlier` in place: merging many
+/// writes into one statement stays linear.
 fn merge(earlier: &mut Write, later: &Write) -> bool {
     let (
         Write::Update {
@@ -208,54 +211,58 @@ fn merge(earlier: &mut Write, later: &Write) -> bool {
     if !only_set_unset(first) || !only_set_unset(second) {
         return false;
     }
-    let paths = |update: &Document, operator: &str| -> Vec<String> {
-        update
-            .get_document(operator)
-            .map(|fields| fields.keys().cloned().collect())
-            .unwrap_or_default()
-    };
-    let earlier_paths: Vec<String> = paths(first, "$set")
+    let later_paths = ["$set", "$unset"]
         .into_iter()
-        .chain(paths(first, "$unset"))
-        .collect();
-    let later_paths: Vec<String> = paths(second, "$set")
-        .into_iter()
-        .chain(paths(second, "$unset"))
-        .collect();
-    // `a` and `a.b` in one update conflict; identical paths are fine (the later wins).
-    let nested = |a: &str, b: &str| {
-        a != b && (a.starts_with(&format!("{b}.")) || b.starts_with(&format!("{a}.")))
-    };
-    if earlier_paths
-        .iter()
-        .any(|a| later_paths.iter().any(|b| nested(a, b)))
-    {
-        return false;
-    }
-
-    let mut set = first.get_document("$set").cloned().unwrap_or_default();
-    let mut unset = first.get_document("$unset").cloned().unwrap_or_default();
-    if let Ok(fields) = second.get_document("$set") {
-        for (path, value) in fields {
-            unset.remove(path);
-            set.insert(path.clone(), value.clone());
+        .filter_map(|operator| second.get_document(operator).ok())
+        .flat_map(Document::keys);
+    for path in later_paths {
+        if nested_conflict(first, path) {
+            return false;
         }
     }
-    if let Ok(fields) = second.get_document("$unset") {
+    for (operator, other) in [("$set", "$unset"), ("$unset", "$set")] {
+        let Ok(fields) = second.get_document(operator) else {
+            continue;
+        };
         for (path, value) in fields {
-            set.remove(path);
-            unset.insert(path.clone(), value.clone());
+            if let Ok(opposite) = first.get_document_mut(other) {
+                opposite.remove(path);
+            }
+            if first.get_document(operator).is_err() {
+                first.insert(operator, Document::new());
+            }
+            if let Ok(target) = first.get_document_mut(operator) {
+                target.insert(path.clone(), value.clone());
+            }
         }
     }
-    let mut merged = Document::new();
-    if !set.is_empty() {
-        merged.insert("$set", set);
+    for operator in ["$set", "$unset"] {
+        if first.get_document(operator).is_ok_and(Document::is_empty) {
+            first.remove(operator);
+        }
     }
-    if !unset.is_empty() {
-        merged.insert("$unset", unset);
-    }
-    *first = merged;
     true
+}
+
+/// Whether `update` writes a path that is a proper prefix of `path`, or has `path` as a proper
+/// prefix (`a` and `a.b` in one update conflict; the same path twice is fine, the later wins).
+fn nested_conflict(update: &Document, path: &str) -> bool {
+    let operators: Vec<&Document> = ["$set", "$unset"]
+        .into_iter()
+        .filter_map(|operator| update.get_document(operator).ok())
+        .collect();
+    let prefix_written = path.match_indices('.').any(|(end, _)| {
+        operators
+            .iter()
+            .any(|fields| fields.contains_key(&path[..end]))
+    });
+    let extends_path = |key: &String| {
+        key.len() > path.len() && key.starts_with(path) && key.as_bytes()[path.len()] == b'.'
+    };
+    prefix_written
+        || operators
+            .iter()
+            .any(|fields| fields.keys().any(extends_path))
 }
 
 #[cfg(test)]

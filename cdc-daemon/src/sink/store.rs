@@ -9,8 +9,10 @@ use mongodb::bson::{Bson, Document, doc};
 
 use super::batch::Write;
 
-/// Most statements sent in one command.
-pub const STATEMENTS_PER_COMMAND: usize = 500;
+/// Most statements sent in one command. FerretDB 1.24 keeps one SQLite connection per
+/// statement open until the whole command ends, from a pool of 100: a command of more than 100
+/// statements deadlocks it, and two large ones at once from different clients can too.
+pub const STATEMENTS_PER_COMMAND: usize = 32;
 
 /// The store could not be written; the batch must be sent again later.
 #[derive(Debug, thiserror::Error)]

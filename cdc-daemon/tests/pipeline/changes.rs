@@ -2,21 +2,20 @@
 
 use mongodb::bson::{Document, doc};
 
-use crate::support::{Source, assert_verified, caught_up, start};
+use crate::support::{Rig, Source};
 
 #[tokio::test]
 async fn inserts_updates_and_deletes_of_every_table_converge() {
-    let ctx = devstack::TestContext::new().await.unwrap();
-    let slot = ctx.unique_name("slot");
-    let daemon = start(&ctx, &slot).await;
-    let source = Source::new(&ctx).await;
+    let rig = Rig::new().await;
+    let daemon = rig.start().await;
+    let source = Source::new(&rig).await;
     let ada = source.patient("Ada Lovelace").await;
     let grace = source.patient("Grace Hopper").await;
     let ada_reports = source.checkup(ada, 3).await;
     let grace_reports = source.checkup(grace, 2).await;
-    caught_up(&ctx, &slot).await;
+    rig.caught_up().await;
 
-    let reports = ctx.store().collection::<Document>("reports");
+    let reports = rig.store.collection::<Document>("reports");
     let first = reports
         .find_one(doc! { "_id": ada_reports[0].to_string() })
         .await
@@ -53,7 +52,7 @@ async fn inserts_updates_and_deletes_of_every_table_converge() {
         .unwrap();
     assert_eq!(systolic.get_f64("value").unwrap(), (110.0));
     assert_eq!(first.get_str("raw").unwrap(), ("{\"cuff\": \"M\"}"));
-    let patients = ctx.store().collection::<Document>("patients");
+    let patients = rig.store.collection::<Document>("patients");
     let summary = patients
         .find_one(doc! { "_id": ada.to_string() })
         .await
@@ -91,7 +90,7 @@ async fn inserts_updates_and_deletes_of_every_table_converge() {
         ))
         .await
         .unwrap();
-    assert_verified(&ctx, &slot).await;
+    rig.assert_verified().await;
     let first = reports
         .find_one(doc! { "_id": ada_reports[0].to_string() })
         .await
@@ -120,7 +119,7 @@ async fn inserts_updates_and_deletes_of_every_table_converge() {
         .execute("DELETE FROM patients WHERE id = $1", &[&grace])
         .await
         .unwrap();
-    assert_verified(&ctx, &slot).await;
+    rig.assert_verified().await;
     assert_eq!(
         reports
             .count_documents(doc! { "patient_id": grace.to_string() })
@@ -142,23 +141,22 @@ async fn inserts_updates_and_deletes_of_every_table_converge() {
         .batch_execute("TRUNCATE measurements")
         .await
         .unwrap();
-    assert_verified(&ctx, &slot).await;
+    rig.assert_verified().await;
     source
         .client
         .batch_execute("TRUNCATE reports CASCADE")
         .await
         .unwrap();
-    assert_verified(&ctx, &slot).await;
+    rig.assert_verified().await;
     assert_eq!(reports.count_documents(doc! {}).await.unwrap(), 0);
     daemon.stop().await;
 }
 
 #[tokio::test]
 async fn an_update_that_leaves_a_toasted_column_untouched_keeps_it() {
-    let ctx = devstack::TestContext::new().await.unwrap();
-    let slot = ctx.unique_name("slot");
-    let daemon = start(&ctx, &slot).await;
-    let source = Source::new(&ctx).await;
+    let rig = Rig::new().await;
+    let daemon = rig.start().await;
+    let source = Source::new(&rig).await;
     let patient = source.patient("Toast Patient").await;
     let report = source.checkup(patient, 1).await[0];
     // Random text does not compress, so 100 KB of it is stored out of line (TOASTed).
@@ -181,9 +179,9 @@ async fn an_update_that_leaves_a_toasted_column_untouched_keeps_it() {
         )
         .await
         .unwrap();
-    assert_verified(&ctx, &slot).await;
-    let stored = ctx
-        .store()
+    rig.assert_verified().await;
+    let stored = rig
+        .store
         .collection::<Document>("reports")
         .find_one(doc! { "_id": report.to_string() })
         .await

@@ -4,6 +4,10 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use devstack::TestContext;
+use devstack::ferretdb::Store as FerretDb;
+use devstack::postgres::{ClusterOptions, PostgresServer};
+use devstack::process::Supervised;
+use mongodb::Database;
 use service_plumbing::shutdown::Shutdown;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -18,21 +22,7 @@ pub struct Daemon {
 impl Daemon {
     /// Waits until the daemon holds its slot (changes from now on reach it).
     pub async fn wait_streaming(&self) {
-        let started = Instant::now();
-        loop {
-            let metrics = reqwest::get(format!("{}/metrics", self.base)).await;
-            if let Ok(response) = metrics {
-                let text = response.text().await.unwrap_or_default();
-                if text.lines().any(|line| line == "cdc_connected 1") {
-                    return;
-                }
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "the daemon did not start streaming"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_connected(&self.base).await;
     }
 
     pub async fn stop(mut self) {
@@ -53,93 +43,157 @@ impl Drop for Daemon {
     }
 }
 
-/// The settings of a daemon for `ctx` on `slot` (plus `extra`).
-pub fn settings(ctx: &TestContext, slot: &str, extra: &[(&str, &str)]) -> HashMap<String, String> {
-    let mut vars: HashMap<String, String> = [
-        ("MYHEALTH_HTTP__LISTEN", "127.0.0.1:0"),
-        ("MYHEALTH_DATABASE_URL", ctx.database_url.as_str()),
-        ("MYHEALTH_MONGODB_URI", ctx.mongodb_uri.as_str()),
-        ("MYHEALTH_MONGODB_DATABASE", ctx.database.as_str()),
-        ("MYHEALTH_SLOT", slot),
-        ("MYHEALTH_BATCH_MAX_DELAY_MS", "20"),
-    ]
-    .into_iter()
-    .map(|(key, value)| (key.to_string(), value.to_string()))
-    .collect();
-    for (key, value) in extra {
-        vars.insert((*key).to_string(), (*value).to_string());
-    }
-    vars
+/// A source database, a store database and a slot for one test: on the shared harness
+/// servers, or on servers of the test's own that it may stop and restart.
+pub struct Rig {
+    pub ctx: TestContext,
+    pub database_url: String,
+    pub mongodb_uri: String,
+    pub store: Database,
+    pub slot: String,
+    pub postgres: Option<PostgresServer>,
+    pub ferretdb: Option<FerretDb>,
 }
 
-pub async fn start(ctx: &TestContext, slot: &str) -> Daemon {
-    start_with(ctx, slot, &[]).await
-}
-
-pub async fn start_with(ctx: &TestContext, slot: &str, extra: &[(&str, &str)]) -> Daemon {
-    if std::env::var_os("RUST_LOG").is_some() {
-        let _ = service_plumbing::telemetry::init_tracing("cdc-daemon-test");
-    }
-    let config: cdc_daemon::Config =
-        service_plumbing::config::load_from_vars(None, settings(ctx, slot, extra)).unwrap();
-    let shutdown = Shutdown::new();
-    let app = cdc_daemon::build(config, shutdown.clone()).await.unwrap();
-    let base = format!("http://{}", app.local_addr());
-    let handle = tokio::spawn(app.run_until_stopped());
-    let daemon = Daemon {
-        shutdown,
-        base,
-        handle: Some(handle),
-    };
-    daemon.wait_streaming().await;
-    daemon
-}
-
-/// Waits until the daemon's checkpoint has reached the source's current WAL position.
-pub async fn caught_up(ctx: &TestContext, slot: &str) {
-    let client = ctx.postgres().await.unwrap();
-    let target: String = client
-        .query_one("SELECT pg_current_wal_lsn()::text", &[])
-        .await
-        .unwrap()
-        .get(0);
-    let target = read_model::lsn::parse(&target).unwrap();
-    let started = Instant::now();
-    loop {
-        let checkpoint = read_model::checkpoint::load(&ctx.store(), slot)
-            .await
-            .unwrap();
-        if checkpoint.is_some_and(|checkpoint| checkpoint.lsn >= target) {
-            return;
+impl Rig {
+    /// On the shared servers.
+    pub async fn new() -> Rig {
+        let ctx = TestContext::new().await.unwrap();
+        Rig {
+            database_url: ctx.database_url.clone(),
+            mongodb_uri: ctx.mongodb_uri.clone(),
+            store: ctx.store(),
+            slot: ctx.unique_name("slot"),
+            ctx,
+            postgres: None,
+            ferretdb: None,
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the daemon did not catch up with {} (checkpoint {checkpoint:?})",
-            read_model::lsn::format(target)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
 
-/// Waits for the daemon, then checks that `cdc-daemon verify` finds no difference.
-pub async fn assert_verified(ctx: &TestContext, slot: &str) {
-    caught_up(ctx, slot).await;
-    let client = ctx.postgres().await.unwrap();
-    let differences =
-        cdc_daemon::verify::verify(&client, &ctx.store(), slot, Duration::from_secs(30))
+    /// With a PostgreSQL cluster of its own (which the test may restart).
+    pub async fn with_own_postgres() -> Rig {
+        let mut rig = Rig::new().await;
+        let cluster = PostgresServer::start(ClusterOptions::default())
             .await
             .unwrap();
-    let shown: Vec<String> = differences
-        .iter()
-        .take(10)
-        .map(ToString::to_string)
+        let admin = cluster.connect("postgres").await.unwrap();
+        admin.batch_execute("CREATE DATABASE source").await.unwrap();
+        let mut client = cluster.connect("source").await.unwrap();
+        source_schema::migrate(&mut client).await.unwrap();
+        rig.database_url = cluster.url_for("source");
+        rig.postgres = Some(cluster);
+        rig
+    }
+
+    /// With a FerretDB of its own (which the test may stop and restart).
+    pub async fn with_own_store() -> Rig {
+        let mut rig = Rig::new().await;
+        let ferretdb = FerretDb::start_ferretdb(None).await.unwrap();
+        rig.mongodb_uri = ferretdb.uri().to_string();
+        rig.store = mongodb::Client::with_uri_str(ferretdb.uri())
+            .await
+            .unwrap()
+            .database(&rig.ctx.database);
+        rig.ferretdb = Some(ferretdb);
+        rig
+    }
+
+    pub async fn client(&self) -> tokio_postgres::Client {
+        devstack::postgres::connect(&self.database_url)
+            .await
+            .unwrap()
+    }
+
+    /// The daemon's settings (plus `extra`).
+    pub fn settings(&self, extra: &[(&str, &str)]) -> HashMap<String, String> {
+        let mut vars: HashMap<String, String> = [
+            ("MYHEALTH_HTTP__LISTEN", "127.0.0.1:0"),
+            ("MYHEALTH_DATABASE_URL", self.database_url.as_str()),
+            ("MYHEALTH_MONGODB_URI", self.mongodb_uri.as_str()),
+            ("MYHEALTH_MONGODB_DATABASE", self.ctx.database.as_str()),
+            ("MYHEALTH_SLOT", self.slot.as_str()),
+            ("MYHEALTH_BATCH_MAX_DELAY_MS", "20"),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_string(), value.to_string()))
         .collect();
-    assert!(
-        differences.is_empty(),
-        "{} differences:\n{}",
-        differences.len(),
-        shown.join("\n")
-    );
+        for (key, value) in extra {
+            vars.insert((*key).to_string(), (*value).to_string());
+        }
+        vars
+    }
+
+    /// A daemon in this process, once it streams.
+    pub async fn start(&self) -> Daemon {
+        self.start_with(&[]).await
+    }
+
+    pub async fn start_with(&self, extra: &[(&str, &str)]) -> Daemon {
+        if std::env::var_os("RUST_LOG").is_some() {
+            let _ = service_plumbing::telemetry::init_tracing("cdc-daemon-test");
+        }
+        let config: cdc_daemon::Config =
+            service_plumbing::config::load_from_vars(None, self.settings(extra)).unwrap();
+        let shutdown = Shutdown::new();
+        let app = cdc_daemon::build(config, shutdown.clone()).await.unwrap();
+        let base = format!("http://{}", app.local_addr());
+        let handle = tokio::spawn(app.run_until_stopped());
+        let daemon = Daemon {
+            shutdown,
+            base,
+            handle: Some(handle),
+        };
+        daemon.wait_streaming().await;
+        daemon
+    }
+
+    /// Waits until the daemon's checkpoint has reached the source's current WAL position.
+    pub async fn caught_up(&self) {
+        let client = self.client().await;
+        let target: String = client
+            .query_one("SELECT pg_current_wal_lsn()::text", &[])
+            .await
+            .unwrap()
+            .get(0);
+        let target = read_model::lsn::parse(&target).unwrap();
+        let started = Instant::now();
+        loop {
+            let checkpoint = read_model::checkpoint::load(&self.store, &self.slot)
+                .await
+                .ok()
+                .flatten();
+            if checkpoint.is_some_and(|checkpoint| checkpoint.lsn >= target) {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "the daemon did not catch up with {} (checkpoint {checkpoint:?})",
+                read_model::lsn::format(target)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits for the daemon, then checks that `cdc-daemon verify` finds no difference.
+    pub async fn assert_verified(&self) {
+        self.caught_up().await;
+        let client = self.client().await;
+        let differences =
+            cdc_daemon::verify::verify(&client, &self.store, &self.slot, Duration::from_secs(30))
+                .await
+                .unwrap();
+        let shown: Vec<String> = differences
+            .iter()
+            .take(10)
+            .map(ToString::to_string)
+            .collect();
+        assert!(
+            differences.is_empty(),
+            "{} differences:\n{}",
+            differences.len(),
+            shown.join("\n")
+        );
+    }
 }
 
 /// Source rows written with plain SQL, as any writer of the source database could.
@@ -150,33 +204,41 @@ pub struct Source {
 }
 
 impl Source {
-    pub async fn new(ctx: &TestContext) -> Source {
-        let client = ctx.postgres().await.unwrap();
-        let clinic: Uuid = client
+    pub async fn new(rig: &Rig) -> Source {
+        Source::attach(rig.client().await).await.unwrap()
+    }
+
+    /// Uses `client`, with the clinic "North Clinic" and its device "tablet-1" (created once).
+    pub async fn attach(client: tokio_postgres::Client) -> Option<Source> {
+        client
+            .batch_execute(
+                "INSERT INTO clinics (name) VALUES ('North Clinic') ON CONFLICT (name) DO NOTHING; \
+                 INSERT INTO devices (clinic_id, label, token_sha256) \
+                 SELECT id, 'tablet-1', sha256(gen_random_uuid()::text::bytea) FROM clinics \
+                 WHERE name = 'North Clinic' ON CONFLICT (clinic_id, label) DO NOTHING",
+            )
+            .await
+            .ok()?;
+        let row = client
             .query_one(
-                "INSERT INTO clinics (name) VALUES ('North Clinic') RETURNING id",
+                "SELECT c.id, d.id FROM clinics c JOIN devices d ON d.clinic_id = c.id \
+                 WHERE c.name = 'North Clinic' AND d.label = 'tablet-1'",
                 &[],
             )
             .await
-            .unwrap()
-            .get(0);
-        let device: Uuid = client
-            .query_one(
-                "INSERT INTO devices (clinic_id, label, token_sha256) \
-                 VALUES ($1, 'tablet-1', sha256(gen_random_uuid()::text::bytea)) RETURNING id",
-                &[&clinic],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        Source {
+            .ok()?;
+        Some(Source {
+            clinic: row.get(0),
+            device: row.get(1),
             client,
-            clinic,
-            device,
-        }
+        })
     }
 
     pub async fn patient(&self, name: &str) -> Uuid {
+        self.try_patient(name).await.unwrap()
+    }
+
+    pub async fn try_patient(&self, name: &str) -> Result<Uuid, tokio_postgres::Error> {
         let id = Uuid::new_v4();
         self.client
             .execute(
@@ -184,14 +246,21 @@ impl Source {
                  VALUES ($1::uuid, 'MRN-' || left($1::uuid::text, 8), $2, '1985-12-10', 'female')",
                 &[&id, &name],
             )
-            .await
-            .unwrap();
-        id
+            .await?;
+        Ok(id)
     }
 
     /// A checkup of `patient` with `reports` blood pressure reports, all in one transaction;
     /// returns the report ids.
     pub async fn checkup(&self, patient: Uuid, reports: usize) -> Vec<Uuid> {
+        self.try_checkup(patient, reports).await.unwrap()
+    }
+
+    pub async fn try_checkup(
+        &self,
+        patient: Uuid,
+        reports: usize,
+    ) -> Result<Vec<Uuid>, tokio_postgres::Error> {
         let checkup = Uuid::new_v4();
         let ids: Vec<Uuid> = (0..reports).map(|_| Uuid::new_v4()).collect();
         let mut sql = format!(
@@ -212,7 +281,116 @@ impl Source {
             ));
         }
         sql.push_str("COMMIT;");
-        self.client.batch_execute(&sql).await.unwrap();
-        ids
+        self.client.batch_execute(&sql).await?;
+        Ok(ids)
+    }
+}
+
+/// The daemon binary running as a child process under the harness's supervisor (so that it can
+/// be killed with SIGKILL, its memory measured, and it never outlives the test process).
+pub struct Process {
+    supervised: Supervised,
+    pub base: String,
+}
+
+impl Rig {
+    /// Starts `cdc-daemon` as a child process on a free port; its log is kept when `RUST_LOG`
+    /// is set (printed on failure of a `wait_streaming`).
+    pub async fn spawn_binary(&self) -> Process {
+        let port = devstack::process::free_loopback_port().unwrap();
+        let mut settings = self.settings(&[]);
+        settings.insert(
+            "MYHEALTH_HTTP__LISTEN".to_string(),
+            format!("127.0.0.1:{port}"),
+        );
+        let env: Vec<(String, String)> = settings.into_iter().collect();
+        let dir = tempfile::Builder::new()
+            .prefix("cdc-daemon-")
+            .tempdir()
+            .unwrap()
+            .keep();
+        let command = vec![env!("CARGO_BIN_EXE_cdc-daemon").to_string()];
+        let supervised = Supervised::start(&command, &env, &dir.join("daemon.log"), &dir).unwrap();
+        Process {
+            supervised,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Process {
+    /// Waits until this process holds its slot.
+    pub async fn wait_streaming(&self) {
+        wait_connected(&self.base).await;
+    }
+
+    /// SIGKILL: no chance to flush or checkpoint.
+    pub async fn kill9(&mut self) {
+        self.supervised.kill_server().await.unwrap();
+    }
+
+    /// Peak resident memory so far, in bytes (VmHWM).
+    pub fn peak_rss(&self) -> u64 {
+        let pid = self.supervised.server_pid().unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let line = status
+            .lines()
+            .find(|line| line.starts_with("VmHWM:"))
+            .unwrap();
+        let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kib * 1024
+    }
+}
+
+/// Waits until the daemon at `base` reports `cdc_connected 1`.
+pub async fn wait_connected(base: &str) {
+    let started = Instant::now();
+    loop {
+        if let Ok(response) = reqwest::get(format!("{base}/metrics")).await {
+            let text = response.text().await.unwrap_or_default();
+            if text.lines().any(|line| line == "cdc_connected 1") {
+                return;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the daemon at {base} did not start streaming"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Writes `checkups` checkups of `reports` reports each over `patients` patients, reconnecting
+/// and going on when PostgreSQL goes away (a checkup whose commit was lost is simply retried
+/// with new ids: whatever PostgreSQL holds at the end is what verify compares).
+pub async fn load(rig_url: String, checkups: usize, reports: usize) {
+    let mut source: Option<Source> = None;
+    let mut patients: Vec<Uuid> = Vec::new();
+    let mut written = 0;
+    while written < checkups {
+        if source.is_none() {
+            match devstack::postgres::connect(&rig_url).await {
+                Ok(client) => source = Source::attach(client).await,
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+            continue;
+        }
+        let Some(current) = source.as_ref() else {
+            continue;
+        };
+        if patients.len() < 20 {
+            match current.try_patient("Load Patient").await {
+                Ok(id) => patients.push(id),
+                Err(_) => source = None,
+            }
+            continue;
+        }
+        match current
+            .try_checkup(patients[written % patients.len()], reports)
+            .await
+        {
+            Ok(_) => written += 1,
+            Err(_) => source = None,
+        }
     }
 }
