@@ -4,5 +4,6 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod changes;
+mod end_to_end;
 mod resilience;
 mod support;
