@@ -14,6 +14,9 @@ pub(crate) async fn database(uri: &SecretString, name: &str) -> anyhow::Result<D
         .await
         .context("failed to parse mongodb_uri")?;
     options.app_name = Some(crate::SERVICE_NAME.to_owned());
+    // Fail a command within seconds while the store is down, instead of the driver's 30 s: the
+    // pipeline retries on its own, and must notice a shutdown in between.
+    options.server_selection_timeout = Some(std::time::Duration::from_secs(5));
     let client = Client::with_options(options).context("failed to create the mongodb client")?;
     Ok(client.database(name))
 }

@@ -57,7 +57,7 @@ async fn the_daemon_is_alive_but_reports_both_stores_unready() {
     assert_eq!(body["errors"][1]["pointer"], "#/dependencies/mongodb");
 
     shutdown.trigger();
-    tokio::time::timeout(Duration::from_secs(10), running)
+    tokio::time::timeout(Duration::from_secs(30), running)
         .await
         .unwrap()
         .unwrap()
