@@ -255,6 +255,9 @@ impl Session<'_> {
         let pipeline = self.pipeline;
         match event {
             Event::Begin(begin) => {
+                if begin.final_lsn < self.applied {
+                    tracing::debug!(lsn = %read_model::lsn::format(begin.final_lsn), "skipping a transaction at or below the checkpoint");
+                }
                 self.open = Some(Open {
                     transaction: Transaction {
                         commit_lsn: begin.final_lsn,
@@ -514,6 +517,7 @@ impl Session<'_> {
             return Ok(());
         }
         let pipeline = self.pipeline;
+        tracing::debug!(lsn = %read_model::lsn::format(lsn), "advancing the idle checkpoint");
         let (checkpoints, stream) = (self.checkpoints, &self.stream);
         let now = DateTime::now();
         {

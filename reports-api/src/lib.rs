@@ -1,21 +1,33 @@
-//! Patient-facing reports API.
+//! Patient-facing reports API: patients read their own reports from the MongoDB read store.
 //!
-//! For now it serves only the built-in `/healthz`, `/readyz` (does MongoDB answer `ping`?) and
-//! `/metrics`; the report routes come with their own issue. [`build`] binds the listener and
-//! creates the MongoDB client without waiting for a connection, so tests can start the service
-//! in-process on port 0 and read the port from [`App::local_addr`].
+//! A request flows through [`routes`]: [`auth`] (the bearer JWT names the patient), [`params`]
+//! (query parameters parsed into types, bad ones refused with pointers), [`freshness`]
+//! (read-your-upload and `X-Data-LSN`), one query of [`store`], and [`views`] (documents → the
+//! app's JSON). [`build`] binds the listener and creates the MongoDB client without waiting for
+//! a connection, so tests start the service in-process on port 0.
 
+pub mod auth;
+pub mod freshness;
 mod mongo;
+pub mod params;
+pub mod routes;
+pub mod store;
+pub mod views;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 
 use anyhow::Context;
+use prometheus::{HistogramOpts, HistogramVec};
 use secrecy::SecretString;
 use serde::Deserialize;
-use service_plumbing::http::{HttpServer, HttpSettings, Readiness, Router};
+use service_plumbing::http::{HttpServer, HttpSettings, Readiness};
 use service_plumbing::metrics::Metrics;
 use service_plumbing::shutdown::Shutdown;
 use tokio::net::TcpListener;
+
+/// Store query latency by query (list, get, summary).
+pub const STORE_QUERY_SECONDS: &str = "reports_store_query_duration_seconds";
 
 /// Name of the service in logs and in MongoDB's `appName`.
 pub const SERVICE_NAME: &str = "reports-api";
@@ -34,6 +46,15 @@ pub struct Config {
     /// Database holding the read store (`MYHEALTH_MONGODB_DATABASE`).
     #[serde(default = "default_database")]
     pub mongodb_database: String,
+    /// The CDC daemon's slot, whose checkpoint tells how fresh the store is (`MYHEALTH_SLOT`).
+    #[serde(default = "default_slot")]
+    pub slot: String,
+    /// How patients' tokens are verified (`MYHEALTH_AUTH__*`).
+    pub auth: auth::AuthConfig,
+}
+
+fn default_slot() -> String {
+    "myhealth_cdc".to_owned()
 }
 
 fn default_database() -> String {
@@ -41,19 +62,41 @@ fn default_database() -> String {
 }
 
 /// A built service, bound to its port but not yet serving.
-#[derive(Debug)]
 pub struct App {
     local_addr: SocketAddr,
     listener: TcpListener,
     server: HttpServer,
+    watch: freshness::Watch,
+    database: mongodb::Database,
+    slot: String,
 }
 
 /// Creates the MongoDB client, the routes and the metrics, and binds the listen address.
 pub async fn build(config: Config) -> anyhow::Result<App> {
     let database = mongo::database(&config.mongodb_uri, &config.mongodb_database).await?;
-    let readiness = Readiness::new().with_check("mongodb", move || mongo::check(database.clone()));
+    let checked = database.clone();
+    let readiness = Readiness::new().with_check("mongodb", move || mongo::check(checked.clone()));
     let metrics = Metrics::new().context("failed to set up metrics")?;
-    let server = HttpServer::new(config.http.clone(), Router::new(), readiness, metrics)
+    let query_seconds = HistogramVec::new(
+        HistogramOpts::new(
+            STORE_QUERY_SECONDS,
+            "Duration of one store query, by query.",
+        ),
+        &["query"],
+    )
+    .context("failed to set up metrics")?;
+    metrics
+        .register(Box::new(query_seconds.clone()))
+        .context("failed to set up metrics")?;
+    let watch = freshness::Watch::default();
+    let state = Arc::new(routes::State {
+        database: database.clone(),
+        verifier: auth::Verifier::new(&config.auth).context("invalid auth configuration")?,
+        watch: watch.clone(),
+        query_seconds,
+    });
+    let router = routes::router(state).context("failed to set up routes")?;
+    let server = HttpServer::new(config.http.clone(), router, readiness, metrics)
         .context("failed to set up http server")?;
     let listen = config.http.listen_or(DEFAULT_LISTEN);
     let listener = TcpListener::bind(listen)
@@ -66,6 +109,9 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         local_addr,
         listener,
         server,
+        watch,
+        database,
+        slot: config.slot,
     })
 }
 
@@ -78,7 +124,9 @@ impl App {
     /// Serves requests until `shutdown` is triggered and open requests have finished or the
     /// shutdown deadline has passed.
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        let poller = tokio::spawn(self.watch.poll(self.database, self.slot, shutdown.clone()));
         self.server.serve(self.listener, shutdown).await;
+        let _ = poller.await;
         Ok(())
     }
 }

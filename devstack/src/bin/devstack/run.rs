@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use devstack::postgres::{ClusterOptions, connect, redact};
+use devstack::tablet::{self, Tablet};
 use devstack::{Stack, workspace};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -60,6 +61,9 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     ];
     let mut services = RunningServices::start(&specs, &shared_env).await?;
     let device_token = demo_device(&database_url).await?;
+    let ingest_url = format!("http://127.0.0.1:{}", args.ingest_port);
+    let (patient, commit_lsn) = seed(&ingest_url, &device_token).await?;
+    let patient_token = patient_token(&shared_env, patient.id).await?;
 
     let mut lines = vec![
         ("DATABASE_URL".to_string(), database_url),
@@ -68,6 +72,8 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     ];
     lines.extend(services.urls());
     lines.push(("DEVICE_TOKEN".to_string(), device_token));
+    lines.push(("DEMO_PATIENT_ID".to_string(), patient.id.to_string()));
+    lines.push(("PATIENT_TOKEN".to_string(), patient_token.clone()));
     write_env_file(&env_file, &lines)?;
 
     eprintln!("devstack: the stack is ready (Ctrl-C stops it)");
@@ -75,6 +81,14 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         eprintln!("  {key:<18} {}", redact_if_url(value));
     }
     eprintln!("  logs               {}", services.log_dir().display());
+    eprintln!(
+        "devstack: {} has two demo checkups; their reports, as the patient app sees them:",
+        patient.full_name
+    );
+    eprintln!(
+        "  curl -s -H 'Authorization: Bearer {patient_token}' 'http://127.0.0.1:{}/v1/me/reports?min_lsn={commit_lsn}&wait_ms=3000'",
+        args.reports_port
+    );
     eprintln!("  env file           {}", env_file.display());
 
     let mut terminate = signal(SignalKind::terminate()).context("failed to watch SIGTERM")?;
@@ -144,6 +158,51 @@ async fn demo_device(database_url: &str) -> Result<String> {
     if !output.status.success() {
         anyhow::bail!(
             "`ingest-api device add` failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
+/// Posts two demo checkups for each of three patients through the ingest API, as a tablet
+/// would; returns the first patient and the last upload's commit LSN.
+async fn seed(ingest_url: &str, device_token: &str) -> Result<(tablet::Patient, String)> {
+    let mut tablet = Tablet::new(ingest_url, device_token, 2026);
+    let patients: Vec<tablet::Patient> = (0..3).map(|_| tablet.patient()).collect();
+    let mut commit_lsn = String::new();
+    for (index, patient) in patients.iter().enumerate() {
+        for day in 0..2_i64 {
+            let at =
+                time::OffsetDateTime::now_utc() - time::Duration::days(30 * day + index as i64);
+            let upload = tablet.upload(patient, at);
+            let result = tablet
+                .post(&upload)
+                .await
+                .context("failed to seed a demo upload")?;
+            commit_lsn = result["commit_lsn"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+        }
+    }
+    let first = patients.into_iter().next().context("no demo patient")?;
+    Ok((first, commit_lsn))
+}
+
+/// A token for `patient` from `reports-api token`, signed with this run's secret.
+async fn patient_token(env: &[(String, String)], patient: uuid::Uuid) -> Result<String> {
+    let binary = std::env::current_exe()
+        .context("failed to locate the devstack binary")?
+        .with_file_name("reports-api");
+    let output = tokio::process::Command::new(&binary)
+        .args(["token", "--patient", &patient.to_string(), "--ttl", "12h"])
+        .envs(env.iter().map(|(key, value)| (key, value)))
+        .output()
+        .await
+        .with_context(|| format!("failed to run {}", binary.display()))?;
+    if !output.status.success() {
+        anyhow::bail!(
+            "`reports-api token` failed: {}",
             String::from_utf8_lossy(&output.stderr)
         );
     }

@@ -1,0 +1,99 @@
+//! The reports API's queries: one round trip each, served by the indexes the daemon creates
+//! (`patient_taken_at`, `patient_instrument_taken_at`), fetching only what the answer needs.
+//! Every query is scoped to the caller's patient id; parameters arrive parsed into types, so no
+//! client text ever becomes part of a filter as an operator.
+
+use mongodb::Database;
+use mongodb::bson::{DateTime, Document, doc};
+use read_model::{PATIENTS, REPORTS};
+use uuid::Uuid;
+
+use crate::params::ListQuery;
+
+/// Fields a list item does not need.
+const LIST_PROJECTION: &[&str] = &["raw", "_cdc", "patient", "patient_id", "checkup_id"];
+
+/// One page of a patient's reports, newest first, and whether more follow.
+pub async fn list(
+    database: &Database,
+    patient: Uuid,
+    query: &ListQuery,
+) -> Result<(Vec<Document>, bool), mongodb::error::Error> {
+    let mut filter = doc! { "patient_id": patient.to_string() };
+    if let Some(instrument) = query.instrument {
+        filter.insert("instrument.type", instrument.as_str());
+    }
+    let mut taken_at = Document::new();
+    if let Some(from) = query.from {
+        taken_at.insert("$gte", millis(from));
+    }
+    if let Some(to) = query.to {
+        taken_at.insert("$lte", millis(to));
+    }
+    if !taken_at.is_empty() {
+        filter.insert("taken_at", taken_at);
+    }
+    if let Some(cursor) = &query.cursor {
+        // Keyset pagination: strictly after the last item of the previous page in
+        // (taken_at desc, _id desc) order, so new reports never shift a walk in progress.
+        let at = DateTime::from_millis(cursor.taken_at_millis);
+        filter.insert(
+            "$or",
+            vec![
+                doc! { "taken_at": { "$lt": at } },
+                doc! { "taken_at": at, "_id": { "$lt": &cursor.report_id } },
+            ],
+        );
+    }
+    let projection: Document = LIST_PROJECTION
+        .iter()
+        .map(|field| (field.to_string(), 0.into()))
+        .collect();
+    let limit = i64::from(query.limit) + 1;
+    let mut cursor = database
+        .collection::<Document>(REPORTS)
+        .find(filter)
+        .sort(doc! { "taken_at": -1, "_id": -1 })
+        .projection(projection)
+        .limit(limit)
+        .batch_size(u32::try_from(limit).unwrap_or(u32::MAX))
+        .await?;
+    let mut page = Vec::new();
+    while cursor.advance().await? {
+        page.push(cursor.deserialize_current()?);
+    }
+    let more = page.len() > query.limit as usize;
+    page.truncate(query.limit as usize);
+    Ok((page, more))
+}
+
+/// One report of the patient, everything included; `None` if there is none with that id for
+/// this patient (whoever else's it may be).
+pub async fn get(
+    database: &Database,
+    patient: Uuid,
+    report: Uuid,
+) -> Result<Option<Document>, mongodb::error::Error> {
+    database
+        .collection::<Document>(REPORTS)
+        .find_one(doc! { "_id": report.to_string(), "patient_id": patient.to_string() })
+        .projection(doc! { "_cdc": 0 })
+        .await
+}
+
+/// The patient's own document (demographics and newest values).
+pub async fn summary(
+    database: &Database,
+    patient: Uuid,
+) -> Result<Option<Document>, mongodb::error::Error> {
+    database
+        .collection::<Document>(PATIENTS)
+        .find_one(doc! { "_id": patient.to_string() })
+        .projection(doc! { "_cdc": 0 })
+        .await
+}
+
+fn millis(instant: time::OffsetDateTime) -> DateTime {
+    let millis = instant.unix_timestamp_nanos() / 1_000_000;
+    DateTime::from_millis(i64::try_from(millis).unwrap_or(i64::MAX))
+}

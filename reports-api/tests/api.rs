@@ -1,0 +1,464 @@
+//! The reports API over real HTTP, reading documents the real daemon produced from uploads
+//! posted by a simulated tablet through the real ingest API.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use devstack::TestContext;
+use devstack::tablet::{Patient, Tablet};
+use jsonwebtoken::{EncodingKey, Header, encode};
+use serde_json::{Value, json};
+use service_plumbing::shutdown::Shutdown;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+const SECRET: &str = "test-secret-of-the-reports-api-0123456789";
+const ISSUER: &str = "myhealth-local";
+const AUDIENCE: &str = "myhealth-reports-api";
+
+/// Ingest API, daemon and reports API on one test's databases, and a tablet.
+struct Stack {
+    /// Kept alive for the test: dropping it drops the test's databases and slot.
+    _databases: TestContext,
+    reports: String,
+    tablet: Tablet,
+    http: reqwest::Client,
+    shutdown: Shutdown,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+    }
+}
+
+fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+impl Stack {
+    async fn start() -> Stack {
+        if std::env::var_os("RUST_LOG").is_some() {
+            let _ = service_plumbing::telemetry::init_tracing("reports-api-test");
+        }
+        let ctx = TestContext::new().await.unwrap();
+        let slot = ctx.unique_name("slot");
+        let shutdown = Shutdown::new();
+
+        let daemon: cdc_daemon::Config = service_plumbing::config::load_from_vars(
+            None,
+            vars(&[
+                ("MYHEALTH_HTTP__LISTEN", "127.0.0.1:0"),
+                ("MYHEALTH_DATABASE_URL", &ctx.database_url),
+                ("MYHEALTH_MONGODB_URI", &ctx.mongodb_uri),
+                ("MYHEALTH_MONGODB_DATABASE", &ctx.database),
+                ("MYHEALTH_SLOT", &slot),
+                ("MYHEALTH_BATCH_MAX_DELAY_MS", "10"),
+            ]),
+        )
+        .unwrap();
+        let daemon = cdc_daemon::build(daemon, shutdown.clone()).await.unwrap();
+        let daemon_url = format!("http://{}", daemon.local_addr());
+        tokio::spawn(daemon.run_until_stopped());
+
+        let ingest: ingest_api::Config = service_plumbing::config::load_from_vars(
+            None,
+            vars(&[
+                ("MYHEALTH_HTTP__LISTEN", "127.0.0.1:0"),
+                ("MYHEALTH_DATABASE_URL", &ctx.database_url),
+            ]),
+        )
+        .unwrap();
+        let ingest = ingest_api::build(ingest).await.unwrap();
+        let ingest_url = format!("http://{}", ingest.local_addr());
+        tokio::spawn(ingest.run_until_stopped(shutdown.clone()));
+
+        let reports: reports_api::Config = service_plumbing::config::load_from_vars(
+            None,
+            vars(&[
+                ("MYHEALTH_HTTP__LISTEN", "127.0.0.1:0"),
+                ("MYHEALTH_MONGODB_URI", &ctx.mongodb_uri),
+                ("MYHEALTH_MONGODB_DATABASE", &ctx.database),
+                ("MYHEALTH_SLOT", &slot),
+                ("MYHEALTH_AUTH__ALGORITHM", "HS256"),
+                ("MYHEALTH_AUTH__HS256_SECRET", SECRET),
+            ]),
+        )
+        .unwrap();
+        let reports = reports_api::build(reports).await.unwrap();
+        let reports_url = format!("http://{}", reports.local_addr());
+        tokio::spawn(reports.run_until_stopped(shutdown.clone()));
+
+        // The daemon must hold its slot before the first source row (the clinic) is written.
+        wait_streaming(&daemon_url).await;
+        let mut client = ctx.postgres().await.unwrap();
+        let (_, token) = ingest_api::store::devices::add(&mut client, "Reports Clinic", "tablet")
+            .await
+            .unwrap();
+        Stack {
+            _databases: ctx,
+            reports: reports_url,
+            tablet: Tablet::new(&ingest_url, &token, 7),
+            http: reqwest::Client::new(),
+            shutdown,
+        }
+    }
+
+    /// Posts an upload for `patient` at `at`; returns the ingest result.
+    async fn upload(&mut self, patient: &Patient, at: OffsetDateTime) -> Value {
+        let upload = self.tablet.upload(patient, at);
+        self.tablet.post(&upload).await.unwrap()
+    }
+
+    async fn get(&self, token: &str, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.reports))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+/// Waits until the daemon holds its slot (a slot still being created is already "active").
+async fn wait_streaming(daemon_url: &str) {
+    for _ in 0..600 {
+        let metrics = match reqwest::get(format!("{daemon_url}/metrics")).await {
+            Ok(response) => response.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if metrics.lines().any(|line| line == "cdc_connected 1") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the daemon never started streaming");
+}
+
+fn token_with(claims: Value, secret: &str) -> String {
+    encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn token(patient: Uuid) -> String {
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    token_with(
+        json!({ "sub": patient, "iss": ISSUER, "aud": AUDIENCE, "iat": now, "nbf": now, "exp": now + 600 }),
+        SECRET,
+    )
+}
+
+async fn json(response: reqwest::Response, status: u16) -> Value {
+    let actual = response.status().as_u16();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    assert_eq!(actual, status, "{body}");
+    body
+}
+
+fn fresh(result: &Value) -> String {
+    format!(
+        "min_lsn={}&wait_ms=5000",
+        result["commit_lsn"].as_str().unwrap()
+    )
+}
+
+#[tokio::test]
+async fn a_patient_lists_reads_and_summarizes_their_own_reports() {
+    let mut stack = Stack::start().await;
+    let ada = stack.tablet.patient();
+    let now = OffsetDateTime::now_utc();
+    stack.upload(&ada, now - time::Duration::days(30)).await;
+    let last = stack.upload(&ada, now - time::Duration::days(1)).await;
+    let token = token(ada.id);
+
+    let response = stack
+        .get(&token, &format!("/v1/me/reports?{}", fresh(&last)))
+        .await;
+    assert!(response.headers().contains_key("x-data-lsn"));
+    assert!(response.headers().contains_key("etag"));
+    let page = json(response, 200).await;
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 10);
+    let times: Vec<&str> = items
+        .iter()
+        .map(|item| item["taken_at"].as_str().unwrap())
+        .collect();
+    let mut sorted = times.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(times, sorted, "newest first");
+    let blood_pressure = items
+        .iter()
+        .find(|i| i["instrument"]["type"] == "blood_pressure")
+        .unwrap();
+    let codes: Vec<&str> = blood_pressure["measurements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, ["8480-6", "8462-4", "8867-4"], "catalogue order");
+    assert_eq!(blood_pressure["clinic"]["name"], "Reports Clinic");
+    assert_eq!(
+        blood_pressure["measurements"][0]["reference_range"],
+        json!({"low": 90.0, "high": 120.0})
+    );
+    assert!(blood_pressure.get("raw").is_none());
+
+    let id = blood_pressure["id"].as_str().unwrap();
+    let report = json(
+        stack.get(&token, &format!("/v1/me/reports/{id}")).await,
+        200,
+    )
+    .await;
+    assert_eq!(report["raw"]["firmware"], "2.4.1");
+    assert_eq!(report["patient"]["full_name"], ada.full_name.as_str());
+
+    let summary = json(stack.get(&token, "/v1/me/summary").await, 200).await;
+    assert_eq!(summary["full_name"], ada.full_name.as_str());
+    let latest: Vec<&str> = summary["latest"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(latest.len(), 10, "{latest:?}");
+    assert_eq!(latest[0], "8480-6");
+}
+
+#[tokio::test]
+async fn tokens_are_checked_and_other_patients_reports_do_not_exist() {
+    let mut stack = Stack::start().await;
+    let ada = stack.tablet.patient();
+    let grace = stack.tablet.patient();
+    let result = stack.upload(&ada, OffsetDateTime::now_utc()).await;
+    let page = json(
+        stack
+            .get(
+                &token(ada.id),
+                &format!("/v1/me/reports?{}", fresh(&result)),
+            )
+            .await,
+        200,
+    )
+    .await;
+    let adas_report = page["items"][0]["id"].as_str().unwrap().to_string();
+
+    let anonymous = stack
+        .http
+        .get(format!("{}/v1/me/reports", stack.reports))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    assert!(
+        anonymous.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer")
+    );
+
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let claims = |patch: Value| {
+        let mut claims =
+            json!({ "sub": ada.id, "iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + 600 });
+        for (key, value) in patch.as_object().unwrap() {
+            claims[key] = value.clone();
+        }
+        claims
+    };
+    for (name, bad) in [
+        (
+            "bad signature",
+            token_with(claims(json!({})), "another-secret"),
+        ),
+        (
+            "expired",
+            token_with(claims(json!({ "exp": now - 3600 })), SECRET),
+        ),
+        (
+            "wrong audience",
+            token_with(claims(json!({ "aud": "someone-else" })), SECRET),
+        ),
+        (
+            "wrong issuer",
+            token_with(claims(json!({ "iss": "evil" })), SECRET),
+        ),
+        (
+            "not yet valid",
+            token_with(claims(json!({ "nbf": now + 3600 })), SECRET),
+        ),
+    ] {
+        let response = stack.get(&bad, "/v1/me/reports").await;
+        assert_eq!(response.status(), 401, "{name}");
+        let body = response.text().await.unwrap();
+        assert!(!body.contains(&bad), "{name}: the token must not be echoed");
+    }
+
+    let other = stack
+        .get(&token(grace.id), &format!("/v1/me/reports/{adas_report}"))
+        .await;
+    assert_eq!(other.status(), 404);
+    let missing = stack
+        .get(
+            &token(ada.id),
+            &format!("/v1/me/reports/{}", Uuid::new_v4()),
+        )
+        .await;
+    assert_eq!(missing.status(), 404);
+    let graces = json(stack.get(&token(grace.id), "/v1/me/reports").await, 200).await;
+    assert_eq!(graces["items"], json!([]));
+}
+
+#[tokio::test]
+async fn walking_the_pages_while_reports_arrive_never_repeats_or_skips() {
+    let mut stack = Stack::start().await;
+    let ada = stack.tablet.patient();
+    let now = OffsetDateTime::now_utc();
+    let mut last = Value::Null;
+    for day in 0..4 {
+        last = stack
+            .upload(&ada, now - time::Duration::days(10 + day))
+            .await;
+    }
+    let token = token(ada.id);
+    let everything = json(
+        stack
+            .get(
+                &token,
+                &format!("/v1/me/reports?limit=100&{}", fresh(&last)),
+            )
+            .await,
+        200,
+    )
+    .await;
+    let before: HashSet<String> = everything["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(before.len(), 20);
+
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut day = 0;
+    loop {
+        // New reports keep arriving, newer and older than the walk's position.
+        stack
+            .upload(&ada, now - time::Duration::days(day * 3))
+            .await;
+        day += 1;
+        let path = match &cursor {
+            Some(cursor) => format!("/v1/me/reports?limit=3&cursor={cursor}"),
+            None => "/v1/me/reports?limit=3".to_string(),
+        };
+        let page = json(stack.get(&token, &path).await, 200).await;
+        seen.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["id"].as_str().unwrap().to_string()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    let unique: HashSet<&String> = seen.iter().collect();
+    assert_eq!(unique.len(), seen.len(), "a report was repeated");
+    for id in &before {
+        assert!(unique.contains(id), "report {id} was skipped");
+    }
+}
+
+#[tokio::test]
+async fn filters_etags_freshness_and_bad_parameters() {
+    let mut stack = Stack::start().await;
+    let ada = stack.tablet.patient();
+    let now = OffsetDateTime::now_utc();
+    stack.upload(&ada, now - time::Duration::days(40)).await;
+    let last = stack.upload(&ada, now - time::Duration::days(2)).await;
+    let token = token(ada.id);
+
+    let scales = json(
+        stack
+            .get(
+                &token,
+                &format!("/v1/me/reports?instrument=scale&{}", fresh(&last)),
+            )
+            .await,
+        200,
+    )
+    .await;
+    let items = scales["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert!(items.iter().all(|i| i["instrument"]["type"] == "scale"));
+    let from = (now - time::Duration::days(10))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let recent = json(
+        stack
+            .get(&token, &format!("/v1/me/reports?from={}", urlencode(&from)))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(recent["items"].as_array().unwrap().len(), 5);
+
+    let first = stack.get(&token, "/v1/me/summary").await;
+    let etag = first.headers()["etag"].to_str().unwrap().to_string();
+    let again = stack
+        .http
+        .get(format!("{}/v1/me/summary", stack.reports))
+        .bearer_auth(&token)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    assert!(again.headers().contains_key("x-data-lsn"));
+
+    let behind = stack
+        .get(&token, "/v1/me/summary?min_lsn=FFFFFFFF/0&wait_ms=200")
+        .await;
+    assert_eq!(behind.status(), 503);
+    assert!(behind.headers().contains_key("retry-after"));
+
+    for (query, pointer) in [
+        ("limit=0", "/query/limit"),
+        ("limit=101", "/query/limit"),
+        ("limit=%7B%22%24gt%22%3A%22%22%7D", "/query/limit"),
+        ("cursor=not-a-cursor", "/query/cursor"),
+        ("cursor=%24where", "/query/cursor"),
+        ("from=yesterday", "/query/from"),
+        ("instrument=tricorder", "/query/instrument"),
+        ("instrument%5B%24ne%5D=scale", "/query/instrument[$ne]"),
+        ("min_lsn=12", "/query/min_lsn"),
+        ("wait_ms=60000", "/query/wait_ms"),
+        ("sort=taken_at", "/query/sort"),
+    ] {
+        let response = stack.get(&token, &format!("/v1/me/reports?{query}")).await;
+        let problem = json(response, 400).await;
+        let pointers: Vec<&str> = problem["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["pointer"].as_str().unwrap())
+            .collect();
+        assert!(pointers.contains(&pointer), "{query}: {pointers:?}");
+    }
+}
+
+fn urlencode(text: &str) -> String {
+    text.replace('+', "%2B").replace(':', "%3A")
+}
