@@ -14,6 +14,8 @@ pub(crate) async fn database(uri: &SecretString, name: &str) -> anyhow::Result<D
         .await
         .context("failed to parse mongodb_uri")?;
     options.app_name = Some(crate::SERVICE_NAME.to_owned());
+    // A patient waiting on a down store gets a 503 within seconds, not after the driver's 30 s.
+    options.server_selection_timeout = Some(std::time::Duration::from_secs(3));
     let client = Client::with_options(options).context("failed to create the mongodb client")?;
     Ok(client.database(name))
 }
