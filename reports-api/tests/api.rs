@@ -462,3 +462,49 @@ async fn filters_etags_freshness_and_bad_parameters() {
 fn urlencode(text: &str) -> String {
     text.replace('+', "%2B").replace(':', "%3A")
 }
+
+/// A validator for `components/schemas/{name}` of the OpenAPI document.
+fn schema(name: &str) -> jsonschema::Validator {
+    let document: Value = serde_json::from_str(include_str!("../openapi.json")).unwrap();
+    let mut schema = json!({ "$ref": format!("#/components/schemas/{name}") });
+    schema["components"] = document["components"].clone();
+    jsonschema::validator_for(&schema).unwrap()
+}
+
+#[tokio::test]
+async fn answers_match_the_openapi_document_and_every_operation_is_served() {
+    let mut stack = Stack::start().await;
+    let ada = stack.tablet.patient();
+    let last = stack.upload(&ada, OffsetDateTime::now_utc()).await;
+    let token = token(ada.id);
+    let page = json(
+        stack
+            .get(&token, &format!("/v1/me/reports?limit=2&{}", fresh(&last)))
+            .await,
+        200,
+    )
+    .await;
+    assert!(schema("Page").is_valid(&page), "{page}");
+    let id = page["items"][0]["id"].as_str().unwrap();
+    let report = json(
+        stack.get(&token, &format!("/v1/me/reports/{id}")).await,
+        200,
+    )
+    .await;
+    assert!(schema("Report").is_valid(&report), "{report}");
+    let summary = json(stack.get(&token, "/v1/me/summary").await, 200).await;
+    assert!(schema("Summary").is_valid(&summary), "{summary}");
+    let problem = json(stack.get(&token, "/v1/me/reports?limit=0").await, 400).await;
+    assert!(schema("Problem").is_valid(&problem), "{problem}");
+
+    let document: Value = serde_json::from_str(include_str!("../openapi.json")).unwrap();
+    for path in document["paths"].as_object().unwrap().keys() {
+        let url = format!("{}{}", stack.reports, path.replace("{id}", id));
+        let response = stack.http.get(url).send().await.unwrap();
+        assert_eq!(
+            response.status(),
+            401,
+            "{path} is documented but not served"
+        );
+    }
+}

@@ -23,7 +23,10 @@ async fn the_service_is_alive_but_not_ready_without_mongodb() {
             ("MYHEALTH_HTTP__LISTEN", "127.0.0.1:0"),
             ("MYHEALTH_HTTP__READINESS_TIMEOUT_MS", "300"),
             ("MYHEALTH_AUTH__ALGORITHM", "HS256"),
-            ("MYHEALTH_AUTH__HS256_SECRET", "a-local-secret-of-at-least-32-bytes!"),
+            (
+                "MYHEALTH_AUTH__HS256_SECRET",
+                "a-local-secret-of-at-least-32-bytes!",
+            ),
             (
                 "MYHEALTH_MONGODB_URI",
                 "mongodb://app:hunter2@127.0.0.1:1/?directConnection=true",

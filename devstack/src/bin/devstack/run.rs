@@ -43,7 +43,11 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         .context("failed to start PostgreSQL and the store")?;
     let database_url = create_and_migrate(&stack, &args.database).await?;
 
+    // Patients' tokens are signed with a secret of this run only (HS256, the local mode).
+    let token_secret = uuid::Uuid::new_v4().simple().to_string();
     let shared_env = vec![
+        ("MYHEALTH_AUTH__ALGORITHM".to_string(), "HS256".to_string()),
+        ("MYHEALTH_AUTH__HS256_SECRET".to_string(), token_secret),
         ("MYHEALTH_DATABASE_URL".to_string(), database_url.clone()),
         (
             "MYHEALTH_MONGODB_URI".to_string(),
