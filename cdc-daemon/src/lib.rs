@@ -13,7 +13,6 @@ pub mod mapping;
 pub mod metrics;
 mod mongo;
 pub mod pipeline;
-mod postgres;
 pub mod replication;
 pub mod sink;
 pub mod verify;
@@ -134,14 +133,15 @@ pub struct App {
 /// and binds the operations port.
 pub async fn build(config: Config, shutdown: Shutdown) -> anyhow::Result<App> {
     config.validate()?;
-    let pool = postgres::pool(&config.database_url, POSTGRES_POOL_SIZE)?;
+    let pool =
+        service_plumbing::postgres::pool(&config.database_url, POSTGRES_POOL_SIZE, SERVICE_NAME)?;
     let database = mongo::database(&config.mongodb_uri, &config.mongodb_database).await?;
     let checked_pool = pool.clone();
     let checked_database = database.clone();
     let readiness = Readiness::new()
         .with_check("postgres", move || {
             let pool = checked_pool.clone();
-            async move { postgres::check(&pool).await }
+            async move { service_plumbing::postgres::check(&pool).await }
         })
         .with_check("mongodb", move || mongo::check(checked_database.clone()));
     let registry = Metrics::new().context("failed to set up metrics")?;

@@ -9,7 +9,6 @@
 pub mod auth;
 pub mod body;
 pub mod metrics;
-mod postgres;
 pub mod routes;
 pub mod store;
 pub mod upload;
@@ -83,11 +82,15 @@ pub struct App {
 
 /// Prepares the PostgreSQL pool, the routes and the metrics, and binds the listen address.
 pub async fn build(config: Config) -> anyhow::Result<App> {
-    let pool = postgres::pool(&config.database_url, config.database_pool_size)?;
+    let pool = service_plumbing::postgres::pool(
+        &config.database_url,
+        config.database_pool_size,
+        SERVICE_NAME,
+    )?;
     let checked = pool.clone();
     let readiness = Readiness::new().with_check("postgres", move || {
         let pool = checked.clone();
-        async move { postgres::check(&pool).await }
+        async move { service_plumbing::postgres::check(&pool).await }
     });
     let metrics = Metrics::new().context("failed to set up metrics")?;
     let state = Arc::new(routes::State {

@@ -1,9 +1,9 @@
-//! The PostgreSQL connection pool and its readiness check.
+//! The PostgreSQL connection pool of a service and its readiness check (the ingest API writes
+//! through it; the daemon uses it for readiness and catalog polling).
 
 use std::str::FromStr;
 use std::time::Duration;
 
-use anyhow::Context;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use secrecy::{ExposeSecret, SecretString};
 use tokio_postgres::NoTls;
@@ -12,14 +12,25 @@ use tokio_postgres::NoTls;
 /// up as an error rather than as requests that never finish.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A pool of at most `size` connections to `url`. Connects lazily: no I/O happens here.
-pub(crate) fn pool(url: &SecretString, size: usize) -> anyhow::Result<Pool> {
-    // The parse error names the offending option, never the URL itself.
-    let mut config = tokio_postgres::Config::from_str(url.expose_secret())
-        .context("failed to parse database_url")?;
+/// Why a pool could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    /// `database_url` does not parse (the message names the option, never the URL).
+    #[error("failed to parse database_url")]
+    BadUrl(#[source] tokio_postgres::Error),
+    /// The pool could not be built.
+    #[error("failed to build the postgres pool")]
+    Build(#[source] deadpool_postgres::BuildError),
+}
+
+/// A pool of at most `size` connections to `url`, named `application_name` in PostgreSQL
+/// unless the URL names it. Connects lazily: no I/O happens here.
+pub fn pool(url: &SecretString, size: usize, application_name: &str) -> Result<Pool, PoolError> {
+    let mut config =
+        tokio_postgres::Config::from_str(url.expose_secret()).map_err(PoolError::BadUrl)?;
     config.connect_timeout(CONNECT_TIMEOUT);
     if config.get_application_name().is_none() {
-        config.application_name(crate::SERVICE_NAME);
+        config.application_name(application_name);
     }
     let manager = Manager::from_config(
         config,
@@ -34,11 +45,11 @@ pub(crate) fn pool(url: &SecretString, size: usize) -> anyhow::Result<Pool> {
         .wait_timeout(Some(CONNECT_TIMEOUT))
         .create_timeout(Some(CONNECT_TIMEOUT))
         .build()
-        .context("failed to build the postgres pool")
+        .map_err(PoolError::Build)
 }
 
 /// Readiness: a pooled connection answers `SELECT 1`.
-pub(crate) async fn check(pool: &Pool) -> Result<(), String> {
+pub async fn check(pool: &Pool) -> Result<(), String> {
     let client = pool
         .get()
         .await
