@@ -508,3 +508,52 @@ async fn answers_match_the_openapi_document_and_every_operation_is_served() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_store_outage_gives_503_with_retry_after_and_the_service_recovers() {
+    let mut ferretdb = devstack::ferretdb::Store::start_ferretdb(None)
+        .await
+        .unwrap();
+    let shutdown = Shutdown::new();
+    let config: reports_api::Config = service_plumbing::config::load_from_vars(
+        None,
+        vars(&[
+            ("MYHEALTH_HTTP__LISTEN", "127.0.0.1:0"),
+            ("MYHEALTH_MONGODB_URI", ferretdb.uri()),
+            ("MYHEALTH_MONGODB_DATABASE", "outage"),
+            ("MYHEALTH_AUTH__ALGORITHM", "HS256"),
+            ("MYHEALTH_AUTH__HS256_SECRET", SECRET),
+        ]),
+    )
+    .unwrap();
+    let app = reports_api::build(config).await.unwrap();
+    let base = format!("http://{}", app.local_addr());
+    tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    let http = reqwest::Client::new();
+    let token = token(Uuid::new_v4());
+    let list = || {
+        http.get(format!("{base}/v1/me/reports"))
+            .bearer_auth(&token)
+            .send()
+    };
+
+    assert_eq!(list().await.unwrap().status(), 200);
+    ferretdb.stop().await.unwrap();
+    let down = list().await.unwrap();
+    assert_eq!(down.status(), 503);
+    assert!(down.headers().contains_key("retry-after"));
+    let problem: Value = down.json().await.unwrap();
+    assert!(!problem.to_string().contains("mongodb://"), "{problem}");
+
+    ferretdb.restart().await.unwrap();
+    let mut status = 0;
+    for _ in 0..100 {
+        status = list().await.unwrap().status().as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 200);
+    shutdown.trigger();
+}
