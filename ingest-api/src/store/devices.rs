@@ -39,16 +39,18 @@ pub async fn authenticate(
     let hash = token_hash(token);
     let row = client
         .query_opt(
-            "SELECT id, clinic_id, token_sha256 FROM devices \
-             WHERE token_sha256 = $1 AND revoked_at IS NULL",
+            // A SECURITY DEFINER function (sql/migrations/V4): the ingest role cannot read
+            // the token hashes of other devices, only look up the one presented.
+            "SELECT id, clinic_id, token_sha256 FROM device_by_token_sha256($1)",
             &[&hash.as_slice()],
         )
         .await
         .map_err(|error| StoreError::from_postgres("authenticating a device", error))?;
     Ok(row.and_then(|row| {
         let stored: &[u8] = row.get(2);
-        // The index lookup already matched; compare again in constant time so that no code
-        // path ever compares token material with an early exit.
+        // The index lookup already matched (the function returns the caller's own hash);
+        // compare again in constant time so that no code path of ours compares token material
+        // with an early exit.
         bool::from(stored.ct_eq(&hash)).then(|| Device {
             id: row.get(0),
             clinic_id: row.get(1),
