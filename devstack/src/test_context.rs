@@ -7,6 +7,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use crate::postgres::{connect, redact};
+use crate::roles::{self, ServiceLogin};
 use crate::{HarnessError, Stack};
 
 /// An isolated pair of databases for one test.
@@ -14,12 +15,15 @@ use crate::{HarnessError, Stack};
 pub struct TestContext {
     /// The PostgreSQL database name, `t_<uuid>`; the MongoDB database has the same name.
     pub database: String,
-    /// The URL of the test's PostgreSQL database (superuser on the harness cluster).
+    /// The URL of the test's PostgreSQL database (superuser on the harness cluster): for the
+    /// test's own setup and checks; services connect with [`TestContext::url_as`].
     pub database_url: String,
     /// The connection string of the store.
     pub mongodb_uri: String,
     /// A driver client for the store.
     pub mongo: mongodb::Client,
+    /// The database's URL as each service login, in the order of the `ServiceLogin` variants.
+    login_urls: [String; 3],
     stack: &'static Stack,
 }
 
@@ -39,6 +43,12 @@ impl TestContext {
         let database_url = stack.postgres.url_for(&database);
         let mut client = connect(&database_url).await?;
         source_schema::migrate(&mut client).await?;
+        roles::create_logins(&client).await?;
+        let login_urls = [
+            roles::url_as(&database_url, ServiceLogin::Ingest)?,
+            roles::url_as(&database_url, ServiceLogin::Replication)?,
+            roles::url_as(&database_url, ServiceLogin::Readonly)?,
+        ];
 
         let mongodb_uri = stack.store.uri().to_string();
         let mongo = mongodb::Client::with_uri_str(&mongodb_uri)
@@ -52,6 +62,7 @@ impl TestContext {
             database_url,
             mongodb_uri,
             mongo,
+            login_urls,
             stack,
         })
     }
@@ -59,6 +70,17 @@ impl TestContext {
     /// A new connection to the test's PostgreSQL database.
     pub async fn postgres(&self) -> Result<tokio_postgres::Client, HarnessError> {
         connect(&self.database_url).await
+    }
+
+    /// The URL of the test's PostgreSQL database as `login`: what a service under test connects
+    /// with.
+    pub fn url_as(&self, login: ServiceLogin) -> String {
+        let index = match login {
+            ServiceLogin::Ingest => 0,
+            ServiceLogin::Replication => 1,
+            ServiceLogin::Readonly => 2,
+        };
+        self.login_urls[index].clone()
     }
 
     /// The test's MongoDB database.

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use devstack::postgres::{ClusterOptions, connect, redact};
+use devstack::roles::{self, ServiceLogin};
 use devstack::tablet::{self, Tablet};
 use devstack::{Stack, workspace};
 use tokio::signal::unix::{SignalKind, signal};
@@ -48,7 +49,6 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     let shared_env = vec![
         ("MYHEALTH_AUTH__ALGORITHM".to_string(), "HS256".to_string()),
         ("MYHEALTH_AUTH__HS256_SECRET".to_string(), token_secret),
-        ("MYHEALTH_DATABASE_URL".to_string(), database_url.clone()),
         (
             "MYHEALTH_MONGODB_URI".to_string(),
             stack.store.uri().to_string(),
@@ -58,10 +58,17 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
             args.database.clone(),
         ),
     ];
+    // Each service connects with its own least-privilege login; reports-api reads the store only.
     let specs = [
-        ServiceSpec::new("ingest-api", "INGEST_URL", args.ingest_port),
+        ServiceSpec::new("ingest-api", "INGEST_URL", args.ingest_port).with_env(
+            "MYHEALTH_DATABASE_URL",
+            roles::url_as(&database_url, ServiceLogin::Ingest)?,
+        ),
         ServiceSpec::new("reports-api", "REPORTS_URL", args.reports_port),
-        ServiceSpec::new("cdc-daemon", "CDC_METRICS_URL", args.cdc_port),
+        ServiceSpec::new("cdc-daemon", "CDC_METRICS_URL", args.cdc_port).with_env(
+            "MYHEALTH_DATABASE_URL",
+            roles::url_as(&database_url, ServiceLogin::Replication)?,
+        ),
     ];
     let mut services = RunningServices::start(&specs, &shared_env).await?;
     let device_token = demo_device(&database_url).await?;
@@ -112,7 +119,8 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     Ok(code)
 }
 
-/// Creates `database` if it does not exist and applies the migrations; returns its URL.
+/// Creates `database` if it does not exist, applies the migrations and creates the services'
+/// logins; returns its URL (as the administrator).
 async fn create_and_migrate(stack: &Stack, database: &str) -> Result<String> {
     let admin = connect(stack.postgres.admin_url()).await?;
     let exists = admin
@@ -129,6 +137,7 @@ async fn create_and_migrate(stack: &Stack, database: &str) -> Result<String> {
     let url = stack.postgres.url_for(database);
     let mut client = connect(&url).await?;
     let applied = source_schema::migrate(&mut client).await?;
+    roles::create_logins(&client).await?;
     eprintln!(
         "devstack: database {database} migrated ({} new migrations)",
         applied.len()

@@ -15,12 +15,14 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a service may take to shut down after SIGTERM before it is killed.
 const STOP_DEADLINE: Duration = Duration::from_secs(20);
 
-/// A service to start: its binary name, the env-file key of its URL, and its port.
+/// A service to start: its binary name, the env-file key of its URL, its port, and settings of
+/// its own (such as the database URL of its login) on top of the shared ones.
 #[derive(Debug)]
 pub struct ServiceSpec {
     name: &'static str,
     url_key: &'static str,
     port: u16,
+    env: Vec<(String, String)>,
 }
 
 impl ServiceSpec {
@@ -30,7 +32,14 @@ impl ServiceSpec {
             name,
             url_key,
             port,
+            env: Vec::new(),
         }
+    }
+
+    /// Adds a setting of this service only.
+    pub fn with_env(mut self, key: &str, value: String) -> Self {
+        self.env.push((key.to_string(), value));
+        self
     }
 }
 
@@ -76,7 +85,7 @@ impl RunningServices {
             let log_file = std::fs::File::create(&log)
                 .with_context(|| format!("failed to create {}", log.display()))?;
             let child = Command::new(&binary)
-                .envs(env.iter().map(|(k, v)| (k, v)))
+                .envs(env.iter().chain(&spec.env).map(|(k, v)| (k, v)))
                 .env("MYHEALTH_HTTP__LISTEN", format!("127.0.0.1:{}", spec.port))
                 .stdin(Stdio::null())
                 .stdout(
