@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use devstack::TestContext;
+use devstack::roles::ServiceLogin;
 use devstack::tablet::{Patient, Tablet};
 use jsonwebtoken::{EncodingKey, Header, encode};
 use serde_json::{Value, json};
@@ -49,12 +50,13 @@ impl Stack {
         let ctx = TestContext::new().await.unwrap();
         let slot = ctx.unique_name("slot");
         let shutdown = Shutdown::new();
+        let replication_url = ctx.url_as(ServiceLogin::Replication);
 
         let daemon: cdc_daemon::Config = service_plumbing::config::load_from_vars(
             None,
             vars(&[
                 ("MYHEALTH_HTTP__LISTEN", "127.0.0.1:0"),
-                ("MYHEALTH_DATABASE_URL", &ctx.database_url),
+                ("MYHEALTH_DATABASE_URL", &replication_url),
                 ("MYHEALTH_MONGODB_URI", &ctx.mongodb_uri),
                 ("MYHEALTH_MONGODB_DATABASE", &ctx.database),
                 ("MYHEALTH_SLOT", &slot),
@@ -70,7 +72,7 @@ impl Stack {
             None,
             vars(&[
                 ("MYHEALTH_HTTP__LISTEN", "127.0.0.1:0"),
-                ("MYHEALTH_DATABASE_URL", &ctx.database_url),
+                ("MYHEALTH_DATABASE_URL", &ctx.url_as(ServiceLogin::Ingest)),
             ]),
         )
         .unwrap();

@@ -7,6 +7,7 @@ use devstack::TestContext;
 use devstack::ferretdb::Store as FerretDb;
 use devstack::postgres::{ClusterOptions, PostgresServer};
 use devstack::process::Supervised;
+use devstack::roles::{ServiceLogin, url_as};
 use mongodb::Database;
 use service_plumbing::shutdown::Shutdown;
 use tokio::task::JoinHandle;
@@ -80,6 +81,7 @@ impl Rig {
         admin.batch_execute("CREATE DATABASE source").await.unwrap();
         let mut client = cluster.connect("source").await.unwrap();
         source_schema::migrate(&mut client).await.unwrap();
+        devstack::roles::create_logins(&client).await.unwrap();
         rig.database_url = cluster.url_for("source");
         rig.postgres = Some(cluster);
         rig
@@ -104,11 +106,12 @@ impl Rig {
             .unwrap()
     }
 
-    /// The daemon's settings (plus `extra`).
+    /// The daemon's settings (plus `extra`); it connects as the replication login.
     pub fn settings(&self, extra: &[(&str, &str)]) -> HashMap<String, String> {
+        let daemon_url = url_as(&self.database_url, ServiceLogin::Replication).unwrap();
         let mut vars: HashMap<String, String> = [
             ("MYHEALTH_HTTP__LISTEN", "127.0.0.1:0"),
-            ("MYHEALTH_DATABASE_URL", self.database_url.as_str()),
+            ("MYHEALTH_DATABASE_URL", daemon_url.as_str()),
             ("MYHEALTH_MONGODB_URI", self.mongodb_uri.as_str()),
             ("MYHEALTH_MONGODB_DATABASE", self.ctx.database.as_str()),
             ("MYHEALTH_SLOT", self.slot.as_str()),

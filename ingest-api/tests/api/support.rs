@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::io::Write;
 
 use devstack::TestContext;
+use devstack::roles::ServiceLogin;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use ingest_api::store::devices;
@@ -36,7 +37,7 @@ impl Api {
             ),
             (
                 "MYHEALTH_DATABASE_URL".to_string(),
-                ctx.database_url.clone(),
+                ctx.url_as(ServiceLogin::Ingest),
             ),
         ]);
         for (key, value) in settings {

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use devstack::postgres::{ClusterOptions, PostgresServer};
+use devstack::roles::ServiceLogin;
 use futures::future::join_all;
 use serde_json::{Value, json};
 
@@ -304,7 +305,8 @@ async fn a_stopped_database_gives_503_with_retry_after_and_the_service_recovers(
         .await
         .unwrap()
         .1;
-    let url = cluster.url_for("outage");
+    devstack::roles::create_logins(&client).await.unwrap();
+    let url = devstack::roles::url_as(&cluster.url_for("outage"), ServiceLogin::Ingest).unwrap();
     let api = Api::start_on(ctx, &[("MYHEALTH_DATABASE_URL", url.as_str())]).await;
     assert_eq!(api.post(&token, &upload()).await.status(), 201);
 
