@@ -1,8 +1,9 @@
 //! JSON logs on stderr, one object per line, each carrying the service name.
 //!
-//! The level filter comes from `RUST_LOG` (default `info`). The service name is written as a
-//! top-level `"service"` field by a small wrapper around the JSON formatter, because a span
-//! entered in `main` would not follow work spawned onto other tasks.
+//! The level filter comes from `RUST_LOG` (default `info`), except that statement parameters
+//! are never logged. The service name is written as a top-level `"service"` field by a small
+//! wrapper around the JSON formatter, because a span entered in `main` would not follow work
+//! spawned onto other tasks.
 
 use std::fmt;
 
@@ -22,13 +23,22 @@ pub enum TelemetryError {
     Install(#[from] TryInitError),
 }
 
+/// tokio-postgres logs every statement's parameters at `debug`: patient names, birth dates,
+/// token hashes. That level stays off whatever `RUST_LOG` asks for, so that turning on debug
+/// logs to chase a problem never copies health data into the logs.
+const QUIET_STATEMENT_PARAMETERS: &str = "tokio_postgres::query=info";
+
 /// Installs the global tracing subscriber: JSON lines on stderr with a `"service"` field,
-/// filtered by `RUST_LOG` (default `info`).
+/// filtered by `RUST_LOG` (default `info`) but never below `info` for statement parameters.
 pub fn init_tracing(service: &'static str) -> Result<(), TelemetryError> {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
 
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = match QUIET_STATEMENT_PARAMETERS.parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    };
     tracing_subscriber::registry()
         .with(filter)
         .with(json_layer(service, std::io::stderr))
