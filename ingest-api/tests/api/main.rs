@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod abuse;
 mod amendments;
 mod limits;
 mod openapi;
