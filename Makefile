@@ -1,9 +1,10 @@
-# The two entry points: `make run` (the whole stack locally) and `make test` (everything CI runs).
+# The entry points: `make run` (the whole stack locally), `make test` (everything CI runs) and
+# `make chaos` (the pipeline under faults).
 # Logic lives in the `devstack` crate and in scripts/; this file only strings them together.
 
 CARGO ?= cargo
 
-.PHONY: run test deps
+.PHONY: run test chaos deps
 
 ## run: start PostgreSQL, FerretDB and every service; Ctrl-C stops them all
 run: deps
@@ -16,6 +17,14 @@ test: deps
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) build -p devstack --bin devstack
 	target/debug/devstack test -- $(CARGO) test --workspace
+	$(CARGO) build --workspace --bins
+	target/debug/chaos --seconds 30 --faults 5
+
+## chaos: the pipeline under load while a seeded schedule kills and restarts its parts, then
+## proof that nothing was lost (CHAOS_SEED, CHAOS_SECONDS, CHAOS_FAULTS, CHAOS_RATE)
+chaos: deps
+	$(CARGO) build --workspace --bins
+	target/debug/chaos
 
 deps:
 	scripts/install-deps.sh

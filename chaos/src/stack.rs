@@ -1,0 +1,255 @@
+//! The system under test: a PostgreSQL cluster and a FerretDB of the run's own (so that they can
+//! be stopped and restarted), the migrated `chaos` database with the services' logins, and the
+//! three service binaries from the build directory, each supervised on a fixed port so that a
+//! restart comes back where the load generator and the checks expect it.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use devstack::ferretdb::Store;
+use devstack::postgres::{ClusterOptions, PostgresServer, connect};
+use devstack::process::{Supervised, free_loopback_port};
+use devstack::roles::{self, ServiceLogin};
+
+/// The source database and the MongoDB database of a run.
+pub const DATABASE: &str = "chaos";
+/// The slot the daemon uses (its default).
+pub const SLOT: &str = "myhealth_cdc";
+
+/// One of the three services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// `ingest-api`.
+    Ingest,
+    /// `cdc-daemon`.
+    Daemon,
+    /// `reports-api`.
+    Reports,
+}
+
+impl Service {
+    fn binary(self) -> &'static str {
+        match self {
+            Service::Ingest => "ingest-api",
+            Service::Daemon => "cdc-daemon",
+            Service::Reports => "reports-api",
+        }
+    }
+}
+
+struct Running {
+    service: Service,
+    process: Supervised,
+    base: String,
+}
+
+/// Everything the run starts; dropping it stops every process, the services first (fields drop
+/// in order).
+pub struct Stack {
+    services: Vec<Running>,
+    /// The source cluster.
+    pub postgres: PostgresServer,
+    /// The read store.
+    pub store: Store,
+    /// The `chaos` database as the superuser: for the checks.
+    pub admin_url: String,
+    /// The `chaos` database as the daemon's login: for `cdc-daemon verify`.
+    pub replication_url: String,
+    /// A token of the tablet the load generator posts with.
+    pub device_token: String,
+    /// Where the binaries are (`target/debug`).
+    pub bin_dir: PathBuf,
+    /// Where the services' logs are.
+    pub log_dir: PathBuf,
+}
+
+impl Stack {
+    /// Starts the servers, migrates, creates a tablet, starts the services and waits until each
+    /// is ready.
+    pub async fn start() -> Result<Stack> {
+        let bin_dir = std::env::current_exe()
+            .context("failed to locate the chaos binary")?
+            .parent()
+            .map(Path::to_path_buf)
+            .context("the chaos binary has no parent directory")?;
+        let log_dir = devstack::workspace::devstack_dir()
+            .parent()
+            .map(|target| target.join("chaos"))
+            .context("target directory")?;
+        std::fs::create_dir_all(&log_dir)
+            .with_context(|| format!("failed to create {}", log_dir.display()))?;
+
+        let (postgres, store) = tokio::join!(
+            PostgresServer::start(ClusterOptions::default()),
+            Store::start_ferretdb(None)
+        );
+        let (postgres, store) = (postgres?, store?);
+        let admin = postgres.connect("postgres").await?;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {DATABASE}"))
+            .await
+            .context("failed to create the chaos database")?;
+        let admin_url = postgres.url_for(DATABASE);
+        let mut client = connect(&admin_url).await?;
+        source_schema::migrate(&mut client).await?;
+        roles::create_logins(&client).await?;
+
+        let ingest_url = roles::url_as(&admin_url, ServiceLogin::Ingest)?;
+        let replication_url = roles::url_as(&admin_url, ServiceLogin::Replication)?;
+        let mut stack = Stack {
+            services: Vec::new(),
+            postgres,
+            store,
+            admin_url,
+            replication_url,
+            device_token: String::new(),
+            bin_dir,
+            log_dir,
+        };
+        let mongodb_uri = stack.store.uri().to_string();
+        let secret = uuid::Uuid::new_v4().simple().to_string().repeat(2);
+        stack.spawn(
+            Service::Daemon,
+            &[
+                ("MYHEALTH_DATABASE_URL", stack.replication_url.clone()),
+                ("MYHEALTH_MONGODB_URI", mongodb_uri.clone()),
+                ("MYHEALTH_MONGODB_DATABASE", DATABASE.to_string()),
+            ],
+        )?;
+        // The daemon must hold its slot before the first source row (the clinic) is written:
+        // it has no initial snapshot (yet).
+        stack.wait_streaming(Duration::from_secs(60)).await?;
+        let (_, device_token) =
+            ingest_api::store::devices::add(&mut client, "Chaos Clinic", "tablet-1")
+                .await
+                .context("failed to create the load generator's tablet")?;
+        stack.device_token = device_token;
+        stack.spawn(Service::Ingest, &[("MYHEALTH_DATABASE_URL", ingest_url)])?;
+        stack.spawn(
+            Service::Reports,
+            &[
+                ("MYHEALTH_MONGODB_URI", mongodb_uri),
+                ("MYHEALTH_MONGODB_DATABASE", DATABASE.to_string()),
+                ("MYHEALTH_AUTH__ALGORITHM", "HS256".to_string()),
+                ("MYHEALTH_AUTH__HS256_SECRET", secret),
+            ],
+        )?;
+        for service in [Service::Ingest, Service::Reports] {
+            stack.wait_ready(service, Duration::from_secs(60)).await?;
+        }
+        Ok(stack)
+    }
+
+    fn spawn(&mut self, service: Service, settings: &[(&str, String)]) -> Result<()> {
+        let binary = self.bin_dir.join(service.binary());
+        if !binary.is_file() {
+            bail!(
+                "{} is not built; run `cargo build --workspace --bins` (make chaos does)",
+                binary.display()
+            );
+        }
+        let port = free_loopback_port()?;
+        let mut env: Vec<(String, String)> = settings
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.clone()))
+            .collect();
+        env.push((
+            "MYHEALTH_HTTP__LISTEN".to_string(),
+            format!("127.0.0.1:{port}"),
+        ));
+        let dir = tempfile_dir(service.binary())?;
+        let log = self.log_dir.join(format!("{}.log", service.binary()));
+        // The supervisor appends; a run's log starts empty.
+        std::fs::write(&log, b"").with_context(|| format!("failed to reset {}", log.display()))?;
+        let process = Supervised::start(&[binary.display().to_string()], &env, &log, &dir)?;
+        self.services.push(Running {
+            service,
+            process,
+            base: format!("http://127.0.0.1:{port}"),
+        });
+        Ok(())
+    }
+
+    fn running(&mut self, service: Service) -> Result<&mut Running> {
+        self.services
+            .iter_mut()
+            .find(|running| running.service == service)
+            .with_context(|| format!("{} was not started", service.binary()))
+    }
+
+    /// The base URL of `service`.
+    pub fn base(&self, service: Service) -> String {
+        self.services
+            .iter()
+            .find(|running| running.service == service)
+            .map(|running| running.base.clone())
+            .unwrap_or_default()
+    }
+
+    /// Kills `service` with SIGKILL (`crash`) or stops it with a signal it handles, then starts
+    /// it again after `pause`.
+    pub async fn restart(&mut self, service: Service, crash: bool, pause: Duration) -> Result<()> {
+        let running = self.running(service)?;
+        if crash {
+            running.process.kill_server().await?;
+        } else {
+            running.process.stop_server().await?;
+        }
+        tokio::time::sleep(pause).await;
+        running.process.start_server()?;
+        Ok(())
+    }
+
+    /// Waits until the daemon holds its slot (`cdc_connected 1`).
+    pub async fn wait_streaming(&self, timeout: Duration) -> Result<()> {
+        let url = format!("{}/metrics", self.base(Service::Daemon));
+        let started = Instant::now();
+        loop {
+            if let Ok(response) = reqwest::get(&url).await {
+                let metrics = response.text().await.unwrap_or_default();
+                if metrics.lines().any(|line| line == "cdc_connected 1") {
+                    return Ok(());
+                }
+            }
+            if started.elapsed() > timeout {
+                bail!(
+                    "the daemon did not start streaming within {} s; see {}",
+                    timeout.as_secs(),
+                    self.log_dir.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until `service` answers `/readyz` with 200.
+    pub async fn wait_ready(&self, service: Service, timeout: Duration) -> Result<()> {
+        let url = format!("{}/readyz", self.base(service));
+        let http = reqwest::Client::new();
+        let started = Instant::now();
+        loop {
+            let last = match http.get(&url).send().await {
+                Ok(response) if response.status().is_success() => return Ok(()),
+                Ok(response) => response.status().to_string(),
+                Err(error) => error.to_string(),
+            };
+            if started.elapsed() > timeout {
+                bail!(
+                    "{} is not ready after {} s ({last}); see {}",
+                    service.binary(),
+                    timeout.as_secs(),
+                    self.log_dir.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// A throwaway directory for a supervised process (removed when it stops for good).
+fn tempfile_dir(prefix: &str) -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("chaos-{prefix}-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
+    Ok(dir)
+}
