@@ -135,14 +135,18 @@ pub async fn verify(stack: &Stack) -> Result<Check> {
         .await
         .context("failed to run cdc-daemon verify")?;
     let stdout = String::from_utf8_lossy(&output.stdout);
+    let saved = stack.log_dir.join("verify.txt");
+    std::fs::write(&saved, stdout.as_bytes())
+        .with_context(|| format!("failed to write {}", saved.display()))?;
     let differences: Vec<&str> = stdout.lines().filter(|line| !line.is_empty()).collect();
     let shown: Vec<&str> = differences.iter().take(5).copied().collect();
     Ok(check(
         output.status.success(),
         format!(
-            "cdc-daemon verify: exit {}, {} difference lines{}{}",
+            "cdc-daemon verify: exit {}, {} difference lines (all in {}){}{}",
             output.status.code().unwrap_or(-1),
             differences.len(),
+            saved.display(),
             if shown.is_empty() { "" } else { ":\n    " },
             shown.join("\n    ")
         ),
