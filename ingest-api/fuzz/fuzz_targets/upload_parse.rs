@@ -3,7 +3,8 @@
 //! replays the same way). Both must return, an error at worst, on any input.
 //!
 //! Seeds are real uploads and amendments in `seeds/upload_parse/` (see `../README.md`):
-//! `cargo +nightly fuzz run upload_parse corpus/upload_parse seeds/upload_parse`.
+//! `mkdir -p corpus/upload_parse && cargo +nightly fuzz run upload_parse corpus/upload_parse
+//! seeds/upload_parse`.
 //! `ingest-api/tests/fuzz_corpus.rs` runs the same calls on the seeds and on mutations of them
 //! in every `cargo test`.
 
