@@ -5,5 +5,6 @@
 
 mod changes;
 mod end_to_end;
+mod existing_data;
 mod resilience;
 mod support;

@@ -129,6 +129,13 @@ impl Rig {
     }
 
     pub async fn start_with(&self, extra: &[(&str, &str)]) -> Daemon {
+        let daemon = self.launch(extra).await;
+        daemon.wait_streaming().await;
+        daemon
+    }
+
+    /// A daemon in this process, not waited for.
+    pub async fn launch(&self, extra: &[(&str, &str)]) -> Daemon {
         if std::env::var_os("RUST_LOG").is_some() {
             let _ = service_plumbing::telemetry::init_tracing("cdc-daemon-test");
         }
@@ -138,13 +145,11 @@ impl Rig {
         let app = cdc_daemon::build(config, shutdown.clone()).await.unwrap();
         let base = format!("http://{}", app.local_addr());
         let handle = tokio::spawn(app.run_until_stopped());
-        let daemon = Daemon {
+        Daemon {
             shutdown,
             base,
             handle: Some(handle),
-        };
-        daemon.wait_streaming().await;
-        daemon
+        }
     }
 
     /// Waits until the daemon's checkpoint has reached the source's current WAL position.
@@ -166,7 +171,7 @@ impl Rig {
                 return;
             }
             assert!(
-                started.elapsed() < Duration::from_secs(120),
+                started.elapsed() < Duration::from_secs(300),
                 "the daemon did not catch up with {} (checkpoint {checkpoint:?})",
                 read_model::lsn::format(target)
             );
