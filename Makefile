@@ -15,6 +15,7 @@ test: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) build -p devstack --bin devstack
+	scripts/check-prometheus-rules.sh
 	target/debug/devstack test -- $(CARGO) test --workspace
 
 deps:
