@@ -20,7 +20,11 @@ pub fn deploy_dir() -> PathBuf {
 /// The service metric families a PromQL expression reads.
 pub fn metric_names(expr: &str) -> BTreeSet<String> {
     expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
-        .filter(|word| SERVICE_PREFIXES.iter().any(|prefix| word.starts_with(prefix)))
+        .filter(|word| {
+            SERVICE_PREFIXES
+                .iter()
+                .any(|prefix| word.starts_with(prefix))
+        })
         .map(|word| {
             ["_bucket", "_sum", "_count"]
                 .iter()
@@ -79,7 +83,10 @@ mod tests {
              {job='cdc-daemon', route=~'/v1/.*'}[1m]))) / up + ingest_uploads_total",
         );
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        assert_eq!(names, ["cdc_commit_to_store_seconds", "ingest_uploads_total"]);
+        assert_eq!(
+            names,
+            ["cdc_commit_to_store_seconds", "ingest_uploads_total"]
+        );
     }
 
     #[test]

@@ -258,7 +258,7 @@ fn exported(text: &str, name: &str) -> bool {
             .and_then(|rest| rest.split_whitespace().next())
             .is_some_and(|family| family == name)
             || line
-                .split(|c| c == '{' || c == ' ')
+                .split(['{', ' '])
                 .next()
                 .is_some_and(|series| metric_names(series).contains(name))
     })
@@ -286,10 +286,7 @@ async fn every_metric_the_rules_and_dashboards_query_is_exported_by_the_services
     let families: BTreeSet<&str> = used.iter().map(|(name, _)| name.as_str()).collect();
     // The files query the replication, ingest and HTTP metrics; an extraction that found few
     // names would make this test pass for nothing.
-    assert!(
-        families.len() >= 12,
-        "only {families:?} found in deploy/"
-    );
+    assert!(families.len() >= 12, "only {families:?} found in deploy/");
     let missing: Vec<String> = used
         .iter()
         .filter(|(name, _)| !exported(&exposition, name))
@@ -392,12 +389,7 @@ async fn console_dashboard_shows_replication_lag_with_data_after_uploads() {
     let started = Instant::now();
     loop {
         let lag = query_range(&url, "cdc_lag_seconds{job='cdc-daemon'}", 120).await;
-        let applied = query_range(
-            &url,
-            "cdc_transactions_total{job='cdc-daemon'} > 0",
-            120,
-        )
-        .await;
+        let applied = query_range(&url, "cdc_transactions_total{job='cdc-daemon'} > 0", 120).await;
         if lag.first().is_some_and(|points| *points >= 10) && !applied.is_empty() {
             break;
         }
@@ -416,7 +408,11 @@ async fn console_dashboard_shows_replication_lag_with_data_after_uploads() {
         .text()
         .await
         .unwrap();
-    for cell in ["current-lag-seconds", "current-lag-bytes", "current-transactions"] {
+    for cell in [
+        "current-lag-seconds",
+        "current-lag-bytes",
+        "current-transactions",
+    ] {
         let html = element(&page, cell);
         let value = html.split("</a>").next().unwrap();
         assert!(!value.ends_with("no data"), "{cell} shows no data: {html}");

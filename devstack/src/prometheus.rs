@@ -74,10 +74,7 @@ impl Prometheus {
             ),
         ];
         let process = Supervised::start(&command, &[], &dir.join("prometheus.log"), &dir)?;
-        let mut prometheus = Prometheus {
-            port,
-            process: process,
-        };
+        let mut prometheus = Prometheus { port, process };
         prometheus.wait_ready().await?;
         Ok(prometheus)
     }

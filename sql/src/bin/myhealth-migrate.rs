@@ -27,8 +27,12 @@ async fn migrate() -> Result<()> {
     tokio::spawn(connection);
     let applied = source_schema::migrate(&mut client).await?;
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "myhealth-migrate: {} migrations applied", applied.len())
-        .context("failed to write to stdout")?;
+    writeln!(
+        stdout,
+        "myhealth-migrate: {} migrations applied",
+        applied.len()
+    )
+    .context("failed to write to stdout")?;
     for name in applied {
         writeln!(stdout, "  {name}").context("failed to write to stdout")?;
     }
