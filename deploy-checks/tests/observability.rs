@@ -376,7 +376,17 @@ async fn console_dashboard_shows_replication_lag_with_data_after_uploads() {
     let prometheus = Prometheus::start(&services.scrape_targets(), None, Duration::from_secs(1))
         .await
         .unwrap();
-    // Uploads over a few seconds, so that several scrapes see the daemon at work.
+    // Uploads over a few seconds once the services are scraped, so that several scrapes see
+    // the daemon at work (and the rate and latency panels have increases to show).
+    let url = prometheus.url();
+    let started = Instant::now();
+    while query_range(&url, "up == 1", 60).await.len() < 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "Prometheus does not scrape the services"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let mut last = None;
     for _ in 0..4 {
         last = Some(services.upload(2).await);
@@ -385,7 +395,6 @@ async fn console_dashboard_shows_replication_lag_with_data_after_uploads() {
     let (patient, commit_lsn) = last.unwrap();
     services.read_reports(&patient, &commit_lsn).await;
 
-    let url = prometheus.url();
     let started = Instant::now();
     loop {
         let lag = query_range(&url, "cdc_lag_seconds{job='cdc-daemon'}", 120).await;
