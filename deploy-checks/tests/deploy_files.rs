@@ -308,11 +308,48 @@ fn compose_file_runs_the_pipeline_with_the_environment_the_binaries_read() {
         BTreeSet::from(["cdc-daemon", "ingest-api", "reports-api"]),
         "the rules and dashboards select on these job names"
     );
+}
+
+#[test]
+fn grafana_dashboard_has_the_console_panels_on_the_provisioned_datasource() {
     let dashboard: serde_json::Value = serde_json::from_str(&read(
         &deploy_dir().join("grafana/dashboards/replication.json"),
     ))
     .unwrap();
-    assert!(dashboard["panels"].as_array().unwrap().len() >= 10);
+    let datasources = yaml(&deploy_dir().join("grafana/provisioning/datasources/prometheus.yml"));
+    let uid = datasources["datasources"][0]["uid"].as_str().unwrap();
+    let panels = dashboard["panels"].as_array().unwrap();
+    for panel in panels {
+        assert_eq!(
+            panel["datasource"]["uid"].as_str(),
+            Some(uid),
+            "{}",
+            panel["title"]
+        );
+    }
+    let grafana: BTreeSet<&str> = panels
+        .iter()
+        .filter_map(|panel| panel["title"].as_str())
+        .collect();
+    let console = read(&deploy_dir().join("prometheus/consoles/replication.html"));
+    let titles: BTreeSet<&str> = console
+        .split("<h2>")
+        .skip(1)
+        .filter_map(|rest| rest.split("</h2>").next())
+        .collect();
+    assert!(titles.len() >= 10, "{titles:?}");
+    assert_eq!(grafana, titles, "the two dashboards show different panels");
+    // Grafana's queries are the console's, with PromQL's double quotes for single ones.
+    let console_exprs: BTreeSet<String> = deploy_checks::console_expressions(&console)
+        .into_iter()
+        .map(|expr| expr.replace('\'', "\""))
+        .collect();
+    for expr in deploy_checks::grafana_expressions(&dashboard) {
+        assert!(
+            console_exprs.contains(&expr),
+            "not on the console dashboard: {expr}"
+        );
+    }
 }
 
 // --- Dockerfile ---------------------------------------------------------------------------------------
