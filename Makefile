@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: run test deps
+.PHONY: run test release deps
 
 ## run: start PostgreSQL, FerretDB and every service; Ctrl-C stops them all
 run: deps
@@ -15,7 +15,13 @@ test: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) build -p devstack --bin devstack
+	scripts/check-prometheus-rules.sh
 	target/debug/devstack test -- $(CARGO) test --workspace
+
+## release: the optimized binaries of every service; deploy/Dockerfile runs exactly this command
+## (a test checks that the two stay the same)
+release:
+	$(CARGO) build --release --locked --workspace --bins
 
 deps:
 	scripts/install-deps.sh
