@@ -6,5 +6,6 @@
 mod changes;
 mod end_to_end;
 mod existing_data;
+mod replay;
 mod resilience;
 mod support;
