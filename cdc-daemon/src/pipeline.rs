@@ -251,6 +251,32 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Maps a row read from the source (snapshot, request) into `batch`, recording a change it
+    /// cannot map as dead letter `number` of `transaction`.
+    pub(crate) async fn map_source_row(
+        &self,
+        mapper: &mut Mapper<Database>,
+        message: &Message,
+        transaction: &Transaction,
+        batch: &mut Batch,
+        number: &str,
+    ) -> Result<(), SessionError> {
+        let mapped = {
+            let mut retry = self.retry();
+            loop {
+                match mapper.map(message, transaction, batch).await {
+                    Ok(value) => break value,
+                    Err(error) => retry.failed("mapping", &error).await?,
+                }
+            }
+        };
+        if let Some(letter) = mapped.dead_letter {
+            self.metrics.error("mapping");
+            batch.push(self.dead_letter(transaction.commit_lsn, number, letter));
+        }
+        Ok(())
+    }
+
     /// The dead-letter record of `letter`, change `number` of the transaction at `lsn`.
     pub(crate) fn dead_letter(&self, lsn: u64, number: &str, letter: DeadLetter) -> Write {
         tracing::warn!(table = %letter.table, error = %letter.error, lsn = %read_model::lsn::format(lsn), "change recorded as a dead letter");

@@ -243,28 +243,15 @@ impl Rebuild<'_> {
 
     async fn map(&mut self, message: Message) -> Result<(), SessionError> {
         self.changes += 1;
-        let mapped = {
-            let mut retry = self.pipeline.retry();
-            loop {
-                match self
-                    .mapper
-                    .map(&message, &self.transaction, &mut self.batch)
-                    .await
-                {
-                    Ok(value) => break value,
-                    Err(error) => retry.failed("mapping", &error).await?,
-                }
-            }
-        };
-        if let Some(letter) = mapped.dead_letter {
-            self.pipeline.metrics.error("mapping");
-            let number = format!("request-{}", self.changes);
-            let write = self
-                .pipeline
-                .dead_letter(self.transaction.commit_lsn, &number, letter);
-            self.batch.push(write);
-        }
-        Ok(())
+        self.pipeline
+            .map_source_row(
+                &mut self.mapper,
+                &message,
+                &self.transaction,
+                &mut self.batch,
+                &format!("request-{}", self.changes),
+            )
+            .await
     }
 
     async fn insert(&mut self, name: &str, rows: Vec<TupleData>) -> Result<(), SessionError> {

@@ -296,28 +296,15 @@ impl Copier<'_, '_> {
     async fn map(&mut self, relation_id: u32, new: TupleData) -> Result<(), SessionError> {
         let message = Message::Insert(Insert { relation_id, new });
         self.rows += 1;
-        let mapped = {
-            let mut retry = self.pipeline.retry();
-            loop {
-                match self
-                    .mapper
-                    .map(&message, &self.transaction, &mut self.batch)
-                    .await
-                {
-                    Ok(value) => break value,
-                    Err(error) => retry.failed("mapping", &error).await?,
-                }
-            }
-        };
-        if let Some(letter) = mapped.dead_letter {
-            self.pipeline.metrics.error("mapping");
-            let number = format!("snapshot-{}", self.rows);
-            let write = self
-                .pipeline
-                .dead_letter(self.transaction.commit_lsn, &number, letter);
-            self.batch.push(write);
-        }
-        Ok(())
+        self.pipeline
+            .map_source_row(
+                self.mapper,
+                &message,
+                &self.transaction,
+                &mut self.batch,
+                &format!("snapshot-{}", self.rows),
+            )
+            .await
     }
 
     /// Writes the batch once it is full; true if shutdown was asked for meanwhile.

@@ -2,12 +2,10 @@
 //! killed halfway), schema changes mid-stream, dead letters and their replay, a poison row,
 //! and resyncing one patient while load continues.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use devstack::tablet::Tablet;
 use mongodb::bson::{Document, doc};
-use service_plumbing::shutdown::Shutdown;
 use uuid::Uuid;
 
 use crate::support::{Rig, Source, load};
@@ -58,32 +56,6 @@ async fn metric(base: &str, name: &str) -> f64 {
         .sum()
 }
 
-/// Runs an ingest API on the rig's database and returns a tablet posting to it.
-async fn ingest(rig: &Rig, seed: u64) -> (Tablet, Shutdown) {
-    let vars = HashMap::from([
-        (
-            "MYHEALTH_HTTP__LISTEN".to_string(),
-            "127.0.0.1:0".to_string(),
-        ),
-        (
-            "MYHEALTH_DATABASE_URL".to_string(),
-            rig.database_url.clone(),
-        ),
-        ("MYHEALTH_CDC_SLOT".to_string(), rig.slot.clone()),
-    ]);
-    let config: ingest_api::Config = service_plumbing::config::load_from_vars(None, vars).unwrap();
-    let app = ingest_api::build(config).await.unwrap();
-    let base = format!("http://{}", app.local_addr());
-    let stop = Shutdown::new();
-    tokio::spawn(app.run_until_stopped(stop.clone()));
-    let mut client = rig.client().await;
-    let (_, token) =
-        ingest_api::store::devices::add(&mut client, "Uploading Clinic", &format!("tab-{seed}"))
-            .await
-            .unwrap();
-    (Tablet::new(&base, &token, seed), stop)
-}
-
 /// Once the daemon at `base` snapshots, posts up to `most` uploads a second apart while the
 /// snapshot lasts; returns how many were accepted. (Few: on FerretDB every streamed write
 /// scans its collection, so catching up on 50,000 reports' worth is slow.)
@@ -110,7 +82,8 @@ async fn a_database_with_50000_reports_is_snapshotted_while_uploads_go_on() {
     let rig = Rig::with_own_store().await;
     // Long histories: 500 patients of 20 checkups.
     history(&rig, 500, 20).await;
-    let (tablet, stop_ingest) = ingest(&rig, 11).await;
+    let ingest = rig.start_ingest("Uploading Clinic", "tablet").await;
+    let tablet = Tablet::new(&ingest.base, &ingest.token, 11);
 
     let started = Instant::now();
     let daemon = rig.launch(&[]).await;
@@ -124,7 +97,7 @@ async fn a_database_with_50000_reports_is_snapshotted_while_uploads_go_on() {
     }
     let snapshot_seconds = started.elapsed().as_secs_f64();
     let accepted = uploads.await.unwrap();
-    stop_ingest.trigger();
+    ingest.stop.trigger();
     assert!(accepted > 0, "no upload went through during the snapshot");
     // The history (2 clinics' worth of lookups aside) and at most what exists now: uploads
     // committed after the slot's start arrive through the stream instead.
@@ -294,14 +267,9 @@ async fn dropping_a_mapped_column_dead_letters_its_changes_until_fixed_and_repla
         )
         .await
         .unwrap();
-    let mut config = rig.settings(&[]);
-    config.insert("MYHEALTH_SLOT".to_string(), rig.slot.clone());
-    let replay = tokio::process::Command::new(env!("CARGO_BIN_EXE_cdc-daemon"))
-        .args(["dead-letters", "replay", "--wait-seconds", "60"])
-        .envs(&config)
-        .output()
-        .await
-        .unwrap();
+    let replay = rig
+        .cli(&["dead-letters", "replay", "--wait-seconds", "60"])
+        .await;
     assert!(
         replay.status.success(),
         "{}",
@@ -313,12 +281,7 @@ async fn dropping_a_mapped_column_dead_letters_its_changes_until_fixed_and_repla
             .unwrap()
             .is_empty()
     );
-    let listed = tokio::process::Command::new(env!("CARGO_BIN_EXE_cdc-daemon"))
-        .args(["dead-letters", "list", "--all"])
-        .envs(&config)
-        .output()
-        .await
-        .unwrap();
+    let listed = rig.cli(&["dead-letters", "list", "--all"]).await;
     let listed = String::from_utf8(listed.stdout).unwrap();
     assert!(
         listed.lines().count() >= 2 && listed.contains("replayed_at"),
@@ -400,14 +363,9 @@ async fn resyncing_a_patient_repairs_their_documents_while_load_goes_on() {
 
     let url = rig.database_url.clone();
     let writer = tokio::spawn(load(url, 30, 2));
-    let mut config = rig.settings(&[]);
-    config.insert("MYHEALTH_SLOT".to_string(), rig.slot.clone());
-    let resync = tokio::process::Command::new(env!("CARGO_BIN_EXE_cdc-daemon"))
-        .args(["resync", "--patient", &patient.to_string()])
-        .envs(&config)
-        .output()
-        .await
-        .unwrap();
+    let resync = rig
+        .cli(&["resync", "--patient", &patient.to_string()])
+        .await;
     assert!(
         resync.status.success(),
         "{}",
@@ -416,12 +374,7 @@ async fn resyncing_a_patient_repairs_their_documents_while_load_goes_on() {
     writer.await.unwrap();
     rig.assert_verified().await;
     let unknown = Uuid::new_v4().to_string();
-    let resync = tokio::process::Command::new(env!("CARGO_BIN_EXE_cdc-daemon"))
-        .args(["resync", "--patient", &unknown])
-        .envs(&config)
-        .output()
-        .await
-        .unwrap();
+    let resync = rig.cli(&["resync", "--patient", &unknown]).await;
     assert!(
         resync.status.success(),
         "resyncing an unknown patient is a no-op"

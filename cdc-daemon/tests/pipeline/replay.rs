@@ -112,22 +112,8 @@ async fn replay_converges(seed: u64) {
     prefix.stop().await;
     // ...and the rest.
     let rest = rig.start_with(&settings).await;
-    let client = rig.client().await;
-    let differences =
-        cdc_daemon::verify::verify(&client, &rig.store, &again, Duration::from_secs(120))
-            .await
-            .unwrap();
-    let shown: Vec<String> = differences
-        .iter()
-        .take(10)
-        .map(ToString::to_string)
-        .collect();
-    assert!(
-        differences.is_empty(),
-        "seed {seed}: {} differences after replaying:\n{}",
-        differences.len(),
-        shown.join("\n")
-    );
+    rig.assert_verified_by(&again, Duration::from_secs(120))
+        .await;
     rest.stop().await;
 }
 
