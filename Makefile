@@ -4,7 +4,7 @@
 
 CARGO ?= cargo
 
-.PHONY: run test chaos deps
+.PHONY: run test release chaos deps
 
 ## run: start PostgreSQL, FerretDB and every service; Ctrl-C stops them all
 run: deps
@@ -16,6 +16,7 @@ test: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) build -p devstack --bin devstack
+	scripts/check-prometheus-rules.sh
 	target/debug/devstack test -- $(CARGO) test --workspace
 	$(CARGO) build --workspace --bins
 	target/debug/chaos --seconds 30 --faults 5
@@ -25,6 +26,11 @@ test: deps
 chaos: deps
 	$(CARGO) build --workspace --bins
 	target/debug/chaos
+
+## release: the optimized binaries of every service; deploy/Dockerfile runs exactly this command
+## (a test checks that the two stay the same)
+release:
+	$(CARGO) build --release --locked --workspace --bins
 
 deps:
 	scripts/install-deps.sh

@@ -30,6 +30,17 @@ fi
 if ! command -v setpriv >/dev/null; then
     missing+=(util-linux)
 fi
+# Prometheus and promtool: the local SRE view of `make run` and the alert rule tests. Only the
+# binaries are used (the stack runs its own Prometheus on a free port). Without an init system
+# (containers, CI) apt starts no service; under systemd Debian's own unit starts on :9090,
+# unused by the stack.
+if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+    missing+=(prometheus)
+fi
+# Headless Chromium for the console dashboard screenshot test.
+if ! command -v chromium >/dev/null; then
+    missing+=(chromium)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
     echo "install-deps: installing ${missing[*]}" >&2
     apt_install "${missing[@]}"

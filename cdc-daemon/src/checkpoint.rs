@@ -22,12 +22,25 @@ impl Checkpoints {
         Checkpoints { database, slot }
     }
 
-    /// Where streaming resumes: the stored checkpoint, or 0 (the slot's own position) when the
-    /// daemon never applied anything.
-    pub async fn resume_position(&self) -> Result<u64, CheckpointError> {
+    /// Where streaming resumes; `None` until an initial snapshot completed.
+    pub async fn load(&self) -> Result<Option<u64>, CheckpointError> {
         Ok(checkpoint::load(&self.database, &self.slot)
             .await?
-            .map_or(0, |checkpoint| checkpoint.lsn))
+            .map(|checkpoint| checkpoint.lsn))
+    }
+
+    /// Records that the initial snapshot holds everything before `lsn`, the new slot's start
+    /// (the slot is already there, so there is nothing to confirm).
+    pub async fn start_at(&self, lsn: u64) -> Result<(), CheckpointError> {
+        checkpoint::save(
+            &self.database,
+            &self.slot,
+            Checkpoint {
+                lsn,
+                commit_time_millis: DateTime::now().timestamp_millis(),
+            },
+        )
+        .await
     }
 
     /// Stores `lsn` (reached at `commit_time`) as applied, then confirms it on `stream`.

@@ -1,6 +1,11 @@
 //! How far the store is behind the source, for SREs: lag in seconds from the pipeline's own
 //! bookkeeping, lag in bytes and the slot's retained WAL polled from `pg_replication_slots`
 //! (a catalog read every few seconds, not a query of the replicated tables).
+//!
+//! The pipeline only knows the age of what it received: a stream that stalls before anything
+//! arrives looks caught up. With heartbeats on (see [`heartbeat`](crate::heartbeat)), the age
+//! of the newest heartbeat that came through, less one interval, is a lower bound of the lag
+//! that needs no change to happen, and the lag reported is the larger of the two.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -20,9 +25,40 @@ pub struct LagState {
     /// Unix milliseconds of the commit time of the oldest transaction received but not yet
     /// checkpointed; 0 when there is none.
     oldest_unapplied_millis: AtomicI64,
+    /// Emission time (Unix milliseconds) of the newest heartbeat received; 0 before the first.
+    heartbeat_millis: AtomicI64,
+    /// The heartbeat interval in milliseconds; 0 when heartbeats are off.
+    heartbeat_interval_millis: i64,
 }
 
 impl LagState {
+    /// Lag bookkeeping for heartbeats every `interval` (zero: none).
+    pub fn new(heartbeat_interval: Duration) -> Self {
+        LagState {
+            heartbeat_interval_millis: i64::try_from(heartbeat_interval.as_millis())
+                .unwrap_or(i64::MAX),
+            ..LagState::default()
+        }
+    }
+
+    /// A heartbeat arrived; its content is its emission time in Unix milliseconds.
+    pub fn heartbeat(&self, content: &[u8]) {
+        let emitted = std::str::from_utf8(content)
+            .ok()
+            .and_then(|text| text.parse::<i64>().ok());
+        if let Some(emitted) = emitted {
+            self.heartbeat_millis.fetch_max(emitted, Ordering::Relaxed);
+        }
+    }
+
+    /// Seconds since the newest heartbeat received was emitted; `None` before the first.
+    pub fn heartbeat_age(&self, now_millis: i64) -> Option<f64> {
+        match self.heartbeat_millis.load(Ordering::Relaxed) {
+            0 => None,
+            emitted => Some((now_millis - emitted).max(0) as f64 / 1000.0),
+        }
+    }
+
     /// A transaction committed at `commit_millis` was received and is not applied yet.
     pub fn received(&self, commit_millis: i64) {
         let _ = self.oldest_unapplied_millis.compare_exchange(
@@ -38,12 +74,21 @@ impl LagState {
         self.oldest_unapplied_millis.store(0, Ordering::Relaxed);
     }
 
-    /// Seconds since the oldest unapplied commit, 0 when caught up.
+    /// Seconds since the oldest unapplied commit (0 when caught up), or, when larger, the age
+    /// of the newest heartbeat less one interval.
     pub fn seconds(&self, now_millis: i64) -> f64 {
-        match self.oldest_unapplied_millis.load(Ordering::Relaxed) {
+        let received = match self.oldest_unapplied_millis.load(Ordering::Relaxed) {
             0 => 0.0,
             since => (now_millis - since).max(0) as f64 / 1000.0,
-        }
+        };
+        let heartbeat = match (
+            self.heartbeat_interval_millis,
+            self.heartbeat_age(now_millis),
+        ) {
+            (0, _) | (_, None) => 0.0,
+            (interval, Some(age)) => (age - interval as f64 / 1000.0).max(0.0),
+        };
+        received.max(heartbeat)
     }
 }
 
@@ -58,6 +103,9 @@ pub async fn poll(
     loop {
         let now = mongodb::bson::DateTime::now().timestamp_millis();
         metrics.lag_seconds.set(state.seconds(now));
+        if let Some(age) = state.heartbeat_age(now) {
+            metrics.heartbeat_age_seconds.set(age);
+        }
         if let Err(error) = poll_source(&pool, &slot, &metrics).await {
             tracing::debug!(%error, "could not poll the source for lag metrics");
         }
@@ -102,6 +150,17 @@ mod tests {
         state.received(6_000);
         assert_eq!(state.seconds(10_000), 6.0);
         state.caught_up();
+        assert_eq!(state.seconds(10_000), 0.0);
+    }
+
+    #[test]
+    fn a_late_heartbeat_shows_lag_that_nothing_received_would_hide() {
+        let state = LagState::new(Duration::from_secs(1));
+        state.heartbeat(b"3000");
+        assert_eq!(state.heartbeat_age(10_000), Some(7.0));
+        assert_eq!(state.seconds(10_000), 6.0);
+        state.heartbeat(b"9500");
+        state.heartbeat(b"not a number");
         assert_eq!(state.seconds(10_000), 0.0);
     }
 }

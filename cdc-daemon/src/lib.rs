@@ -8,13 +8,17 @@
 pub mod backoff;
 pub mod checkpoint;
 pub mod decode;
+pub mod heartbeat;
 pub mod lag;
 pub mod mapping;
 pub mod metrics;
 mod mongo;
 pub mod pipeline;
 pub mod replication;
+pub mod requests;
 pub mod sink;
+pub mod snapshot;
+pub mod source_tables;
 pub mod verify;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -67,6 +71,14 @@ pub struct Config {
     /// Entries per lookup cache (`MYHEALTH_CACHE_CAPACITY`).
     #[serde(default = "default_cache_capacity")]
     pub cache_capacity: usize,
+    /// Halt streaming at the first change that cannot be mapped, instead of recording it as a
+    /// dead letter and going on (`MYHEALTH_STOP_ON_DEAD_LETTER`).
+    #[serde(default)]
+    pub stop_on_dead_letter: bool,
+    /// Emit a heartbeat (a logical decoding message) on the source this often, so that lag
+    /// stays measured when nothing changes; 0 turns it off (`MYHEALTH_HEARTBEAT_INTERVAL_MS`).
+    #[serde(default)]
+    pub heartbeat_interval_ms: u64,
 }
 
 fn default_database() -> String {
@@ -127,6 +139,7 @@ pub struct App {
     server: HttpServer,
     pipeline: pipeline::Pipeline,
     pool: deadpool_postgres::Pool,
+    heartbeat_interval: std::time::Duration,
 }
 
 /// Prepares the PostgreSQL pool and the MongoDB client (neither connects yet), the metrics,
@@ -148,6 +161,7 @@ pub async fn build(config: Config, shutdown: Shutdown) -> anyhow::Result<App> {
     let metrics = metrics::CdcMetrics::register(&registry).context("failed to set up metrics")?;
     let server = HttpServer::new(config.http.clone(), Router::new(), readiness, registry)
         .context("failed to set up http server")?;
+    let heartbeat_interval = std::time::Duration::from_millis(config.heartbeat_interval_ms);
     let pipeline = pipeline::Pipeline {
         source: replication::Source {
             url: config.database_url.clone(),
@@ -161,9 +175,10 @@ pub async fn build(config: Config, shutdown: Shutdown) -> anyhow::Result<App> {
             max_batch_delay: std::time::Duration::from_millis(config.batch_max_delay_ms),
             cache_capacity: config.cache_capacity,
             shutdown_deadline: std::time::Duration::from_millis(config.http.shutdown_deadline_ms),
+            stop_on_dead_letter: config.stop_on_dead_letter,
         },
         metrics,
-        lag: std::sync::Arc::new(lag::LagState::default()),
+        lag: std::sync::Arc::new(lag::LagState::new(heartbeat_interval)),
         shutdown,
     };
     let listen = config.http.listen_or(DEFAULT_LISTEN);
@@ -179,6 +194,7 @@ pub async fn build(config: Config, shutdown: Shutdown) -> anyhow::Result<App> {
         server,
         pipeline,
         pool,
+        heartbeat_interval,
     })
 }
 
@@ -192,6 +208,14 @@ impl App {
     /// triggered; returns once the last batch is checkpointed (or the deadline passed).
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let shutdown = self.pipeline.shutdown.clone();
+        let heartbeat = (!self.heartbeat_interval.is_zero()).then(|| {
+            tokio::spawn(heartbeat::emit(
+                self.pool.clone(),
+                self.heartbeat_interval,
+                self.pipeline.metrics.clone(),
+                shutdown.clone(),
+            ))
+        });
         let poller = tokio::spawn(lag::poll(
             self.pool,
             self.pipeline.source.slot.clone(),
@@ -202,6 +226,9 @@ impl App {
         let server = tokio::spawn(self.server.serve(self.listener, shutdown));
         self.pipeline.run().await;
         let _ = poller.await;
+        if let Some(heartbeat) = heartbeat {
+            let _ = heartbeat.await;
+        }
         let _ = server.await;
         Ok(())
     }

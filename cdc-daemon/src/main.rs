@@ -1,11 +1,16 @@
-//! The `cdc-daemon` binary: streams (the default), or verifies the store against the source.
+//! The `cdc-daemon` binary: streams (the default); verifies the store against the source; asks
+//! the running daemon to resync a patient or replay dead letters; lists dead letters.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use std::io::Write;
+
 use anyhow::Context;
+use cdc_daemon::requests::Request;
 use clap::{Parser, Subcommand};
+use mongodb::bson::Document;
 use secrecy::ExposeSecret;
 use service_plumbing::shutdown::Shutdown;
 
@@ -28,6 +33,37 @@ enum Command {
     Verify {
         /// How long to wait for the daemon's checkpoint to reach the source's position first.
         #[arg(long, default_value = "30")]
+        wait_seconds: u64,
+    },
+    /// Ask the running daemon to rebuild one patient's documents from PostgreSQL.
+    Resync {
+        /// The patient's id.
+        #[arg(long)]
+        patient: uuid::Uuid,
+        /// How long to wait for the daemon to carry it out.
+        #[arg(long, default_value = "60")]
+        wait_seconds: u64,
+    },
+    /// List or replay the changes the daemon could not map.
+    DeadLetters {
+        #[command(subcommand)]
+        command: DeadLetterCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DeadLetterCommand {
+    /// Print the dead letters not replayed yet, one JSON object per line (oldest first).
+    List {
+        /// Include the letters already replayed.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Ask the running daemon to rebuild what the unreplayed dead letters touch from
+    /// PostgreSQL (after the cause was fixed), then mark them replayed.
+    Replay {
+        /// How long to wait for the daemon to carry it out.
+        #[arg(long, default_value = "60")]
         wait_seconds: u64,
     },
 }
@@ -62,10 +98,68 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify { wait_seconds } => verify(config, Duration::from_secs(wait_seconds)).await,
+        Command::Resync {
+            patient,
+            wait_seconds,
+        } => {
+            let request = Request::ResyncPatient {
+                patient_id: patient,
+            };
+            send(&config, &request, Duration::from_secs(wait_seconds)).await?;
+            tracing::info!(%patient, "patient resynced");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::DeadLetters {
+            command: DeadLetterCommand::List { all },
+        } => {
+            let (_, store) = connect(&config).await?;
+            let letters = if all {
+                let mut cursor = store
+                    .collection::<Document>(read_model::DEAD_LETTERS)
+                    .find(mongodb::bson::doc! {})
+                    .sort(mongodb::bson::doc! { "_id": 1 })
+                    .await?;
+                let mut letters = Vec::new();
+                while cursor.advance().await? {
+                    letters.push(cursor.deserialize_current()?);
+                }
+                letters
+            } else {
+                cdc_daemon::requests::unresolved(&store).await?
+            };
+            let mut stdout = std::io::stdout().lock();
+            for letter in &letters {
+                let json = serde_json::to_string(letter).context("failed to encode")?;
+                writeln!(stdout, "{json}").context("failed to print")?;
+            }
+            tracing::info!(letters = letters.len(), "dead letters listed");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::DeadLetters {
+            command: DeadLetterCommand::Replay { wait_seconds },
+        } => {
+            send(
+                &config,
+                &Request::ReplayDeadLetters,
+                Duration::from_secs(wait_seconds),
+            )
+            .await?;
+            let (_, store) = connect(&config).await?;
+            let left = cdc_daemon::requests::unresolved(&store).await?.len();
+            tracing::info!(left, "dead letters replayed");
+            Ok(if left == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
     }
 }
 
-async fn verify(config: cdc_daemon::Config, wait: Duration) -> anyhow::Result<ExitCode> {
+/// The source and the store, for the commands that are not the daemon itself.
+async fn connect(
+    config: &cdc_daemon::Config,
+) -> anyhow::Result<(tokio_postgres::Client, mongodb::Database)> {
     let (source, connection) =
         tokio_postgres::connect(config.database_url.expose_secret(), tokio_postgres::NoTls)
             .await
@@ -74,12 +168,28 @@ async fn verify(config: cdc_daemon::Config, wait: Duration) -> anyhow::Result<Ex
     let client = mongodb::Client::with_uri_str(config.mongodb_uri.expose_secret())
         .await
         .context("failed to create the store client")?;
-    let store = client.database(&config.mongodb_database);
+    Ok((source, client.database(&config.mongodb_database)))
+}
+
+/// Sends `request` to the daemon through the WAL and waits until it was carried out.
+async fn send(
+    config: &cdc_daemon::Config,
+    request: &Request,
+    wait: Duration,
+) -> anyhow::Result<()> {
+    let (source, store) = connect(config).await?;
+    let lsn = cdc_daemon::requests::send(&source, request)
+        .await
+        .context("failed to send the request")?;
+    cdc_daemon::requests::wait_applied(&store, &config.slot, lsn, wait).await
+}
+
+async fn verify(config: cdc_daemon::Config, wait: Duration) -> anyhow::Result<ExitCode> {
+    let (source, store) = connect(&config).await?;
     let differences = cdc_daemon::verify::verify(&source, &store, &config.slot, wait).await?;
     let mut stdout = std::io::stdout().lock();
     for difference in &differences {
-        std::io::Write::write_fmt(&mut stdout, format_args!("{difference}\n"))
-            .context("failed to print")?;
+        writeln!(stdout, "{difference}").context("failed to print")?;
     }
     tracing::info!(differences = differences.len(), "verify finished");
     Ok(if differences.is_empty() {

@@ -1,7 +1,9 @@
 //! The daemon's metrics, served on its operations port. Names are constants so that the
 //! dashboards, alert rules and tests use the same strings.
 
-use prometheus::{Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts};
+use prometheus::{
+    Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts,
+};
 use service_plumbing::metrics::{Metrics, MetricsError};
 
 /// The store's checkpoint: end LSN of the last applied source transaction (as a number).
@@ -32,6 +34,16 @@ pub const ERRORS_TOTAL: &str = "cdc_errors_total";
 pub const DEAD_LETTERS_TOTAL: &str = "cdc_dead_letters_total";
 /// 1 while the daemon holds the slot and streams, else 0.
 pub const CONNECTED: &str = "cdc_connected";
+/// 1 while the initial snapshot runs.
+pub const SNAPSHOT_RUNNING: &str = "cdc_snapshot_running";
+/// Rows copied by the initial snapshot, by table.
+pub const SNAPSHOT_ROWS_TOTAL: &str = "cdc_snapshot_rows_total";
+/// The planner's estimate of each table's rows when the snapshot started.
+pub const SNAPSHOT_ROWS_ESTIMATED: &str = "cdc_snapshot_rows_estimated";
+/// 1 when streaming halted at a change it cannot map (`stop_on_dead_letter`).
+pub const HALTED: &str = "cdc_halted";
+/// Seconds since the newest heartbeat the daemon has applied was emitted (with heartbeats on).
+pub const HEARTBEAT_AGE_SECONDS: &str = "cdc_heartbeat_age_seconds";
 
 /// Handles to every daemon metric.
 #[derive(Debug, Clone)]
@@ -64,6 +76,16 @@ pub struct CdcMetrics {
     pub dead_letters: IntCounterVec,
     /// See [`CONNECTED`].
     pub connected: IntGauge,
+    /// See [`SNAPSHOT_RUNNING`].
+    pub snapshot_running: IntGauge,
+    /// See [`SNAPSHOT_ROWS_TOTAL`].
+    pub snapshot_rows: IntCounterVec,
+    /// See [`SNAPSHOT_ROWS_ESTIMATED`].
+    pub snapshot_rows_estimated: GaugeVec,
+    /// See [`HALTED`].
+    pub halted: IntGauge,
+    /// See [`HEARTBEAT_AGE_SECONDS`].
+    pub heartbeat_age_seconds: Gauge,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -134,6 +156,30 @@ impl CdcMetrics {
             )?,
             connected: IntGauge::new(CONNECTED, "1 while the daemon holds the slot and streams.")
                 .map_err(MetricsError::Register)?,
+            snapshot_running: IntGauge::new(SNAPSHOT_RUNNING, "1 while the initial snapshot runs.")
+                .map_err(MetricsError::Register)?,
+            snapshot_rows: counter_vec(
+                SNAPSHOT_ROWS_TOTAL,
+                "Rows copied by the initial snapshot, by table.",
+                &["table"],
+            )?,
+            snapshot_rows_estimated: GaugeVec::new(
+                Opts::new(
+                    SNAPSHOT_ROWS_ESTIMATED,
+                    "Estimated rows per table when the initial snapshot started.",
+                ),
+                &["table"],
+            )
+            .map_err(MetricsError::Register)?,
+            halted: IntGauge::new(
+                HALTED,
+                "1 when streaming halted at a change it cannot map (stop_on_dead_letter).",
+            )
+            .map_err(MetricsError::Register)?,
+            heartbeat_age_seconds: gauge(
+                HEARTBEAT_AGE_SECONDS,
+                "Seconds since the newest applied heartbeat was emitted on the source.",
+            )?,
         };
         metrics.register(Box::new(created.applied_lsn.clone()))?;
         metrics.register(Box::new(created.server_wal_lsn.clone()))?;
@@ -149,6 +195,11 @@ impl CdcMetrics {
         metrics.register(Box::new(created.errors.clone()))?;
         metrics.register(Box::new(created.dead_letters.clone()))?;
         metrics.register(Box::new(created.connected.clone()))?;
+        metrics.register(Box::new(created.snapshot_running.clone()))?;
+        metrics.register(Box::new(created.snapshot_rows.clone()))?;
+        metrics.register(Box::new(created.snapshot_rows_estimated.clone()))?;
+        metrics.register(Box::new(created.halted.clone()))?;
+        metrics.register(Box::new(created.heartbeat_age_seconds.clone()))?;
         Ok(created)
     }
 

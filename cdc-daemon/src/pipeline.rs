@@ -25,11 +25,15 @@ use service_plumbing::shutdown::Shutdown;
 use crate::backoff::Backoff;
 use crate::checkpoint::Checkpoints;
 use crate::decode::{self, Message};
+use crate::heartbeat;
 use crate::lag::LagState;
 use crate::mapping::{DeadLetter, Mapper, Transaction, latest};
 use crate::metrics::CdcMetrics;
 use crate::replication::{self, Event, ReplicationError, Source, Stream, unix_millis};
-use crate::sink::{self, Batch, Write};
+use crate::requests;
+use crate::sink::{self, Batch, Mode, Write};
+use crate::snapshot;
+use crate::source_tables::SourceError;
 
 /// When a batch is flushed and how much the daemon caches.
 #[derive(Debug, Clone)]
@@ -44,17 +48,28 @@ pub struct Settings {
     pub cache_capacity: usize,
     /// How long shutdown may wait for the store before giving up on the last batch.
     pub shutdown_deadline: Duration,
+    /// Halt at the first change that cannot be mapped instead of recording a dead letter.
+    pub stop_on_dead_letter: bool,
 }
 
 /// Why a replication session ended.
 #[derive(Debug, thiserror::Error)]
-enum SessionError {
+pub enum SessionError {
+    /// Replication failed or could not start.
     #[error(transparent)]
     Replication(#[from] ReplicationError),
+    /// The server ended the stream.
     #[error("the replication stream ended")]
     StreamEnded,
+    /// Shutdown waited for the store longer than its deadline.
     #[error("shutting down while the store is unavailable")]
     GaveUp,
+    /// Reading tables from the source (snapshot, resync) failed.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// A change could not be mapped and the daemon is set to stop.
+    #[error("halted at a change that cannot be mapped (stop_on_dead_letter): {0}")]
+    Halted(String),
 }
 
 /// The pipeline and what it needs.
@@ -99,6 +114,14 @@ impl Pipeline {
                     );
                     return;
                 }
+                Err(error @ SessionError::Halted(_)) => {
+                    // Streaming stays stopped before the change (the slot keeps the WAL) until
+                    // an operator fixes the cause and restarts the daemon.
+                    self.metrics.halted.set(1);
+                    tracing::error!(error = %error, "streaming halted; fix the change's cause, then restart");
+                    self.shutdown.wait().await;
+                    return;
+                }
                 Err(error) => {
                     self.metrics.error("replication");
                     tracing::warn!(error = %error, "replication session ended; reconnecting");
@@ -125,16 +148,43 @@ impl Pipeline {
         mapper: &mut Mapper<Database>,
         backoff: &mut Backoff,
     ) -> Result<(), SessionError> {
-        let applied = {
+        let checkpoint = {
             let mut retry = self.retry();
             loop {
-                match checkpoints.resume_position().await {
+                match checkpoints.load().await {
                     Ok(value) => break value,
                     Err(error) => retry.failed("checkpoint", &error).await?,
                 }
             }
         };
-        let stream = replication::open(&self.source, applied).await?;
+        let mut connection = replication::connect(&self.source, checkpoint.unwrap_or(0)).await?;
+        let slot_exists = connection.slot_exists().await?;
+        // Held until the session ends, so that no second daemon starts a snapshot of its own.
+        let mut _snapshot_lock = None;
+        let applied = match checkpoint {
+            Some(lsn) if slot_exists => lsn,
+            _ => {
+                if checkpoint.is_some() {
+                    tracing::warn!(slot = %self.source.slot, "the slot is gone but a checkpoint exists: changes may be missing; taking a new snapshot");
+                }
+                _snapshot_lock = Some(snapshot::Lock::acquire(&self.source).await?);
+                if slot_exists {
+                    // A snapshot that never finished: its slot's exported snapshot is gone.
+                    connection.drop_slot().await?;
+                }
+                let exported = connection.create_slot().await?;
+                mapper.reset();
+                if !snapshot::copy(self, &exported, mapper).await? {
+                    return Ok(());
+                }
+                let mut retry = self.retry();
+                while let Err(error) = checkpoints.start_at(exported.consistent_lsn).await {
+                    retry.failed("checkpoint", &error).await?;
+                }
+                exported.consistent_lsn
+            }
+        };
+        let stream = connection.start().await?;
         tracing::info!(slot = %self.source.slot, from = %read_model::lsn::format(applied), "streaming");
         self.metrics.connected.set(1);
         self.metrics.applied_lsn.set(applied as f64);
@@ -158,17 +208,176 @@ impl Pipeline {
 
     /// A retry policy for store operations: back off while the store is unavailable, give up
     /// only when shutdown has waited longer than its deadline.
-    fn retry(&self) -> Retry<'_> {
+    pub(crate) fn retry(&self) -> Retry<'_> {
         Retry {
             pipeline: self,
             backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
             shutdown_since: None,
         }
     }
+
+    /// Writes `batch`, then what it made stale in patients' `latest`, retrying while the store
+    /// is unavailable. Statements the store refuses on their own become dead letters named
+    /// after `lsn`.
+    pub(crate) async fn apply(
+        &self,
+        batch: &mut Batch,
+        mapper: &mut Mapper<Database>,
+        lsn: u64,
+        mode: Mode,
+    ) -> Result<(), SessionError> {
+        let changes = batch.changes();
+        let statements = batch.take();
+        self.write(&statements, lsn, mode).await?;
+        let latest = mapper.take_latest();
+        if !latest.is_empty() {
+            let writes = {
+                let mut retry = self.retry();
+                loop {
+                    match latest::settle(&self.database, &latest).await {
+                        Ok(value) => break value,
+                        Err(error) => retry.failed("mapping", &error).await?,
+                    }
+                }
+            };
+            let mut derived = Batch::default();
+            derived.extend(writes);
+            self.write(&derived.take(), lsn, Mode::Update).await?;
+        }
+        mapper.end_batch();
+        if changes > 0 {
+            self.metrics.batch_changes.observe(changes as f64);
+        }
+        Ok(())
+    }
+
+    /// Maps a row read from the source (snapshot, request) into `batch`, recording a change it
+    /// cannot map as dead letter `number` of `transaction`.
+    pub(crate) async fn map_source_row(
+        &self,
+        mapper: &mut Mapper<Database>,
+        message: &Message,
+        transaction: &Transaction,
+        batch: &mut Batch,
+        number: &str,
+    ) -> Result<(), SessionError> {
+        let mapped = {
+            let mut retry = self.retry();
+            loop {
+                match mapper.map(message, transaction, batch).await {
+                    Ok(value) => break value,
+                    Err(error) => retry.failed("mapping", &error).await?,
+                }
+            }
+        };
+        if let Some(letter) = mapped.dead_letter {
+            self.metrics.error("mapping");
+            batch.push(self.dead_letter(transaction.commit_lsn, number, letter));
+        }
+        Ok(())
+    }
+
+    /// The dead-letter record of `letter`, change `number` of the transaction at `lsn`.
+    pub(crate) fn dead_letter(&self, lsn: u64, number: &str, letter: DeadLetter) -> Write {
+        tracing::warn!(table = %letter.table, error = %letter.error, lsn = %read_model::lsn::format(lsn), "change recorded as a dead letter");
+        self.metrics
+            .dead_letters
+            .with_label_values(&[&letter.table])
+            .inc();
+        let id = format!("{lsn:016X}-{number}");
+        Write::upsert(
+            DEAD_LETTERS,
+            id.as_str(),
+            doc! {
+                "lsn": read_model::lsn::format(lsn),
+                "table": letter.table,
+                "operation": letter.operation.name(),
+                "values": letter.values,
+                "error": letter.error,
+                "recorded_at": DateTime::now(),
+            },
+        )
+    }
+
+    /// Sends statements, retrying while the store is unavailable; statements the store refuses
+    /// on their own become dead letters.
+    async fn write(
+        &self,
+        statements: &[(&'static str, Vec<Write>)],
+        lsn: u64,
+        mode: Mode,
+    ) -> Result<(), SessionError> {
+        let rejected = self.send(statements, mode).await?;
+        if rejected.is_empty() {
+            return Ok(());
+        }
+        let metrics = &self.metrics;
+        let mut letters = Batch::default();
+        for (index, refused) in rejected.into_iter().enumerate() {
+            metrics.error("sink");
+            metrics
+                .dead_letters
+                .with_label_values(&[refused.write.collection()])
+                .inc();
+            tracing::warn!(collection = refused.write.collection(), error = %refused.error, "the store refused a write; recorded as a dead letter");
+            let (filter, update) = match &refused.write {
+                Write::Update { filter, update, .. } => {
+                    (filter.clone(), Bson::Document(update.clone()))
+                }
+                Write::Delete { filter, .. } => (filter.clone(), Bson::Null),
+            };
+            letters.push(Write::upsert(
+                DEAD_LETTERS,
+                format!("{lsn:016X}-store-{index}").as_str(),
+                doc! {
+                    "lsn": read_model::lsn::format(lsn),
+                    "collection": refused.write.collection(),
+                    "filter": filter,
+                    "update": update,
+                    "error": refused.error,
+                    "recorded_at": DateTime::now(),
+                },
+            ));
+        }
+        self.send(&letters.take(), Mode::Update).await?;
+        Ok(())
+    }
+
+    /// One [`sink::flush`], retried until the store takes it.
+    async fn send(
+        &self,
+        statements: &[(&'static str, Vec<Write>)],
+        mode: Mode,
+    ) -> Result<Vec<sink::Rejected>, SessionError> {
+        if statements.is_empty() {
+            return Ok(Vec::new());
+        }
+        let metrics = &self.metrics;
+        let mut retry = self.retry();
+        loop {
+            let flushed = sink::flush(
+                &self.database,
+                statements,
+                mode,
+                |collection, count, elapsed| {
+                    metrics
+                        .store_writes
+                        .with_label_values(&[collection])
+                        .inc_by(count as u64);
+                    metrics.store_write_seconds.observe(elapsed.as_secs_f64());
+                },
+            )
+            .await;
+            match flushed {
+                Ok(rejected) => return Ok(rejected),
+                Err(error) => retry.failed("sink", &error).await?,
+            }
+        }
+    }
 }
 
 /// Retrying one store operation (see [`Pipeline::retry`]).
-struct Retry<'p> {
+pub(crate) struct Retry<'p> {
     pipeline: &'p Pipeline,
     backoff: Backoff,
     shutdown_since: Option<Instant>,
@@ -177,7 +386,7 @@ struct Retry<'p> {
 impl Retry<'_> {
     /// Records a failure of `stage`, then waits before the next attempt; an error when the
     /// daemon should give up.
-    async fn failed(
+    pub(crate) async fn failed(
         &mut self,
         stage: &str,
         error: &impl std::fmt::Display,
@@ -286,7 +495,7 @@ impl Session<'_> {
                         values: doc! { "bytes": hex(&bytes) },
                         error: error.to_string(),
                     };
-                    self.dead_letter(letter);
+                    self.dead_letter(letter)?;
                 }
             },
             Event::Commit(commit) => {
@@ -300,7 +509,15 @@ impl Session<'_> {
                 }
             }
             Event::Message(message) if !message.transactional => {
+                if message.prefix == heartbeat::PREFIX {
+                    pipeline.lag.heartbeat(&message.content);
+                }
                 self.idle_advance(message.lsn).await?
+            }
+            Event::Message(message) if message.prefix == requests::PREFIX => {
+                if self.open.as_ref().is_some_and(|open| !open.skip) {
+                    self.request(&message.content, message.lsn, mapper).await?;
+                }
             }
             Event::Message(_) => {}
             Event::KeepAlive { wal_end } => self.idle_advance(wal_end).await?,
@@ -346,65 +563,63 @@ impl Session<'_> {
         }
         if let Some(letter) = mapped.dead_letter {
             pipeline.metrics.error("mapping");
-            self.dead_letter(letter);
+            self.dead_letter(letter)?;
         }
         self.batch_opened.get_or_insert_with(Instant::now);
         Ok(())
     }
 
-    /// Records a change that could not be mapped, with the writes of its batch.
-    fn dead_letter(&mut self, letter: DeadLetter) {
+    /// Carries out a support request (see [`requests`]) after writing what came before it.
+    async fn request(
+        &mut self,
+        content: &[u8],
+        lsn: u64,
+        mapper: &mut Mapper<Database>,
+    ) -> Result<(), SessionError> {
+        let request: requests::Request = match serde_json::from_slice(content) {
+            Ok(request) => request,
+            Err(error) => {
+                self.pipeline.metrics.error("request");
+                tracing::warn!(%error, lsn = %read_model::lsn::format(lsn), "ignoring a malformed request");
+                return Ok(());
+            }
+        };
+        tracing::info!(?request, lsn = %read_model::lsn::format(lsn), "carrying out a request");
+        self.flush(mapper).await?;
+        requests::carry_out(self.pipeline, &request, lsn).await?;
+        // The request wrote behind the mapper's caches.
+        mapper.forget_lookups();
+        Ok(())
+    }
+
+    /// Records a change that could not be mapped, with the writes of its batch; an error when
+    /// the daemon is set to halt instead.
+    fn dead_letter(&mut self, letter: DeadLetter) -> Result<(), SessionError> {
         let (lsn, number) = match &self.open {
             Some(open) => (open.transaction.commit_lsn, open.changes),
             None => (self.applied, 0),
         };
-        tracing::warn!(table = %letter.table, error = %letter.error, lsn = %read_model::lsn::format(lsn), "change recorded as a dead letter");
-        self.pipeline
-            .metrics
-            .dead_letters
-            .with_label_values(&[&letter.table])
-            .inc();
-        let id = format!("{lsn:016X}-{number}");
-        self.batch.push(Write::upsert(
-            DEAD_LETTERS,
-            id.as_str(),
-            doc! {
-                "lsn": read_model::lsn::format(lsn),
-                "table": letter.table,
-                "operation": letter.operation.name(),
-                "values": letter.values,
-                "error": letter.error,
-                "recorded_at": DateTime::now(),
-            },
-        ));
+        if self.pipeline.settings.stop_on_dead_letter {
+            return Err(SessionError::Halted(format!(
+                "{} {} at {}: {}",
+                letter.table,
+                letter.operation.name(),
+                read_model::lsn::format(lsn),
+                letter.error
+            )));
+        }
+        self.batch
+            .push(self.pipeline.dead_letter(lsn, &number.to_string(), letter));
+        Ok(())
     }
 
     /// Writes the batch, recomputes what it made stale, then checkpoints the last completed
     /// transaction.
     async fn flush(&mut self, mapper: &mut Mapper<Database>) -> Result<(), SessionError> {
         let pipeline = self.pipeline;
-        let changes = self.batch.changes();
-        let statements = self.batch.take();
-        self.write(&statements).await?;
-        let latest = mapper.take_latest();
-        if !latest.is_empty() {
-            let writes = {
-                let mut retry = pipeline.retry();
-                loop {
-                    match latest::settle(&pipeline.database, &latest).await {
-                        Ok(value) => break value,
-                        Err(error) => retry.failed("mapping", &error).await?,
-                    }
-                }
-            };
-            let mut derived = Batch::default();
-            derived.extend(writes);
-            self.write(&derived.take()).await?;
-        }
-        mapper.end_batch();
-        if changes > 0 {
-            pipeline.metrics.batch_changes.observe(changes as f64);
-        }
+        pipeline
+            .apply(&mut self.batch, mapper, self.applied, Mode::Update)
+            .await?;
         self.batch_opened = None;
 
         let Some((lsn, commit_time)) = self.completed.take() else {
@@ -430,79 +645,6 @@ impl Session<'_> {
             pipeline.metrics.commit_to_store_seconds.observe(seconds);
         }
         Ok(())
-    }
-
-    /// Sends statements, retrying while the store is unavailable; statements the store refuses
-    /// on their own become dead letters.
-    async fn write(
-        &mut self,
-        statements: &[(&'static str, Vec<Write>)],
-    ) -> Result<(), SessionError> {
-        let rejected = self.send(statements).await?;
-        if rejected.is_empty() {
-            return Ok(());
-        }
-        let metrics = &self.pipeline.metrics;
-        let mut letters = Batch::default();
-        for (index, refused) in rejected.into_iter().enumerate() {
-            metrics.error("sink");
-            metrics
-                .dead_letters
-                .with_label_values(&[refused.write.collection()])
-                .inc();
-            tracing::warn!(collection = refused.write.collection(), error = %refused.error, "the store refused a write; recorded as a dead letter");
-            let (filter, update) = match &refused.write {
-                Write::Update { filter, update, .. } => {
-                    (filter.clone(), Bson::Document(update.clone()))
-                }
-                Write::Delete { filter, .. } => (filter.clone(), Bson::Null),
-            };
-            letters.push(Write::upsert(
-                DEAD_LETTERS,
-                format!("{:016X}-store-{index}", self.applied).as_str(),
-                doc! {
-                    "lsn": read_model::lsn::format(self.applied),
-                    "collection": refused.write.collection(),
-                    "filter": filter,
-                    "update": update,
-                    "error": refused.error,
-                    "recorded_at": DateTime::now(),
-                },
-            ));
-        }
-        self.send(&letters.take()).await?;
-        Ok(())
-    }
-
-    /// One [`sink::flush`], retried until the store takes it.
-    async fn send(
-        &self,
-        statements: &[(&'static str, Vec<Write>)],
-    ) -> Result<Vec<sink::Rejected>, SessionError> {
-        if statements.is_empty() {
-            return Ok(Vec::new());
-        }
-        let pipeline = self.pipeline;
-        let metrics = &pipeline.metrics;
-        let mut retry = pipeline.retry();
-        loop {
-            let flushed = sink::flush(
-                &pipeline.database,
-                statements,
-                |collection, count, elapsed| {
-                    metrics
-                        .store_writes
-                        .with_label_values(&[collection])
-                        .inc_by(count as u64);
-                    metrics.store_write_seconds.observe(elapsed.as_secs_f64());
-                },
-            )
-            .await;
-            match flushed {
-                Ok(rejected) => return Ok(rejected),
-                Err(error) => retry.failed("sink", &error).await?,
-            }
-        }
     }
 
     /// While nothing is pending, moves the checkpoint to `lsn`, a position the server has sent

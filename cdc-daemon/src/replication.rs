@@ -1,11 +1,12 @@
 //! The `replication` step: the slot and the stream of pgoutput messages.
 //!
-//! [`open`] connects with `replication=database` (TLS and SCRAM through `pgwire-replication`),
-//! checks on that same session what replication needs — `wal_level=logical`, a role with
-//! `REPLICATION`, the publication — failing with a message naming what is missing, creates the
-//! slot (pgoutput) if it does not exist, then starts streaming from the given position. The
+//! [`connect`] connects with `replication=database` (TLS and SCRAM through `pgwire-replication`)
+//! and checks on that same session what replication needs — `wal_level=logical`, a role with
+//! `REPLICATION`, the publication — failing with a message naming what is missing. On that
+//! session the daemon then finds, drops or creates the slot (pgoutput, with an exported snapshot
+//! for the initial copy) and starts streaming from the given position. The
 //! session pins `DateStyle=ISO` and `TimeZone=UTC` so values decode the same everywhere.
-//! PostgreSQL lets one session hold a slot: while another daemon holds it, [`open`] fails with
+//! PostgreSQL lets one session hold a slot: while another daemon holds it, starting fails with
 //! [`ReplicationError::SlotInUse`] and the caller waits to take over.
 
 use std::str::FromStr;
@@ -100,9 +101,27 @@ impl std::fmt::Debug for Stream {
     }
 }
 
-/// Connects, checks the server, creates the slot if needed and starts streaming transactions
-/// that commit after `start_lsn` (0: from the slot's confirmed position).
-pub async fn open(source: &Source, start_lsn: u64) -> Result<Stream, ReplicationError> {
+/// A checked replication session that has not started streaming: what runs on it before
+/// [`Connection::start`] (creating or dropping the slot) runs on the same server session.
+pub struct Connection {
+    client: ReplicationClient,
+    slot: String,
+}
+
+/// A slot created with an exported snapshot: the database as of the slot's start, readable from
+/// other sessions (`SET TRANSACTION SNAPSHOT`) until the creating session runs another command.
+#[derive(Debug, Clone)]
+pub struct ExportedSnapshot {
+    /// The snapshot's name.
+    pub name: String,
+    /// Transactions committing after this position are streamed; those before are in the
+    /// snapshot.
+    pub consistent_lsn: u64,
+}
+
+/// Connects and checks what replication needs; streaming will start with transactions that
+/// commit after `start_lsn` (0: from the slot's confirmed position).
+pub async fn connect(source: &Source, start_lsn: u64) -> Result<Connection, ReplicationError> {
     let config = connection_config(source)?
         .with_start_lsn(Lsn::from_u64(start_lsn))
         .with_options("-c DateStyle=ISO -c TimeZone=UTC")
@@ -139,42 +158,99 @@ pub async fn open(source: &Source, start_lsn: u64) -> Result<Stream, Replication
     if publication.is_none() {
         return Err(ReplicationError::NoPublication(source.publication.clone()));
     }
-    let plugin = single_text(
-        &mut client,
-        &format!(
-            "SELECT plugin FROM pg_replication_slots WHERE slot_name = {}",
-            quote(&source.slot)
-        ),
-    )
-    .await?;
-    match plugin.as_deref() {
-        None => {
-            client
-                .simple_query(&format!(
-                    "CREATE_REPLICATION_SLOT \"{}\" LOGICAL pgoutput (SNAPSHOT 'nothing')",
-                    source.slot
-                ))
-                .await?;
-            tracing::info!(slot = %source.slot, "created replication slot");
-        }
-        Some("pgoutput") => {}
-        Some(other) => {
-            return Err(ReplicationError::WrongPlugin {
-                slot: source.slot.clone(),
+    Ok(Connection {
+        client,
+        slot: source.slot.clone(),
+    })
+}
+
+impl Connection {
+    /// Whether the slot exists (a slot of another output plugin is an error).
+    pub async fn slot_exists(&mut self) -> Result<bool, ReplicationError> {
+        let plugin = single_text(
+            &mut self.client,
+            &format!(
+                "SELECT plugin FROM pg_replication_slots WHERE slot_name = {}",
+                quote(&self.slot)
+            ),
+        )
+        .await?;
+        match plugin.as_deref() {
+            None => Ok(false),
+            Some("pgoutput") => Ok(true),
+            Some(other) => Err(ReplicationError::WrongPlugin {
+                slot: self.slot.clone(),
                 plugin: other.to_string(),
-            });
+            }),
         }
     }
 
-    client.start().await?;
-    client.wait_started().await.map_err(|error| {
-        if error.to_string().contains("is active for PID") {
-            ReplicationError::SlotInUse(source.slot.clone())
-        } else {
-            ReplicationError::Connection(error)
-        }
-    })?;
-    Ok(Stream { client })
+    /// Drops the slot; fails with [`ReplicationError::SlotInUse`] while a session holds it.
+    pub async fn drop_slot(&mut self) -> Result<(), ReplicationError> {
+        self.client
+            .simple_query(&format!("DROP_REPLICATION_SLOT \"{}\"", self.slot))
+            .await
+            .map_err(|error| in_use(error, &self.slot))?;
+        tracing::info!(slot = %self.slot, "dropped replication slot");
+        Ok(())
+    }
+
+    /// Creates the slot (pgoutput) and exports its snapshot. Use the snapshot before
+    /// [`start`](Self::start): starting ends it.
+    pub async fn create_slot(&mut self) -> Result<ExportedSnapshot, ReplicationError> {
+        let rows = self
+            .client
+            .simple_query(&format!(
+                "CREATE_REPLICATION_SLOT \"{}\" LOGICAL pgoutput (SNAPSHOT 'export')",
+                self.slot
+            ))
+            .await?;
+        // Columns: slot_name, consistent_point, snapshot_name, output_plugin.
+        let column = |index: usize| {
+            rows.first()
+                .and_then(|row| row.get(index).cloned().flatten())
+                .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        };
+        let (Some(consistent_point), Some(name)) = (column(1), column(2)) else {
+            return Err(ReplicationError::Connection(
+                pgwire_replication::PgWireError::Internal(
+                    "CREATE_REPLICATION_SLOT returned no snapshot".into(),
+                ),
+            ));
+        };
+        let consistent_lsn = read_model::lsn::parse(&consistent_point).map_err(|error| {
+            ReplicationError::Connection(pgwire_replication::PgWireError::Internal(
+                error.to_string(),
+            ))
+        })?;
+        tracing::info!(slot = %self.slot, consistent_point, snapshot = %name, "created replication slot");
+        Ok(ExportedSnapshot {
+            name,
+            consistent_lsn,
+        })
+    }
+
+    /// Starts streaming.
+    pub async fn start(mut self) -> Result<Stream, ReplicationError> {
+        self.client.start().await?;
+        let slot = self.slot.clone();
+        self.client
+            .wait_started()
+            .await
+            .map_err(|error| in_use(error, &slot))?;
+        Ok(Stream {
+            client: self.client,
+        })
+    }
+}
+
+/// Names the usual "slot is active for PID n" failure.
+fn in_use(error: pgwire_replication::PgWireError, slot: &str) -> ReplicationError {
+    if error.to_string().contains("is active for PID") {
+        ReplicationError::SlotInUse(slot.to_string())
+    } else {
+        ReplicationError::Connection(error)
+    }
 }
 
 impl Stream {

@@ -330,7 +330,14 @@ fn compare(
     differences
 }
 
+/// The fields that differ, down to the innermost differing path (`latest.8480-6.value`).
 fn describe(expected: &Document, actual: &Document) -> String {
+    let mut differences = Vec::new();
+    differing_paths("", expected, actual, &mut differences);
+    differences.join("; ")
+}
+
+fn differing_paths(prefix: &str, expected: &Document, actual: &Document, out: &mut Vec<String>) {
     let mut fields: Vec<&String> = expected.keys().chain(actual.keys()).collect();
     fields.sort();
     fields.dedup();
@@ -342,16 +349,21 @@ fn describe(expected: &Document, actual: &Document) -> String {
             text
         }
     };
-    fields
-        .into_iter()
-        .filter(|field| expected.get(field.as_str()) != actual.get(field.as_str()))
-        .map(|field| {
-            format!(
-                "{field}: expected {}, found {}",
-                shorten(expected.get(field.as_str())),
-                shorten(actual.get(field.as_str()))
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
+    for field in fields {
+        let (left, right) = (expected.get(field.as_str()), actual.get(field.as_str()));
+        if left == right {
+            continue;
+        }
+        let path = format!("{prefix}{field}");
+        match (left, right) {
+            (Some(Bson::Document(left)), Some(Bson::Document(right))) => {
+                differing_paths(&format!("{path}."), left, right, out);
+            }
+            _ => out.push(format!(
+                "{path}: expected {}, found {}",
+                shorten(left),
+                shorten(right)
+            )),
+        }
+    }
 }

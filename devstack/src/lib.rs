@@ -6,6 +6,8 @@
 //! - [`stack`] is the two together, started once per process and shared by its tests;
 //! - [`test_context`] gives each test its own migrated PostgreSQL database and MongoDB database,
 //!   and drops them, with every replication slot created in them, when the test ends;
+//! - [`prometheus`] runs Prometheus with the project's rules and console dashboard, scraping the
+//!   services;
 //! - [`roles`] creates the services' least-privilege logins and their URLs;
 //! - [`tablet`] simulates a clinic tablet posting realistic uploads to the ingest API;
 //! - [`process`] keeps the server processes tied to their owner: when the owner goes away, even
@@ -16,6 +18,7 @@
 pub mod ferretdb;
 pub mod postgres;
 pub mod process;
+pub mod prometheus;
 pub mod roles;
 pub mod stack;
 pub mod tablet;

@@ -28,16 +28,24 @@ pub async fn settle(
     Ok(writes)
 }
 
-/// Raises `latest.<code>` to the batch's candidates where they are newer, for patients that
+/// Raises `latest.<code>` to the batch's candidates where they are newer, for the codes that
 /// are not recomputed anyway.
 async fn newest(
     database: &Database,
     work: &LatestWork,
 ) -> Result<Vec<Write>, mongodb::error::Error> {
+    // A code being recomputed comes out right anyway; any other code of the same patient still
+    // needs its candidate.
+    let recomputed = |patient: &String, code: &String| match work.dirty.get(patient) {
+        Some(Dirty::All) => true,
+        Some(Dirty::Codes(codes)) => codes.contains(code),
+        None => false,
+    };
     let patients: Vec<&String> = work
         .candidates
-        .keys()
-        .filter(|patient| !work.dirty.contains_key(*patient))
+        .iter()
+        .filter(|(patient, codes)| codes.keys().any(|code| !recomputed(patient, code)))
+        .map(|(patient, _)| patient)
         .collect();
     if patients.is_empty() {
         return Ok(Vec::new());
@@ -66,6 +74,9 @@ async fn newest(
         };
         let mut set = Document::new();
         for (code, candidate) in candidates {
+            if recomputed(patient, code) {
+                continue;
+            }
             let newer = latest
                 .get_document(code)
                 .map_or(true, |current| candidate.newer_than(current));

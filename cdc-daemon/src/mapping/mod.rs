@@ -66,6 +66,78 @@ impl Table {
         })
     }
 
+    /// The columns the mapping reads, with the types it accepts for each. A published schema
+    /// without one of them (dropped, renamed) or with another type cannot be mapped: its
+    /// inserts and updates become dead letters rather than documents with silent gaps.
+    pub fn needed_columns(self) -> &'static [(&'static str, &'static [u32])] {
+        use crate::decode::values::{
+            DATE, FLOAT4, FLOAT8, INT2, INT4, INT8, JSON, JSONB, NUMERIC, TEXT, TIMESTAMP,
+            TIMESTAMPTZ, UUID, VARCHAR,
+        };
+        const ID: &[u32] = &[UUID];
+        const TEXTUAL: &[u32] = &[TEXT, VARCHAR];
+        const INSTANT: &[u32] = &[TIMESTAMPTZ, TIMESTAMP];
+        const NUMBER: &[u32] = &[NUMERIC, INT2, INT4, INT8, FLOAT4, FLOAT8];
+        match self {
+            Table::Clinics => &[("id", ID), ("name", TEXTUAL)],
+            Table::Devices => &[("id", ID), ("clinic_id", ID), ("label", TEXTUAL)],
+            Table::Patients => &[
+                ("id", ID),
+                ("external_ref", TEXTUAL),
+                ("full_name", TEXTUAL),
+                ("birth_date", &[DATE]),
+                ("sex", TEXTUAL),
+                ("phone", TEXTUAL),
+                ("email", TEXTUAL),
+            ],
+            Table::Checkups => &[
+                ("id", ID),
+                ("patient_id", ID),
+                ("clinic_id", ID),
+                ("device_id", ID),
+                ("started_at", INSTANT),
+                ("completed_at", INSTANT),
+            ],
+            Table::Reports => &[
+                ("id", ID),
+                ("checkup_id", ID),
+                ("patient_id", ID),
+                ("instrument_type", TEXTUAL),
+                ("instrument_serial", TEXTUAL),
+                ("taken_at", INSTANT),
+                ("status", TEXTUAL),
+                ("notes", TEXTUAL),
+                ("raw", &[JSONB, JSON]),
+            ],
+            Table::Measurements => &[
+                ("report_id", ID),
+                ("code", TEXTUAL),
+                ("display_name", TEXTUAL),
+                ("value", NUMBER),
+                ("unit", TEXTUAL),
+                ("reference_low", NUMBER),
+                ("reference_high", NUMBER),
+                ("flag", TEXTUAL),
+            ],
+        }
+    }
+
+    /// What keeps `relation` (of this table) from being mapped, if anything.
+    pub fn schema_problem(self, relation: &Relation) -> Option<String> {
+        self.needed_columns().iter().find_map(|(name, types)| {
+            match relation.columns.iter().find(|column| column.name == *name) {
+                None => Some(format!(
+                    "column {name} is not in the published table (dropped or renamed); the mapping needs it"
+                )),
+                Some(column) if !types.contains(&column.type_oid) => Some(format!(
+                    "column {name} changed to type {}; the mapping does not accept it",
+                    column.type_oid
+                )),
+                Some(_) => None,
+            }
+        })
+    }
+
     /// The table's name.
     pub fn name(self) -> &'static str {
         match self {
@@ -239,6 +311,17 @@ impl<S: LookupStore> Mapper<S> {
         self.latest = LatestWork::default();
     }
 
+    /// Forgets the cached lookups (the store changed behind the mapper's back), keeping the
+    /// table schemas the stream announced.
+    pub fn forget_lookups(&mut self) {
+        self.lookups.clear();
+    }
+
+    /// Makes the next batch recompute every `latest` value of `patient_id` from its reports.
+    pub fn recompute_latest(&mut self, patient_id: &str) {
+        self.mark(patient_id, Dirty::All);
+    }
+
     /// Called after a batch was written: caches may shrink now.
     pub fn end_batch(&mut self) {
         self.lookups.trim();
@@ -292,6 +375,14 @@ impl<S: LookupStore> Mapper<S> {
             values: raw_values(relation, tuple),
             error,
         };
+        if operation != Operation::Delete
+            && let Some(problem) = table.schema_problem(relation)
+        {
+            return Ok(Mapped {
+                change: Some((table, operation)),
+                dead_letter: Some(dead_letter(problem)),
+            });
+        }
         let parsed = match row(relation, tuple) {
             Ok(parsed) => parsed,
             Err(error) => {

@@ -90,6 +90,44 @@ impl Write {
         }
     }
 
+    /// The document an upsert by `_id` that only `$set`s creates when no document has that
+    /// `_id`: the id and the fields, dotted paths nested. `None` for any other write.
+    pub fn new_document(&self) -> Option<Document> {
+        let Write::Update {
+            filter,
+            update,
+            upsert: true,
+            multi: false,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let id = filter.get("_id").filter(|_| filter.len() == 1)?;
+        if update.len() != 1 {
+            return None;
+        }
+        let mut document = doc! { "_id": id.clone() };
+        for (path, value) in update.get_document("$set").ok()? {
+            let mut parts = path.split('.').peekable();
+            let mut target = &mut document;
+            while let Some(part) = parts.next() {
+                if parts.peek().is_none() {
+                    if target.contains_key(part) {
+                        return None;
+                    }
+                    target.insert(part, value.clone());
+                } else {
+                    if !target.contains_key(part) {
+                        target.insert(part, Document::new());
+                    }
+                    target = target.get_document_mut(part).ok()?;
+                }
+            }
+        }
+        Some(document)
+    }
+
     /// The `_id` of a single-document update addressed by id alone (the conflatable kind).
     fn conflation_key(&self) -> Option<String> {
         match self {

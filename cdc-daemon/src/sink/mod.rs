@@ -12,4 +12,4 @@ mod batch;
 mod store;
 
 pub use self::batch::{Batch, Write};
-pub use self::store::{FlushError, Rejected, flush};
+pub use self::store::{FlushError, Mode, Rejected, flush};

@@ -3,6 +3,12 @@
 //! command's statements are sent again one at a time — safe, as every write is idempotent, and
 //! needed because FerretDB does not say which statement failed — and the statements that fail
 //! alone are handed back as rejected instead of stopping the stream.
+//!
+//! In [`Mode::InsertNew`] (the initial snapshot, which writes documents that mostly do not exist
+//! yet), an upsert by `_id` that only `$set`s is sent as an `insert` of the document it would
+//! create: one cheap insert instead of a lookup and an update. A chunk the store refuses (a
+//! document already exists) is sent again as the upserts, which do the same to a new document
+//! and merge into an existing one.
 
 use mongodb::Database;
 use mongodb::bson::{Bson, Document, doc};
@@ -13,6 +19,18 @@ use super::batch::Write;
 /// statement open until the whole command ends, from a pool of 100: a command of more than 100
 /// statements deadlocks it, and two large ones at once from different clients can too.
 pub const STATEMENTS_PER_COMMAND: usize = 32;
+
+/// How upserts are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// As `update` statements (streaming).
+    Update,
+    /// Upserts by `_id` that only `$set` as inserts, falling back to updates.
+    InsertNew,
+}
+
+/// Documents sent in one `insert` command.
+const DOCUMENTS_PER_INSERT: usize = 256;
 
 /// The store could not be written; the batch must be sent again later.
 #[derive(Debug, thiserror::Error)]
@@ -40,12 +58,37 @@ pub struct Rejected {
 pub async fn flush(
     database: &Database,
     statements: &[(&'static str, Vec<Write>)],
+    mode: Mode,
     mut on_command: impl FnMut(&'static str, usize, std::time::Duration),
 ) -> Result<Vec<Rejected>, FlushError> {
     let mut rejected = Vec::new();
     for (collection, writes) in statements {
-        for run in runs(writes) {
-            for chunk in run.chunks(STATEMENTS_PER_COMMAND) {
+        for run in runs(writes, mode) {
+            let inserts: Option<Vec<Document>> = match mode {
+                Mode::InsertNew => run.iter().map(Write::new_document).collect(),
+                Mode::Update => None,
+            };
+            let mut updates: Vec<&[Write]> = Vec::new();
+            match inserts {
+                Some(documents) => {
+                    for (chunk, writes) in documents
+                        .chunks(DOCUMENTS_PER_INSERT)
+                        .zip(run.chunks(DOCUMENTS_PER_INSERT))
+                    {
+                        let started = std::time::Instant::now();
+                        if insert(database, collection, chunk).await? {
+                            on_command(collection, chunk.len(), started.elapsed());
+                        } else {
+                            updates.push(writes);
+                        }
+                    }
+                }
+                None => updates.push(run),
+            }
+            for chunk in updates
+                .into_iter()
+                .flat_map(|writes| writes.chunks(STATEMENTS_PER_COMMAND))
+            {
                 let started = std::time::Instant::now();
                 let errors = send(database, collection, chunk).await?;
                 on_command(collection, chunk.len(), started.elapsed());
@@ -69,18 +112,39 @@ pub async fn flush(
     Ok(rejected)
 }
 
-/// Splits `writes` into maximal runs of updates or of deletes, keeping their order.
-fn runs(writes: &[Write]) -> Vec<&[Write]> {
-    let is_update = |write: &Write| matches!(write, Write::Update { .. });
+/// Splits `writes` into maximal runs of one kind (deletes, updates, and in
+/// [`Mode::InsertNew`] insertable upserts), keeping their order.
+fn runs(writes: &[Write], mode: Mode) -> Vec<&[Write]> {
+    let kind = |write: &Write| match write {
+        Write::Delete { .. } => 0,
+        Write::Update { .. } if mode == Mode::InsertNew && write.new_document().is_some() => 2,
+        Write::Update { .. } => 1,
+    };
     let mut runs = Vec::new();
     let mut start = 0;
     for index in 1..=writes.len() {
-        if index == writes.len() || is_update(&writes[index]) != is_update(&writes[start]) {
+        if index == writes.len() || kind(&writes[index]) != kind(&writes[start]) {
             runs.push(&writes[start..index]);
             start = index;
         }
     }
     runs
+}
+
+/// Inserts `documents`; false if the store refused any of them (FerretDB does not say which,
+/// and may have inserted the others).
+async fn insert(
+    database: &Database,
+    collection: &str,
+    documents: &[Document],
+) -> Result<bool, FlushError> {
+    let reply = database
+        .run_command(doc! { "insert": collection, "documents": documents, "ordered": false })
+        .await?;
+    if let Ok(concern) = reply.get_document("writeConcernError") {
+        return Err(FlushError::WriteConcern(concern.to_string()));
+    }
+    Ok(write_errors(&reply).is_empty())
 }
 
 /// Sends one command of same-kind statements; returns the write errors it reported.
@@ -163,8 +227,34 @@ mod tests {
             delete.clone(),
             update.clone(),
         ];
-        let lengths: Vec<usize> = runs(&writes).iter().map(|run| run.len()).collect();
+        let lengths: Vec<usize> = runs(&writes, Mode::Update)
+            .iter()
+            .map(|run| run.len())
+            .collect();
         assert_eq!(lengths, [2, 1, 1]);
-        assert!(runs(&[]).is_empty());
+        assert!(runs(&[], Mode::Update).is_empty());
+    }
+
+    #[test]
+    fn insertable_upserts_form_their_own_runs_when_inserting() {
+        let upsert = Write::upsert("c", "a", doc! { "x": 1, "m.k": 2 });
+        let update = Write::update("c", "a", doc! { "$set": { "x": 1 } });
+        let writes = vec![
+            upsert.clone(),
+            upsert.clone(),
+            update.clone(),
+            upsert.clone(),
+        ];
+        let lengths: Vec<usize> = runs(&writes, Mode::InsertNew)
+            .iter()
+            .map(|run| run.len())
+            .collect();
+        assert_eq!(lengths, [2, 1, 1]);
+        assert_eq!(runs(&writes, Mode::Update).len(), 1);
+        assert_eq!(
+            upsert.new_document(),
+            Some(doc! { "_id": "a", "x": 1, "m": { "k": 2 } })
+        );
+        assert_eq!(update.new_document(), None);
     }
 }

@@ -1,12 +1,10 @@
 //! Through the whole path: a tablet's upload via the real ingest API reaches the store, and the
 //! ingest API then reports it as replicated.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use mongodb::bson::{Document, doc};
 use serde_json::{Value, json};
-use service_plumbing::shutdown::Shutdown;
 
 use crate::support::Rig;
 
@@ -14,26 +12,8 @@ use crate::support::Rig;
 async fn an_upload_through_the_ingest_api_reaches_the_store_and_is_reported_replicated() {
     let rig = Rig::new().await;
     let daemon = rig.start().await;
-    let vars = HashMap::from([
-        (
-            "MYHEALTH_HTTP__LISTEN".to_string(),
-            "127.0.0.1:0".to_string(),
-        ),
-        (
-            "MYHEALTH_DATABASE_URL".to_string(),
-            rig.database_url.clone(),
-        ),
-        ("MYHEALTH_CDC_SLOT".to_string(), rig.slot.clone()),
-    ]);
-    let config: ingest_api::Config = service_plumbing::config::load_from_vars(None, vars).unwrap();
-    let ingest = ingest_api::build(config).await.unwrap();
-    let base = format!("http://{}", ingest.local_addr());
-    let stop_ingest = Shutdown::new();
-    tokio::spawn(ingest.run_until_stopped(stop_ingest.clone()));
-    let mut client = rig.client().await;
-    let (_, token) = ingest_api::store::devices::add(&mut client, "E2E Clinic", "tablet")
-        .await
-        .unwrap();
+    let ingest = rig.start_ingest("E2E Clinic", "tablet").await;
+    let (base, token) = (ingest.base.clone(), ingest.token.clone());
 
     let report_id = uuid::Uuid::new_v4().to_string();
     let upload_id = uuid::Uuid::new_v4().to_string();
@@ -119,6 +99,6 @@ async fn an_upload_through_the_ingest_api_reaches_the_store_and_is_reported_repl
     }
     assert_eq!(replicated, json!(true));
     rig.assert_verified().await;
-    stop_ingest.trigger();
+    ingest.stop.trigger();
     daemon.stop().await;
 }

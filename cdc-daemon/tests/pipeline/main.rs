@@ -5,5 +5,7 @@
 
 mod changes;
 mod end_to_end;
+mod existing_data;
+mod replay;
 mod resilience;
 mod support;

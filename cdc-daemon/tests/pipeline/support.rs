@@ -132,6 +132,13 @@ impl Rig {
     }
 
     pub async fn start_with(&self, extra: &[(&str, &str)]) -> Daemon {
+        let daemon = self.launch(extra).await;
+        daemon.wait_streaming().await;
+        daemon
+    }
+
+    /// A daemon in this process, not waited for.
+    pub async fn launch(&self, extra: &[(&str, &str)]) -> Daemon {
         if std::env::var_os("RUST_LOG").is_some() {
             let _ = service_plumbing::telemetry::init_tracing("cdc-daemon-test");
         }
@@ -141,13 +148,11 @@ impl Rig {
         let app = cdc_daemon::build(config, shutdown.clone()).await.unwrap();
         let base = format!("http://{}", app.local_addr());
         let handle = tokio::spawn(app.run_until_stopped());
-        let daemon = Daemon {
+        Daemon {
             shutdown,
             base,
             handle: Some(handle),
-        };
-        daemon.wait_streaming().await;
-        daemon
+        }
     }
 
     /// Waits until the daemon's checkpoint has reached the source's current WAL position.
@@ -169,7 +174,7 @@ impl Rig {
                 return;
             }
             assert!(
-                started.elapsed() < Duration::from_secs(120),
+                started.elapsed() < Duration::from_secs(300),
                 "the daemon did not catch up with {} (checkpoint {checkpoint:?})",
                 read_model::lsn::format(target)
             );
@@ -180,11 +185,17 @@ impl Rig {
     /// Waits for the daemon, then checks that `cdc-daemon verify` finds no difference.
     pub async fn assert_verified(&self) {
         self.caught_up().await;
+        self.assert_verified_by(&self.slot, Duration::from_secs(30))
+            .await;
+    }
+
+    /// Checks that `cdc-daemon verify` finds no difference once the daemon of `slot` caught up
+    /// (waiting at most `wait`).
+    pub async fn assert_verified_by(&self, slot: &str, wait: Duration) {
         let client = self.client().await;
-        let differences =
-            cdc_daemon::verify::verify(&client, &self.store, &self.slot, Duration::from_secs(30))
-                .await
-                .unwrap();
+        let differences = cdc_daemon::verify::verify(&client, &self.store, slot, wait)
+            .await
+            .unwrap();
         let shown: Vec<String> = differences
             .iter()
             .take(10)
@@ -196,6 +207,52 @@ impl Rig {
             differences.len(),
             shown.join("\n")
         );
+    }
+}
+
+/// An ingest API running in this process on the rig's source database.
+pub struct Ingest {
+    pub base: String,
+    /// A device token of clinic `clinic`.
+    pub token: String,
+    pub stop: Shutdown,
+}
+
+impl Rig {
+    /// Starts an ingest API and registers the device `label` of `clinic` with it.
+    pub async fn start_ingest(&self, clinic: &str, label: &str) -> Ingest {
+        let vars = HashMap::from([
+            (
+                "MYHEALTH_HTTP__LISTEN".to_string(),
+                "127.0.0.1:0".to_string(),
+            ),
+            (
+                "MYHEALTH_DATABASE_URL".to_string(),
+                self.database_url.clone(),
+            ),
+            ("MYHEALTH_CDC_SLOT".to_string(), self.slot.clone()),
+        ]);
+        let config: ingest_api::Config =
+            service_plumbing::config::load_from_vars(None, vars).unwrap();
+        let app = ingest_api::build(config).await.unwrap();
+        let base = format!("http://{}", app.local_addr());
+        let stop = Shutdown::new();
+        tokio::spawn(app.run_until_stopped(stop.clone()));
+        let mut client = self.client().await;
+        let (_, token) = ingest_api::store::devices::add(&mut client, clinic, label)
+            .await
+            .unwrap();
+        Ingest { base, token, stop }
+    }
+
+    /// Runs `cdc-daemon <args>` with the rig's settings.
+    pub async fn cli(&self, args: &[&str]) -> std::process::Output {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_cdc-daemon"))
+            .args(args)
+            .envs(self.settings(&[]))
+            .output()
+            .await
+            .unwrap()
     }
 }
 

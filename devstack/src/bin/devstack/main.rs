@@ -2,7 +2,8 @@
 //!
 //! - `devstack run` starts PostgreSQL and FerretDB (or uses `DATABASE_URL`/`MONGODB_URI`),
 //!   migrates the `myhealth` database, starts every service binary built next to it, waits until
-//!   each is ready, prints the URLs and writes them to `target/devstack/env`, and stops
+//!   each is ready, starts Prometheus scraping them (rules and dashboard from
+//!   `deploy/prometheus/`), prints the URLs and writes them to `target/devstack/env`, and stops
 //!   everything on Ctrl-C or SIGTERM.
 //! - `devstack test -- COMMAND...` starts one PostgreSQL and one FerretDB for a whole test run,
 //!   runs COMMAND with `DATABASE_URL` and `MONGODB_URI` pointing at them, then fails the run if

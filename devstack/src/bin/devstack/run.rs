@@ -2,15 +2,20 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use devstack::postgres::{ClusterOptions, connect, redact};
+use devstack::prometheus::{Prometheus, ScrapeTarget};
 use devstack::roles::{self, ServiceLogin};
 use devstack::tablet::{self, Tablet};
 use devstack::{Stack, workspace};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::services::{RunningServices, ServiceSpec};
+
+/// How often the local Prometheus scrapes the services and evaluates the alert rules.
+const SCRAPE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Options of `devstack run`.
 #[derive(Debug, clap::Args)]
@@ -24,6 +29,9 @@ pub struct RunArgs {
     /// Port of the CDC daemon's metrics and health endpoints.
     #[arg(long, default_value_t = 9187)]
     cdc_port: u16,
+    /// Port of Prometheus (the replication dashboard is at /consoles/replication.html).
+    #[arg(long, default_value_t = 9090)]
+    prometheus_port: u16,
     /// Name of the source database and of the MongoDB database.
     #[arg(long, env = "MYHEALTH_DATABASE", default_value = "myhealth")]
     database: String,
@@ -71,6 +79,18 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         ),
     ];
     let mut services = RunningServices::start(&specs, &shared_env).await?;
+    let targets = [
+        ("ingest-api", args.ingest_port),
+        ("reports-api", args.reports_port),
+        ("cdc-daemon", args.cdc_port),
+    ]
+    .map(|(job, port)| ScrapeTarget {
+        job: job.to_string(),
+        address: format!("127.0.0.1:{port}"),
+    });
+    let prometheus = Prometheus::start(&targets, Some(args.prometheus_port), SCRAPE_INTERVAL)
+        .await
+        .context("failed to start Prometheus")?;
     let device_token = demo_device(&database_url).await?;
     let ingest_url = format!("http://127.0.0.1:{}", args.ingest_port);
     let (patient, commit_lsn) = seed(&ingest_url, &device_token).await?;
@@ -82,6 +102,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         ("MONGODB_DATABASE".to_string(), args.database.clone()),
     ];
     lines.extend(services.urls());
+    lines.push(("PROMETHEUS_URL".to_string(), prometheus.url()));
     lines.push(("DEVICE_TOKEN".to_string(), device_token));
     lines.push(("DEMO_PATIENT_ID".to_string(), patient.id.to_string()));
     lines.push(("PATIENT_TOKEN".to_string(), patient_token.clone()));
@@ -91,6 +112,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     for (key, value) in &lines {
         eprintln!("  {key:<18} {}", redact_if_url(value));
     }
+    eprintln!("  dashboard          {}", prometheus.dashboard_url());
     eprintln!("  logs               {}", services.log_dir().display());
     eprintln!(
         "devstack: {} has two demo checkups; their reports, as the patient app sees them:",
@@ -113,6 +135,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     };
     eprintln!("devstack: stopping");
     services.stop_all().await;
+    drop(prometheus);
     let _ = std::fs::remove_file(&env_file);
     drop(stack);
     eprintln!("devstack: stopped");

@@ -1,0 +1,349 @@
+//! Support requests to the running daemon, carried through the WAL: `cdc-daemon resync
+//! --patient <uuid>` and `cdc-daemon dead-letters replay`.
+//!
+//! The command emits a transactional logical decoding message (`pg_logical_emit_message`)
+//! and waits until the daemon's checkpoint passes it. The daemon reads the message in stream
+//! order, between the changes committed before it and those after, and rebuilds from the source
+//! what the request names: a patient's documents (the patient, their checkups with clinic and
+//! device, their reports with measurements, `latest`), deleting documents the source no longer
+//! has. It reads the source as of the moment it handles the message, which is at or after the
+//! message's position; changes after that position then arrive from the stream and are applied
+//! on top, idempotently, so the documents converge with the stream still running. Only the
+//! daemon writes the documents: no second writer races it.
+//!
+//! A replay resyncs the patients that unresolved dead letters touch (and re-reads clinics and
+//! devices), then marks those letters replayed. A change that still cannot be mapped becomes a
+//! new dead letter with the current error.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use mongodb::Database;
+use mongodb::bson::{Bson, DateTime, Document, doc};
+use read_model::{DEAD_LETTERS, LOOKUP_CHECKUPS, PATIENTS, REPORTS};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use tokio_postgres::{Client, NoTls};
+use uuid::Uuid;
+
+use crate::decode::{Insert, Message, Relation, TupleData, Update};
+use crate::mapping::{Mapper, Transaction};
+use crate::pipeline::{Pipeline, SessionError};
+use crate::sink::{Batch, Mode, Write};
+use crate::source_tables::{self, SourceError};
+
+/// The prefix of request messages.
+pub const PREFIX: &str = "myhealth.cdc.request";
+
+/// What the daemon is asked to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum Request {
+    /// Rebuild one patient's documents from the source.
+    ResyncPatient {
+        /// The patient.
+        patient_id: Uuid,
+    },
+    /// Rebuild what the unresolved dead letters touch, then mark them replayed.
+    ReplayDeadLetters,
+}
+
+/// Emits `request` on the source; returns its WAL position.
+pub async fn send(client: &Client, request: &Request) -> anyhow::Result<u64> {
+    let content = serde_json::to_string(request)?;
+    let lsn: String = client
+        .query_one(
+            "SELECT pg_logical_emit_message(true, $1, $2)::text",
+            &[&PREFIX, &content],
+        )
+        .await?
+        .get(0);
+    Ok(read_model::lsn::parse(&lsn)?)
+}
+
+/// Waits until the checkpoint of `slot` is past `lsn` (the daemon carried out what is there).
+pub async fn wait_applied(
+    store: &Database,
+    slot: &str,
+    lsn: u64,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        let checkpoint = read_model::checkpoint::load(store, slot).await?;
+        if checkpoint.is_some_and(|checkpoint| checkpoint.lsn > lsn) {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            started.elapsed() < timeout,
+            "the daemon of slot {slot} did not reach {} within {} s; is it running?",
+            read_model::lsn::format(lsn),
+            timeout.as_secs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Carries out `request`, read from the stream at `lsn`.
+pub async fn carry_out(
+    pipeline: &Pipeline,
+    request: &Request,
+    lsn: u64,
+) -> Result<(), SessionError> {
+    let client = read_transaction(pipeline).await?;
+    let relations = source_tables::relations(&client, &pipeline.source.publication).await?;
+    let mut rebuild = Rebuild {
+        client: &client,
+        mapper: Mapper::new(pipeline.database.clone(), pipeline.settings.cache_capacity),
+        batch: Batch::default(),
+        transaction: Transaction {
+            commit_lsn: lsn,
+            commit_time: DateTime::now(),
+        },
+        relations: &relations,
+        pipeline,
+        changes: 0,
+    };
+    for relation in &relations {
+        rebuild.mapper.relation(relation.clone());
+    }
+    match request {
+        Request::ResyncPatient { patient_id } => {
+            rebuild.patient(*patient_id).await?;
+            tracing::info!(patient = %patient_id, "patient resynced");
+        }
+        Request::ReplayDeadLetters => {
+            let letters = unresolved(&pipeline.database).await;
+            let letters = match letters {
+                Ok(letters) => letters,
+                Err(error) => {
+                    pipeline.metrics.error("request");
+                    tracing::warn!(%error, "cannot read the dead letters; replay skipped");
+                    return Ok(());
+                }
+            };
+            let mut patients = BTreeSet::new();
+            let mut replayed = Vec::new();
+            for letter in &letters {
+                let table = letter.get_str("table").unwrap_or_default();
+                let values = letter.get_document("values").cloned().unwrap_or_default();
+                let id = |column: &str| {
+                    values
+                        .get_str(column)
+                        .ok()
+                        .and_then(|text| Uuid::parse_str(text).ok())
+                };
+                let patient = match table {
+                    "patients" => id("id"),
+                    "checkups" | "reports" => id("patient_id"),
+                    "measurements" => match id("report_id") {
+                        Some(report) => rebuild.patient_of(report).await?,
+                        None => None,
+                    },
+                    "clinics" | "devices" => {
+                        if let Some(row_id) = id("id") {
+                            rebuild.refresh(table, row_id).await?;
+                        }
+                        None
+                    }
+                    // Undecodable bytes or a write the store refused: nothing to re-read.
+                    _ => continue,
+                };
+                patients.extend(patient);
+                replayed.push(letter.get("_id").cloned().unwrap_or(Bson::Null));
+            }
+            for patient in &patients {
+                rebuild.patient(*patient).await?;
+            }
+            rebuild.batch.push(Write::update_many(
+                DEAD_LETTERS,
+                doc! { "_id": { "$in": &replayed } },
+                doc! { "$set": { "replayed_at": DateTime::now(), "replayed_by": read_model::lsn::format(lsn) } },
+            ));
+            tracing::info!(
+                letters = replayed.len(),
+                left = letters.len() - replayed.len(),
+                patients = patients.len(),
+                "dead letters replayed"
+            );
+        }
+    }
+    rebuild.finish().await?;
+    // The transaction ends with the connection.
+    drop(client);
+    Ok(())
+}
+
+/// The dead letters not replayed yet, oldest first.
+pub async fn unresolved(store: &Database) -> Result<Vec<Document>, mongodb::error::Error> {
+    let mut cursor = store
+        .collection::<Document>(DEAD_LETTERS)
+        .find(doc! { "replayed_at": { "$exists": false } })
+        .sort(doc! { "_id": 1 })
+        .await?;
+    let mut letters = Vec::new();
+    while cursor.advance().await? {
+        letters.push(cursor.deserialize_current()?);
+    }
+    Ok(letters)
+}
+
+/// A connection in a repeatable-read transaction: everything a request reads is one state.
+async fn read_transaction(pipeline: &Pipeline) -> Result<Client, SourceError> {
+    let (client, connection) =
+        tokio_postgres::connect(pipeline.source.url.expose_secret(), NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "request connection ended");
+        }
+    });
+    client
+        .batch_execute(
+            "SET DateStyle = ISO; SET TimeZone = 'UTC';
+             BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        )
+        .await?;
+    Ok(client)
+}
+
+/// Rebuilding documents from source rows, with a mapper of its own (its schemas are the
+/// catalog's current ones, which may be ahead of the stream's).
+struct Rebuild<'a> {
+    client: &'a Client,
+    mapper: Mapper<Database>,
+    batch: Batch,
+    transaction: Transaction,
+    relations: &'a [Relation],
+    pipeline: &'a Pipeline,
+    changes: u32,
+}
+
+impl Rebuild<'_> {
+    fn relation(&self, name: &str) -> Option<&Relation> {
+        self.relations
+            .iter()
+            .find(|relation| relation.namespace == "public" && relation.name == name)
+    }
+
+    /// The rows of table `name` matching `condition` (on alias `t`).
+    async fn rows(&self, name: &str, condition: &str) -> Result<Vec<TupleData>, SessionError> {
+        let Some(relation) = self.relation(name) else {
+            return Ok(Vec::new());
+        };
+        let query = format!(
+            "SELECT {} FROM {} t WHERE {condition}",
+            source_tables::column_list(relation, "t"),
+            source_tables::table_name(relation)
+        );
+        let rows = source_tables::copy(self.client, &query).await?;
+        let rows: Vec<Result<TupleData, SourceError>> = rows.collect().await;
+        Ok(rows.into_iter().collect::<Result<_, _>>()?)
+    }
+
+    async fn map(&mut self, message: Message) -> Result<(), SessionError> {
+        self.changes += 1;
+        self.pipeline
+            .map_source_row(
+                &mut self.mapper,
+                &message,
+                &self.transaction,
+                &mut self.batch,
+                &format!("request-{}", self.changes),
+            )
+            .await
+    }
+
+    async fn insert(&mut self, name: &str, rows: Vec<TupleData>) -> Result<(), SessionError> {
+        let Some(relation_id) = self.relation(name).map(|relation| relation.id) else {
+            return Ok(());
+        };
+        for new in rows {
+            self.map(Message::Insert(Insert { relation_id, new }))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The patient of report `report`, if it still exists.
+    async fn patient_of(&self, report: Uuid) -> Result<Option<Uuid>, SessionError> {
+        let row = self
+            .client
+            .query_opt("SELECT patient_id FROM reports WHERE id = $1", &[&report])
+            .await
+            .map_err(SourceError::from)?;
+        Ok(row.map(|row| row.get(0)))
+    }
+
+    /// Re-reads clinic or device `id` and maps it as an update (renames fan out).
+    async fn refresh(&mut self, table: &str, id: Uuid) -> Result<(), SessionError> {
+        let Some(relation_id) = self.relation(table).map(|relation| relation.id) else {
+            return Ok(());
+        };
+        for new in self.rows(table, &format!("t.id = '{id}'")).await? {
+            self.map(Message::Update(Update {
+                relation_id,
+                old: None,
+                new,
+            }))
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Rebuilds every document of `patient` from the source.
+    async fn patient(&mut self, patient: Uuid) -> Result<(), SessionError> {
+        let id = patient.to_string();
+        let patients = self.rows("patients", &format!("t.id = '{id}'")).await?;
+        self.batch
+            .push(Write::delete_many(REPORTS, doc! { "patient_id": &id }));
+        if patients.is_empty() {
+            self.batch.push(Write::delete(PATIENTS, id.as_str()));
+            self.batch.push(Write::delete_many(
+                LOOKUP_CHECKUPS,
+                doc! { "patient_id": &id },
+            ));
+            return Ok(());
+        }
+        let of_checkups = |column: &str| {
+            format!("t.id IN (SELECT {column} FROM checkups WHERE patient_id = '{id}')")
+        };
+        let clinics = self.rows("clinics", &of_checkups("clinic_id")).await?;
+        self.insert("clinics", clinics).await?;
+        let devices = self.rows("devices", &of_checkups("device_id")).await?;
+        self.insert("devices", devices).await?;
+        self.insert("patients", patients).await?;
+        self.batch.push(Write::delete_many(
+            LOOKUP_CHECKUPS,
+            doc! { "patient_id": &id },
+        ));
+        let checkups = self
+            .rows("checkups", &format!("t.patient_id = '{id}'"))
+            .await?;
+        self.insert("checkups", checkups).await?;
+        let reports = self
+            .rows("reports", &format!("t.patient_id = '{id}'"))
+            .await?;
+        self.insert("reports", reports).await?;
+        let measurements = self
+            .rows(
+                "measurements",
+                &format!("t.report_id IN (SELECT id FROM reports WHERE patient_id = '{id}')"),
+            )
+            .await?;
+        self.insert("measurements", measurements).await?;
+        self.mapper.recompute_latest(&id);
+        Ok(())
+    }
+
+    async fn finish(mut self) -> Result<(), SessionError> {
+        self.pipeline
+            .apply(
+                &mut self.batch,
+                &mut self.mapper,
+                self.transaction.commit_lsn,
+                Mode::Update,
+            )
+            .await
+    }
+}
