@@ -117,8 +117,8 @@ impl Stack {
                 ("MYHEALTH_MONGODB_DATABASE", DATABASE.to_string()),
             ],
         )?;
-        // The daemon must hold its slot before the first source row (the clinic) is written:
-        // it has no initial snapshot (yet).
+        // The load starts once the daemon holds its slot, so that the run measures faults rather
+        // than the initial snapshot.
         stack.wait_streaming(Duration::from_secs(60)).await?;
         let (_, device_token) =
             ingest_api::store::devices::add(&mut client, "Chaos Clinic", "tablet-1")
