@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use mongodb::bson::{Bson, Document, doc};
+use read_model::REPORTS;
 
 /// One write to the store.
 #[derive(Debug, Clone, PartialEq)]
@@ -211,13 +212,16 @@ impl Batch {
         self.statements.values().all(Vec::is_empty)
     }
 
-    /// The statements per collection, in order, leaving the batch empty.
+    /// The statements per collection, in order, leaving the batch empty: `reports` first, then
+    /// the other collections by name. Whether a rename fans out to the reports depends on the
+    /// stored patient, clinic or device document; writing the fan-out before that document
+    /// means a crash between the two replays a fan-out rather than skipping it for good.
     pub fn take(&mut self) -> Vec<(&'static str, Vec<Write>)> {
         self.open.clear();
         self.changes = 0;
         self.bytes = 0;
         let mut taken: Vec<_> = self.statements.drain().collect();
-        taken.sort_by_key(|(collection, _)| *collection);
+        taken.sort_by_key(|(collection, _)| (*collection != REPORTS, *collection));
         taken
     }
 }
@@ -382,6 +386,24 @@ mod tests {
         assert_eq!(taken.len(), 2);
         let reports = &taken.iter().find(|(c, _)| *c == "reports").unwrap().1;
         assert_eq!(reports.len(), 2, "{reports:?}");
+    }
+
+    #[test]
+    fn reports_are_written_before_the_documents_that_decide_their_fan_outs() {
+        let mut batch = Batch::default();
+        batch.push(Write::upsert("patients", "p1", doc! { "full_name": "B" }));
+        batch.push(Write::upsert("lookup_clinics", "c1", doc! { "name": "C" }));
+        batch.push(Write::update_many(
+            "reports",
+            doc! { "patient_id": "p1" },
+            doc! { "$set": { "patient.full_name": "B" } },
+        ));
+        let order: Vec<&str> = batch
+            .take()
+            .iter()
+            .map(|(collection, _)| *collection)
+            .collect();
+        assert_eq!(order, ["reports", "lookup_clinics", "patients"]);
     }
 
     #[test]
