@@ -67,6 +67,12 @@ pub struct Config {
     /// Entries per lookup cache (`MYHEALTH_CACHE_CAPACITY`).
     #[serde(default = "default_cache_capacity")]
     pub cache_capacity: usize,
+    /// Benchmarking switch (`MYHEALTH_SINK`): `discard` decodes, maps and batches as usual but
+    /// never writes documents (checkpoints are still stored), to measure the daemon without its
+    /// store; give it a cache capacity above the workload's row count. Never use it in
+    /// production.
+    #[serde(default)]
+    pub sink: pipeline::SinkMode,
 }
 
 fn default_database() -> String {
@@ -160,6 +166,7 @@ pub async fn build(config: Config, shutdown: Shutdown) -> anyhow::Result<App> {
             max_batch_bytes: config.batch_max_bytes,
             max_batch_delay: std::time::Duration::from_millis(config.batch_max_delay_ms),
             cache_capacity: config.cache_capacity,
+            sink: config.sink,
             shutdown_deadline: std::time::Duration::from_millis(config.http.shutdown_deadline_ms),
         },
         metrics,

@@ -44,6 +44,19 @@ pub struct Settings {
     pub cache_capacity: usize,
     /// How long shutdown may wait for the store before giving up on the last batch.
     pub shutdown_deadline: Duration,
+    /// Where document writes go.
+    pub sink: SinkMode,
+}
+
+/// Where document writes go: the store, or nowhere (a benchmarking switch, see `Config::sink`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkMode {
+    /// Write to the store.
+    #[default]
+    Store,
+    /// Drop every document write (checkpoints are still written).
+    Discard,
 }
 
 /// Why a replication session ended.
@@ -387,7 +400,7 @@ impl Session<'_> {
         let statements = self.batch.take();
         self.write(&statements).await?;
         let latest = mapper.take_latest();
-        if !latest.is_empty() {
+        if !latest.is_empty() && pipeline.settings.sink == SinkMode::Store {
             let writes = {
                 let mut retry = pipeline.retry();
                 loop {
@@ -479,10 +492,10 @@ impl Session<'_> {
         &self,
         statements: &[(&'static str, Vec<Write>)],
     ) -> Result<Vec<sink::Rejected>, SessionError> {
-        if statements.is_empty() {
+        let pipeline = self.pipeline;
+        if statements.is_empty() || pipeline.settings.sink == SinkMode::Discard {
             return Ok(Vec::new());
         }
-        let pipeline = self.pipeline;
         let metrics = &pipeline.metrics;
         let mut retry = pipeline.retry();
         loop {
