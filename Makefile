@@ -1,9 +1,10 @@
-# The two entry points: `make run` (the whole stack locally) and `make test` (everything CI runs).
+# The entry points: `make run` (the whole stack locally), `make test` (everything CI runs) and
+# `make bench` (micro benchmarks and the pipeline benchmark, written to docs/benchmarks.md).
 # Logic lives in the `devstack` crate and in scripts/; this file only strings them together.
 
 CARGO ?= cargo
 
-.PHONY: run test deps
+.PHONY: run test bench deps
 
 ## run: start PostgreSQL, FerretDB and every service; Ctrl-C stops them all
 run: deps
@@ -16,6 +17,13 @@ test: deps
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) build -p devstack --bin devstack
 	target/debug/devstack test -- $(CARGO) test --workspace
+
+## bench: criterion micro benchmarks, then the pipeline benchmark on release builds; the latter
+## writes docs/benchmarks.md and docs/benchmarks.json (sizes: BENCH_ARGS, see pipeline-bench --help)
+bench: deps
+	$(CARGO) bench -p cdc-daemon --bench steps
+	$(CARGO) build --release -p cdc-daemon -p ingest-api -p reports-api -p pipeline-bench
+	target/release/pipeline-bench $(BENCH_ARGS)
 
 deps:
 	scripts/install-deps.sh
