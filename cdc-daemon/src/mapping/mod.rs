@@ -286,22 +286,20 @@ impl<S: LookupStore> Mapper<S> {
         let Some(table) = Table::of(relation) else {
             return Ok(Mapped::default());
         };
-        let dead_letter = |error: String| DeadLetter {
-            table: table.name().to_string(),
-            operation,
-            values: raw_values(relation, tuple),
-            error,
-        };
         let parsed = match row(relation, tuple) {
             Ok(parsed) => parsed,
             Err(error) => {
                 return Ok(Mapped {
                     change: Some((table, operation)),
-                    dead_letter: Some(dead_letter(error.to_string())),
+                    dead_letter: Some(DeadLetter {
+                        table: table.name().to_string(),
+                        operation,
+                        values: raw_values(relation, tuple),
+                        error: error.to_string(),
+                    }),
                 });
             }
         };
-        let letter_for = dead_letter(String::new());
         let outcome = match operation {
             Operation::Delete => self.delete(table, &parsed, transaction, batch).await,
             _ => {
@@ -309,18 +307,24 @@ impl<S: LookupStore> Mapper<S> {
                     .await
             }
         };
-        let dead_letter = match outcome {
+        let error = match outcome {
             Ok(()) => None,
             Err(MapError::Store(error)) => return Err(error),
-            Err(MapError::Field(error)) => Some(DeadLetter {
-                error: error.to_string(),
-                ..letter_for
-            }),
-            Err(MapError::Orphan(error)) => Some(DeadLetter {
-                error,
-                ..letter_for
-            }),
+            Err(MapError::Field(error)) => Some(error.to_string()),
+            Err(MapError::Orphan(error)) => Some(error),
         };
+        // The raw values are collected only for a change that failed: for every change, they
+        // cost about as much as mapping it.
+        let dead_letter = error.map(|error| DeadLetter {
+            table: table.name().to_string(),
+            operation,
+            values: self
+                .relations
+                .get(relation_id)
+                .map(|relation| raw_values(relation, tuple))
+                .unwrap_or_default(),
+            error,
+        });
         Ok(Mapped {
             change: Some((table, operation)),
             dead_letter,
