@@ -12,9 +12,9 @@ use pipeline_bench::Settings;
 /// Measures the pipeline against its references on this machine.
 #[derive(Debug, Parser)]
 struct Args {
-    /// Uploads of the large workload (about 18.6 row changes each, so about 1,000,000 row
-    /// changes by default): source limit, discard sink, backlog memory.
-    #[arg(long, default_value_t = 54_000)]
+    /// Uploads of the large workload (about 18.6 row changes each, so about 400,000 row changes
+    /// by default): source limit, discard sink, backlog memory.
+    #[arg(long, default_value_t = 21_500)]
     uploads: usize,
     /// Uploads of the store workload: daemon into the store, store capacity, freshness,
     /// reports API. FerretDB's writes slow down as collections grow; keep it small there.
