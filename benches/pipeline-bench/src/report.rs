@@ -64,7 +64,7 @@ impl Machine {
 pub struct Report {
     /// The machine.
     pub machine: Machine,
-    /// Settings of the run.
+    /// Uploads of the large workload.
     pub uploads: usize,
     /// Uploads of the store workload.
     pub store_uploads: usize,
