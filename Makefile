@@ -1,10 +1,11 @@
 # The entry points: `make run` (the whole stack locally), `make test` (everything CI runs) and
-# `make chaos` (the pipeline under faults).
+# `make chaos` (the pipeline under faults) and `make bench` (micro benchmarks and the pipeline
+# benchmark, written to docs/benchmarks.md).
 # Logic lives in the `devstack` crate and in scripts/; this file only strings them together.
 
 CARGO ?= cargo
 
-.PHONY: run test release chaos deps
+.PHONY: run test release chaos bench deps
 
 ## run: start PostgreSQL, FerretDB and every service; Ctrl-C stops them all
 run: deps
@@ -31,6 +32,13 @@ chaos: deps
 ## (a test checks that the two stay the same)
 release:
 	$(CARGO) build --release --locked --workspace --bins
+
+## bench: criterion micro benchmarks, then the pipeline benchmark on release builds; the latter
+## writes docs/benchmarks.md and docs/benchmarks.json (sizes: BENCH_ARGS, see pipeline-bench --help)
+bench: deps
+	$(CARGO) bench -p cdc-daemon --bench steps
+	$(CARGO) build --release -p cdc-daemon -p ingest-api -p reports-api -p pipeline-bench
+	target/release/pipeline-bench $(BENCH_ARGS)
 
 deps:
 	scripts/install-deps.sh

@@ -79,6 +79,12 @@ pub struct Config {
     /// stays measured when nothing changes; 0 turns it off (`MYHEALTH_HEARTBEAT_INTERVAL_MS`).
     #[serde(default)]
     pub heartbeat_interval_ms: u64,
+    /// Benchmarking switch (`MYHEALTH_SINK`): `discard` decodes, maps and batches as usual but
+    /// never writes documents (checkpoints are still stored), to measure the daemon without its
+    /// store; give it a cache capacity above the workload's row count. Never use it in
+    /// production.
+    #[serde(default)]
+    pub sink: pipeline::SinkMode,
 }
 
 fn default_database() -> String {
@@ -174,6 +180,7 @@ pub async fn build(config: Config, shutdown: Shutdown) -> anyhow::Result<App> {
             max_batch_bytes: config.batch_max_bytes,
             max_batch_delay: std::time::Duration::from_millis(config.batch_max_delay_ms),
             cache_capacity: config.cache_capacity,
+            sink: config.sink,
             shutdown_deadline: std::time::Duration::from_millis(config.http.shutdown_deadline_ms),
             stop_on_dead_letter: config.stop_on_dead_letter,
         },

@@ -50,6 +50,19 @@ pub struct Settings {
     pub shutdown_deadline: Duration,
     /// Halt at the first change that cannot be mapped instead of recording a dead letter.
     pub stop_on_dead_letter: bool,
+    /// Where document writes go.
+    pub sink: SinkMode,
+}
+
+/// Where document writes go: the store, or nowhere (a benchmarking switch, see `Config::sink`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkMode {
+    /// Write to the store.
+    #[default]
+    Store,
+    /// Drop every document write (checkpoints are still written).
+    Discard,
 }
 
 /// Why a replication session ended.
@@ -230,7 +243,8 @@ impl Pipeline {
         let statements = batch.take();
         self.write(&statements, lsn, mode).await?;
         let latest = mapper.take_latest();
-        if !latest.is_empty() {
+        // Settling reads the store, which a discarding sink never wrote.
+        if !latest.is_empty() && self.settings.sink == SinkMode::Store {
             let writes = {
                 let mut retry = self.retry();
                 loop {
@@ -349,7 +363,7 @@ impl Pipeline {
         statements: &[(&'static str, Vec<Write>)],
         mode: Mode,
     ) -> Result<Vec<sink::Rejected>, SessionError> {
-        if statements.is_empty() {
+        if statements.is_empty() || self.settings.sink == SinkMode::Discard {
             return Ok(Vec::new());
         }
         let metrics = &self.metrics;

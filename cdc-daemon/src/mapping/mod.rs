@@ -21,7 +21,7 @@ pub mod documents;
 pub mod latest;
 pub mod lookups;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use mongodb::bson::{Bson, DateTime, Document, doc};
 use read_model::{LOOKUP_CHECKUPS, LOOKUP_CLINICS, LOOKUP_DEVICES, PATIENTS, REPORTS};
@@ -285,6 +285,9 @@ impl LatestWork {
 #[derive(Debug)]
 pub struct Mapper<S> {
     relations: RelationCache,
+    /// Per relation id, why its inserts and updates cannot be mapped (see
+    /// [`Table::schema_problem`]), checked once per announced schema.
+    schema_problems: HashMap<u32, String>,
     lookups: Lookups<S>,
     latest: LatestWork,
 }
@@ -294,6 +297,7 @@ impl<S: LookupStore> Mapper<S> {
     pub fn new(store: S, cache_capacity: usize) -> Self {
         Mapper {
             relations: RelationCache::new(),
+            schema_problems: HashMap::new(),
             lookups: Lookups::new(store, cache_capacity),
             latest: LatestWork::default(),
         }
@@ -301,12 +305,17 @@ impl<S: LookupStore> Mapper<S> {
 
     /// Remembers a table schema announced by the stream.
     pub fn relation(&mut self, relation: Relation) {
+        match Table::of(&relation).and_then(|table| table.schema_problem(&relation)) {
+            Some(problem) => self.schema_problems.insert(relation.id, problem),
+            None => self.schema_problems.remove(&relation.id),
+        };
         self.relations.update(relation);
     }
 
     /// Forgets all state but the store's (the stream restarts from the checkpoint).
     pub fn reset(&mut self) {
         self.relations = RelationCache::new();
+        self.schema_problems.clear();
         self.lookups.clear();
         self.latest = LatestWork::default();
     }
@@ -369,18 +378,17 @@ impl<S: LookupStore> Mapper<S> {
         let Some(table) = Table::of(relation) else {
             return Ok(Mapped::default());
         };
-        let dead_letter = |error: String| DeadLetter {
-            table: table.name().to_string(),
-            operation,
-            values: raw_values(relation, tuple),
-            error,
-        };
         if operation != Operation::Delete
-            && let Some(problem) = table.schema_problem(relation)
+            && let Some(problem) = self.schema_problems.get(&relation_id)
         {
             return Ok(Mapped {
                 change: Some((table, operation)),
-                dead_letter: Some(dead_letter(problem)),
+                dead_letter: Some(DeadLetter {
+                    table: table.name().to_string(),
+                    operation,
+                    values: raw_values(relation, tuple),
+                    error: problem.clone(),
+                }),
             });
         }
         let parsed = match row(relation, tuple) {
@@ -388,11 +396,15 @@ impl<S: LookupStore> Mapper<S> {
             Err(error) => {
                 return Ok(Mapped {
                     change: Some((table, operation)),
-                    dead_letter: Some(dead_letter(error.to_string())),
+                    dead_letter: Some(DeadLetter {
+                        table: table.name().to_string(),
+                        operation,
+                        values: raw_values(relation, tuple),
+                        error: error.to_string(),
+                    }),
                 });
             }
         };
-        let letter_for = dead_letter(String::new());
         let outcome = match operation {
             Operation::Delete => self.delete(table, &parsed, transaction, batch).await,
             _ => {
@@ -400,18 +412,24 @@ impl<S: LookupStore> Mapper<S> {
                     .await
             }
         };
-        let dead_letter = match outcome {
+        let error = match outcome {
             Ok(()) => None,
             Err(MapError::Store(error)) => return Err(error),
-            Err(MapError::Field(error)) => Some(DeadLetter {
-                error: error.to_string(),
-                ..letter_for
-            }),
-            Err(MapError::Orphan(error)) => Some(DeadLetter {
-                error,
-                ..letter_for
-            }),
+            Err(MapError::Field(error)) => Some(error.to_string()),
+            Err(MapError::Orphan(error)) => Some(error),
         };
+        // The raw values are collected only for a change that failed: for every change, they
+        // cost about as much as mapping it.
+        let dead_letter = error.map(|error| DeadLetter {
+            table: table.name().to_string(),
+            operation,
+            values: self
+                .relations
+                .get(relation_id)
+                .map(|relation| raw_values(relation, tuple))
+                .unwrap_or_default(),
+            error,
+        });
         Ok(Mapped {
             change: Some((table, operation)),
             dead_letter,
