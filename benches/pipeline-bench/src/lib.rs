@@ -79,7 +79,12 @@ pub async fn run(settings: &Settings) -> Result<Report> {
     // Workloads: slots first, so that every change of the workload stays in them.
     log("generating the large workload");
     let pg_large = large.postgres().await?;
-    create_slots(&pg_large, &["bench_source", "bench_discard"]).await?;
+    create_slots(
+        &pg_large,
+        &large.store(),
+        &["bench_source", "bench_discard"],
+    )
+    .await?;
     let token_large = device(bins, &large.database_url).await?;
     let ingest_large = Service::start(bins, "ingest-api", &ingest_env(&large), logs).await?;
     report.large = workload::generate(
@@ -94,7 +99,12 @@ pub async fn run(settings: &Settings) -> Result<Report> {
 
     log("generating the store workload");
     let pg_small = small.postgres().await?;
-    create_slots(&pg_small, &["bench_store", "bench_reference"]).await?;
+    create_slots(
+        &pg_small,
+        &small.store(),
+        &["bench_store", "bench_reference"],
+    )
+    .await?;
     let token_small = device(bins, &small.database_url).await?;
     let ingest_small = Service::start(bins, "ingest-api", &ingest_env(&small), logs).await?;
     report.small = workload::generate(
@@ -264,15 +274,32 @@ fn daemon_env(ctx: &TestContext, slot: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
-async fn create_slots(client: &tokio_postgres::Client, slots: &[&str]) -> Result<()> {
+/// Creates `slots` before the workload, each with a daemon checkpoint at its start in `store`:
+/// a daemon then streams the whole workload instead of taking an initial snapshot of it.
+async fn create_slots(
+    client: &tokio_postgres::Client,
+    store: &mongodb::Database,
+    slots: &[&str],
+) -> Result<()> {
     for slot in slots {
-        client
-            .execute(
-                "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
+        let start: String = client
+            .query_one(
+                "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')",
                 &[slot],
             )
             .await
-            .with_context(|| format!("failed to create slot {slot}"))?;
+            .with_context(|| format!("failed to create slot {slot}"))?
+            .get(0);
+        read_model::checkpoint::save(
+            store,
+            slot,
+            read_model::checkpoint::Checkpoint {
+                lsn: read_model::lsn::parse(&start)?,
+                commit_time_millis: 0,
+            },
+        )
+        .await
+        .with_context(|| format!("failed to store the checkpoint of slot {slot}"))?;
     }
     Ok(())
 }
