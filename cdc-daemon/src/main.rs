@@ -114,16 +114,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let (_, store) = connect(&config).await?;
             let letters = if all {
-                let mut cursor = store
-                    .collection::<Document>(read_model::DEAD_LETTERS)
-                    .find(mongodb::bson::doc! {})
-                    .sort(mongodb::bson::doc! { "_id": 1 })
-                    .await?;
-                let mut letters = Vec::new();
-                while cursor.advance().await? {
-                    letters.push(cursor.deserialize_current()?);
-                }
-                letters
+                cdc_daemon::requests::dead_letters(&store, Document::new()).await?
             } else {
                 cdc_daemon::requests::unresolved(&store).await?
             };

@@ -22,9 +22,8 @@ use futures_util::StreamExt;
 use mongodb::Database;
 use mongodb::bson::{Bson, DateTime, Document, doc};
 use read_model::{DEAD_LETTERS, LOOKUP_CHECKUPS, PATIENTS, REPORTS};
-use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 use uuid::Uuid;
 
 use crate::decode::{Insert, Message, Relation, TupleData, Update};
@@ -91,7 +90,7 @@ pub async fn carry_out(
     request: &Request,
     lsn: u64,
 ) -> Result<(), SessionError> {
-    let client = read_transaction(pipeline).await?;
+    let client = source_tables::read_view(&pipeline.source.url, None).await?;
     let relations = source_tables::relations(&client, &pipeline.source.publication).await?;
     let mut rebuild = Rebuild {
         client: &client,
@@ -169,17 +168,22 @@ pub async fn carry_out(
             );
         }
     }
-    rebuild.finish().await?;
-    // The transaction ends with the connection.
-    drop(client);
-    Ok(())
+    rebuild.finish().await
 }
 
 /// The dead letters not replayed yet, oldest first.
 pub async fn unresolved(store: &Database) -> Result<Vec<Document>, mongodb::error::Error> {
+    dead_letters(store, doc! { "replayed_at": { "$exists": false } }).await
+}
+
+/// The dead letters matching `filter`, oldest first.
+pub async fn dead_letters(
+    store: &Database,
+    filter: Document,
+) -> Result<Vec<Document>, mongodb::error::Error> {
     let mut cursor = store
         .collection::<Document>(DEAD_LETTERS)
-        .find(doc! { "replayed_at": { "$exists": false } })
+        .find(filter)
         .sort(doc! { "_id": 1 })
         .await?;
     let mut letters = Vec::new();
@@ -187,24 +191,6 @@ pub async fn unresolved(store: &Database) -> Result<Vec<Document>, mongodb::erro
         letters.push(cursor.deserialize_current()?);
     }
     Ok(letters)
-}
-
-/// A connection in a repeatable-read transaction: everything a request reads is one state.
-async fn read_transaction(pipeline: &Pipeline) -> Result<Client, SourceError> {
-    let (client, connection) =
-        tokio_postgres::connect(pipeline.source.url.expose_secret(), NoTls).await?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            tracing::debug!(%error, "request connection ended");
-        }
-    });
-    client
-        .batch_execute(
-            "SET DateStyle = ISO; SET TimeZone = 'UTC';
-             BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-        )
-        .await?;
-    Ok(client)
 }
 
 /// Rebuilding documents from source rows, with a mapper of its own (its schemas are the

@@ -30,9 +30,8 @@ use mongodb::bson::{DateTime, Document, doc};
 use read_model::{
     DEAD_LETTERS, LOOKUP_CHECKUPS, LOOKUP_CLINICS, LOOKUP_DEVICES, PATIENTS, REPORTS,
 };
-use secrecy::ExposeSecret;
 use tokio::sync::mpsc;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use crate::decode::{ColumnData, Insert, Message, Relation, TupleData};
 use crate::mapping::{Mapper, Transaction};
@@ -55,7 +54,7 @@ impl Lock {
     /// Takes the lock of `source`'s slot; [`ReplicationError::SlotInUse`] while another daemon
     /// holds it. Released when dropped (or when the process dies).
     pub async fn acquire(source: &Source) -> Result<Lock, SessionError> {
-        let client = connect(source).await?;
+        let client = source_tables::connect(&source.url).await?;
         let key = format!("myhealth cdc-daemon snapshot {}", source.slot);
         let row = client
             .query_one("SELECT pg_try_advisory_lock(hashtext($1))", &[&key])
@@ -69,31 +68,6 @@ impl Lock {
     }
 }
 
-/// A plain (not replication) connection to the source.
-async fn connect(source: &Source) -> Result<Client, SourceError> {
-    let (client, connection) = tokio_postgres::connect(source.url.expose_secret(), NoTls).await?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            tracing::debug!(%error, "snapshot connection ended");
-        }
-    });
-    Ok(client)
-}
-
-/// A connection reading inside `snapshot`.
-async fn connect_in(source: &Source, snapshot: &str) -> Result<Client, SourceError> {
-    let client = connect(source).await?;
-    client
-        .batch_execute(&format!(
-            "SET DateStyle = ISO; SET TimeZone = 'UTC';
-             BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
-             SET TRANSACTION SNAPSHOT '{}'",
-            snapshot.replace('\'', "''")
-        ))
-        .await?;
-    Ok(client)
-}
-
 /// Copies every published table inside `exported` into the store. False if shutdown came
 /// first (the next start begins again).
 pub async fn copy(
@@ -102,7 +76,7 @@ pub async fn copy(
     mapper: &mut Mapper<Database>,
 ) -> Result<bool, SessionError> {
     let source = &pipeline.source;
-    let catalog = connect_in(source, &exported.name).await?;
+    let catalog = source_tables::read_view(&source.url, Some(&exported.name)).await?;
     let relations = source_tables::relations(&catalog, &source.publication).await?;
     let mut progress = Progress::new(pipeline, &catalog, &relations).await?;
     drop(catalog);
@@ -129,7 +103,7 @@ pub async fn copy(
     // Tables nothing else depends on the order of: in parallel.
     let (sender, mut receiver) = mpsc::channel::<Result<Chunk, SourceError>>(8);
     for relation in others {
-        let client = connect_in(source, &exported.name).await?;
+        let client = source_tables::read_view(&source.url, Some(&exported.name)).await?;
         let query = format!(
             "SELECT {} FROM {}",
             source_tables::column_list(relation, ""),
@@ -155,7 +129,7 @@ pub async fn copy(
         .iter()
         .find(|relation| relation.name == "measurements");
     if let Some(report) = report {
-        let client = connect_in(source, &exported.name).await?;
+        let client = source_tables::read_view(&source.url, Some(&exported.name)).await?;
         let query = match measurement {
             Some(measurement) => format!(
                 "SELECT {}, {} FROM {} r LEFT JOIN {} m ON m.report_id = r.id
@@ -204,7 +178,7 @@ pub async fn copy(
             }
         }
     } else if let Some(measurement) = measurement {
-        let client = connect_in(source, &exported.name).await?;
+        let client = source_tables::read_view(&source.url, Some(&exported.name)).await?;
         let query = format!(
             "SELECT {} FROM {}",
             source_tables::column_list(measurement, ""),

@@ -6,11 +6,13 @@
 //! table of the publication (its published columns, types and replica identity). [`copy`] runs
 //! `COPY (query) TO STDOUT` and turns each line of COPY's text format into a [`TupleData`] of
 //! text values: COPY and pgoutput print values with the same type output functions, so only
-//! COPY's escaping has to be undone.
+//! COPY's escaping has to be undone. [`connect`] and [`read_view`] open the plain connections
+//! these reads run on.
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
-use tokio_postgres::Client;
+use secrecy::{ExposeSecret, SecretString};
+use tokio_postgres::{Client, NoTls};
 
 use crate::decode::{Column, ColumnData, Relation, TupleData};
 
@@ -23,6 +25,36 @@ pub enum SourceError {
     /// COPY sent a line this reader cannot split.
     #[error("unexpected COPY output: {0}")]
     Format(String),
+}
+
+/// A plain (not replication) connection to the source at `url`.
+pub async fn connect(url: &SecretString) -> Result<Client, SourceError> {
+    let (client, connection) = tokio_postgres::connect(url.expose_secret(), NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "source connection ended");
+        }
+    });
+    Ok(client)
+}
+
+/// A connection in a read-only repeatable-read transaction, so that everything read on it is
+/// one state of the source: the exported `snapshot` when given, else the transaction's own.
+/// Values print as the stream prints them (ISO dates, UTC). The transaction ends with the
+/// connection.
+pub async fn read_view(url: &SecretString, snapshot: Option<&str>) -> Result<Client, SourceError> {
+    let client = connect(url).await?;
+    let mut sql = "SET DateStyle = ISO; SET TimeZone = 'UTC';
+                   BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;"
+        .to_string();
+    if let Some(snapshot) = snapshot {
+        sql.push_str(&format!(
+            "SET TRANSACTION SNAPSHOT '{}'",
+            snapshot.replace('\'', "''")
+        ));
+    }
+    client.batch_execute(&sql).await?;
+    Ok(client)
 }
 
 /// The relations of `publication`'s tables, as pgoutput would announce them.
