@@ -75,7 +75,10 @@ fn map_session(runtime: &tokio::runtime::Runtime, messages: &[Message]) -> Batch
                 }
                 Message::Relation(relation) => mapper.relation(relation.clone()),
                 _ => {
-                    mapper.map(message, &transaction, &mut batch).await.unwrap();
+                    mapper
+                        .map_change(message, &transaction, &mut batch)
+                        .await
+                        .unwrap();
                 }
             }
         }

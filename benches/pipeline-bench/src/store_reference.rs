@@ -90,7 +90,7 @@ pub async fn prepare(
             | Message::Delete(_)
             | Message::Truncate(_)) => {
                 let mapped = mapper
-                    .map(&message, &transaction, &mut batch)
+                    .map_change(&message, &transaction, &mut batch)
                     .await
                     .context("mapping the reference stream failed")?;
                 anyhow::ensure!(

@@ -55,16 +55,23 @@ impl Table {
         if relation.namespace != "public" {
             return None;
         }
-        Some(match relation.name.as_str() {
-            "clinics" => Table::Clinics,
-            "devices" => Table::Devices,
-            "patients" => Table::Patients,
-            "checkups" => Table::Checkups,
-            "reports" => Table::Reports,
-            "measurements" => Table::Measurements,
-            _ => return None,
-        })
+        Table::named(&relation.name)
     }
+
+    /// The table called `name` (in `public`), if the mapping knows it.
+    pub fn named(name: &str) -> Option<Table> {
+        Table::ALL.into_iter().find(|table| table.name() == name)
+    }
+
+    /// Every table the mapping knows, parents before children.
+    pub const ALL: [Table; 6] = [
+        Table::Clinics,
+        Table::Devices,
+        Table::Patients,
+        Table::Checkups,
+        Table::Reports,
+        Table::Measurements,
+    ];
 
     /// The columns the mapping reads, with the types it accepts for each. A published schema
     /// without one of them (dropped, renamed) or with another type cannot be mapped: its
@@ -201,13 +208,35 @@ pub enum Dirty {
     Codes(BTreeSet<String>),
 }
 
+/// Where a dead letter came from; stored as its `table` field.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Origin {
+    /// A row change of a table the mapping knows.
+    Table(Table),
+    /// A row change of a relation id no Relation message announced.
+    UnknownRelation(u32),
+    /// Bytes from the stream that do not decode as a pgoutput message.
+    Undecodable,
+}
+
+impl Origin {
+    /// The stored `table` field and the `table` label of `cdc_dead_letters_total`.
+    pub fn label(&self) -> String {
+        match self {
+            Origin::Table(table) => table.name().to_string(),
+            Origin::UnknownRelation(id) => format!("relation {id}"),
+            Origin::Undecodable => "(undecodable)".to_string(),
+        }
+    }
+}
+
 /// A change the mapping could not turn into writes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeadLetter {
-    /// The table.
-    pub table: String,
-    /// The operation.
-    pub operation: Operation,
+    /// What the change was a change of.
+    pub origin: Origin,
+    /// The row change's kind; `None` for undecodable bytes.
+    pub operation: Option<Operation>,
     /// The row's values as sent (text), by column.
     pub values: Document,
     /// Why it could not be mapped.
@@ -344,7 +373,7 @@ impl<S: LookupStore> Mapper<S> {
     /// Maps one row change (Insert, Update, Delete, Truncate) into `batch`. Other messages map
     /// to nothing. A store error (reading a lookup) is returned; anything wrong with the change
     /// itself comes back as a dead letter.
-    pub async fn map(
+    pub async fn map_change(
         &mut self,
         message: &Message,
         transaction: &Transaction,
@@ -368,8 +397,8 @@ impl<S: LookupStore> Mapper<S> {
             return Ok(Mapped {
                 change: None,
                 dead_letter: Some(DeadLetter {
-                    table: format!("relation {relation_id}"),
-                    operation,
+                    origin: Origin::UnknownRelation(relation_id),
+                    operation: Some(operation),
                     values: Document::new(),
                     error: "a change arrived before its table's Relation message".to_string(),
                 }),
@@ -384,8 +413,8 @@ impl<S: LookupStore> Mapper<S> {
             return Ok(Mapped {
                 change: Some((table, operation)),
                 dead_letter: Some(DeadLetter {
-                    table: table.name().to_string(),
-                    operation,
+                    origin: Origin::Table(table),
+                    operation: Some(operation),
                     values: raw_values(relation, tuple),
                     error: problem.clone(),
                 }),
@@ -397,8 +426,8 @@ impl<S: LookupStore> Mapper<S> {
                 return Ok(Mapped {
                     change: Some((table, operation)),
                     dead_letter: Some(DeadLetter {
-                        table: table.name().to_string(),
-                        operation,
+                        origin: Origin::Table(table),
+                        operation: Some(operation),
                         values: raw_values(relation, tuple),
                         error: error.to_string(),
                     }),
@@ -421,8 +450,8 @@ impl<S: LookupStore> Mapper<S> {
         // The raw values are collected only for a change that failed: for every change, they
         // cost about as much as mapping it.
         let dead_letter = error.map(|error| DeadLetter {
-            table: table.name().to_string(),
-            operation,
+            origin: Origin::Table(table),
+            operation: Some(operation),
             values: self
                 .relations
                 .get(relation_id)
