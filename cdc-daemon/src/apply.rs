@@ -92,7 +92,7 @@ impl Writer {
     }
 
     /// Maps `message` into `batch`, retrying while a lookup cannot be read from the store.
-    pub async fn map(
+    pub async fn map_retrying(
         &self,
         mapper: &mut Mapper<Database>,
         message: &Message,
@@ -118,7 +118,9 @@ impl Writer {
         batch: &mut Batch,
         number: &str,
     ) -> Result<(), GaveUp> {
-        let mapped = self.map(mapper, message, transaction, batch).await?;
+        let mapped = self
+            .map_retrying(mapper, message, transaction, batch)
+            .await?;
         if let Some(letter) = mapped.dead_letter {
             self.metrics.error(Stage::Mapping);
             batch.push(self.dead_letter(transaction.commit_lsn, number, letter));

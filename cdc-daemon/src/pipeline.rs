@@ -400,7 +400,7 @@ impl Session<'_> {
         let transaction = open.transaction;
         let writer = &pipeline.writer;
         let mapped = writer
-            .map(mapper, message, &transaction, &mut self.batch)
+            .map_retrying(mapper, message, &transaction, &mut self.batch)
             .await?;
         if let Some((table, operation)) = mapped.change {
             writer

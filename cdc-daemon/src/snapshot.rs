@@ -139,7 +139,7 @@ pub async fn copy(
         let chunk = chunk?;
         progress.copied(&chunk.relation.name, chunk.rows.len());
         for row in chunk.rows {
-            copier.map(chunk.relation.id, row).await?;
+            copier.map_copied(chunk.relation.id, row).await?;
         }
         copier.flush_if_full().await?;
         if shutdown.is_triggered() {
@@ -187,7 +187,7 @@ pub async fn copy(
             if previous.as_ref() != values.get(id_column) {
                 previous = values.get(id_column).cloned();
                 progress.copied(&report.name, 1);
-                copier.map(report.id, TupleData(values)).await?;
+                copier.map_copied(report.id, TupleData(values)).await?;
             }
             if let Some(measurement) = measurement
                 && measurement_values
@@ -196,7 +196,7 @@ pub async fn copy(
             {
                 progress.copied(&measurement.name, 1);
                 copier
-                    .map(measurement.id, TupleData(measurement_values))
+                    .map_copied(measurement.id, TupleData(measurement_values))
                     .await?;
             }
             copier.flush_if_full().await?;
@@ -215,7 +215,7 @@ pub async fn copy(
         let mut rows = std::pin::pin!(rows);
         while let Some(row) = rows.next().await {
             progress.copied(&measurement.name, 1);
-            copier.map(measurement.id, row?).await?;
+            copier.map_copied(measurement.id, row?).await?;
             copier.flush_if_full().await?;
             if shutdown.is_triggered() {
                 return Ok(false);
@@ -293,7 +293,8 @@ struct Copier<'p, 'm> {
 }
 
 impl Copier<'_, '_> {
-    async fn map(&mut self, relation_id: u32, new: TupleData) -> Result<(), GaveUp> {
+    /// Maps one copied row as an insert into the copier's batch.
+    async fn map_copied(&mut self, relation_id: u32, new: TupleData) -> Result<(), GaveUp> {
         let message = Message::Insert(Insert { relation_id, new });
         self.rows += 1;
         self.writer

@@ -246,7 +246,8 @@ impl Rebuild<'_> {
         Ok(rows.into_iter().collect::<Result<_, _>>()?)
     }
 
-    async fn map(&mut self, message: Message) -> Result<(), GaveUp> {
+    /// Maps one re-read row into the rebuild's batch.
+    async fn map_row(&mut self, message: Message) -> Result<(), GaveUp> {
         self.changes += 1;
         self.writer
             .map_source_row(
@@ -264,7 +265,7 @@ impl Rebuild<'_> {
             return Ok(());
         };
         for new in rows {
-            self.map(Message::Insert(Insert { relation_id, new }))
+            self.map_row(Message::Insert(Insert { relation_id, new }))
                 .await?;
         }
         Ok(())
@@ -290,7 +291,7 @@ impl Rebuild<'_> {
             return Ok(());
         };
         for new in self.rows(table, &format!("t.id = '{id}'")).await? {
-            self.map(Message::Update(Update {
+            self.map_row(Message::Update(Update {
                 relation_id,
                 old: None,
                 new,
