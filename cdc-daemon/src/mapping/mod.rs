@@ -26,6 +26,8 @@ pub mod lookups;
 mod measurements;
 mod patients;
 mod reports;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeSet, HashMap};
 
