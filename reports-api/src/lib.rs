@@ -6,6 +6,7 @@
 //! app's JSON). [`build`] binds the listener and creates the MongoDB client without waiting for
 //! a connection, so tests start the service in-process on port 0.
 
+pub mod app;
 pub mod auth;
 pub mod freshness;
 mod mongo;
@@ -26,7 +27,7 @@ use service_plumbing::metrics::Metrics;
 use service_plumbing::shutdown::Shutdown;
 use tokio::net::TcpListener;
 
-/// Store query latency by query (list, get, summary).
+/// Store query latency by query (list, get, summary, trend).
 pub const STORE_QUERY_SECONDS: &str = "reports_store_query_duration_seconds";
 
 /// Name of the service in logs and in MongoDB's `appName`.
