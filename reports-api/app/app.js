@@ -11,7 +11,7 @@
   const PAGE_SIZE = 10;
   const TREND_POINTS = 500;
   /** Codes drawn on one chart: blood pressure is read as systolic over diastolic. */
-  const GROUPS = [["8480-6", "8462-4"]];
+  const GROUPS = [{ title: "Blood pressure", codes: ["8480-6", "8462-4"] }];
   const FLAGS = {
     H: { text: "High", symbol: "▲", css: "high" },
     L: { text: "Low", symbol: "▼", css: "low" },
@@ -117,7 +117,7 @@
   function show(view, ...content) {
     for (const chart of charts) chart.destroy();
     charts = [];
-    main.replaceChildren(...content);
+    main.replaceChildren(...content.filter((node) => node !== null));
     main.dataset.view = view;
     signOut.hidden = !token();
     main.focus({ preventScroll: true });
@@ -157,10 +157,11 @@
   }
 
   async function trends(code) {
-    const codes = GROUPS.find((group) => group.includes(code)) || [code];
+    const group = GROUPS.find((known) => known.codes.includes(code));
+    const codes = group ? group.codes : [code];
     const series = await Promise.all(codes.map((one) =>
       api("/v1/me/trends?code=" + encodeURIComponent(one) + "&limit=" + TREND_POINTS)));
-    const title = series.map((trend) => trend.name).join(" and ");
+    const title = group ? group.title : series[0].name;
     const figure = el("figure", { class: "chart", "data-codes": codes.join(" ") });
     const table = el("table", { class: "points" },
       el("caption", {}, "Every value"),
@@ -300,7 +301,7 @@
     main.dataset.ready = "false";
     if (!token()) {
       showSignIn(null);
-      main.dataset.ready = "true";
+      ready();
       return;
     }
     const [path, search] = location.hash.replace(/^#/, "").split("?");
@@ -318,6 +319,12 @@
       show(result.view, ...result.content);
       if (result.after) result.after();
     }
+    ready();
+  }
+
+  /** Marks the page rendered for the route in the address bar (what tests wait for). */
+  function ready() {
+    main.dataset.route = location.hash;
     main.dataset.ready = "true";
   }
 
