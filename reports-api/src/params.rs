@@ -813,6 +813,15 @@ mod tests {
             ..cursor()
         };
         assert_eq!(Cursor::decode(&negative.encode()), Ok(negative));
+        let lengths = [0, i64::MIN].map(|taken_at_millis| {
+            Cursor {
+                taken_at_millis,
+                ..cursor()
+            }
+            .encode()
+            .len()
+        });
+        assert_eq!(lengths, [55, 80], "the bounds the OpenAPI document gives");
     }
 
     #[test]
@@ -860,6 +869,9 @@ mod tests {
             };
             let text = cursor.encode();
             prop_assert!(text.len() <= MAX_CURSOR_CHARS);
+            // The OpenAPI document describes a cursor by this shape.
+            prop_assert!((55..=80).contains(&text.len()), "{}", text);
+            prop_assert!(text.starts_with("djE6"), "{}", text);
             prop_assert_eq!(Cursor::decode(&text), Ok(cursor));
         }
 

@@ -428,10 +428,36 @@ async fn a_patient_signs_in_and_sees_values_trends_and_reports_in_a_browser() {
         !html.contains("<script>") && !html.contains("style="),
         "{html}"
     );
-    let missing = reqwest::get(format!("{}/app/../Cargo.toml", stack.reports))
+    for (file, media_type) in [
+        ("app.js", "text/javascript; charset=utf-8"),
+        ("app.css", "text/css; charset=utf-8"),
+        ("vendor/uPlot.iife.min.js", "text/javascript; charset=utf-8"),
+    ] {
+        let response = reqwest::get(format!("{}/app/{file}", stack.reports))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{file}");
+        assert_eq!(response.headers()["content-type"], media_type, "{file}");
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+        assert!(response.headers().contains_key("content-security-policy"));
+    }
+    // Only the app's files: not the licence next to them, not the sources.
+    for file in ["vendor/uPlot.LICENSE", "app.rs", "%2e%2e/Cargo.toml"] {
+        let response = reqwest::get(format!("{}/app/{file}", stack.reports))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404, "{file}");
+    }
+    let redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{}/app", stack.reports))
+        .send()
         .await
         .unwrap();
-    assert_eq!(missing.status(), 404);
+    assert_eq!(redirect.status(), 308);
+    assert_eq!(redirect.headers()["location"], "/app/");
 
     let mut browser = Browser::start().await;
     browser.viewport(PHONE).await;
