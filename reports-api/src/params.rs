@@ -1,7 +1,8 @@
 //! Query parameters of the read endpoints, parsed into types at the edge.
 //!
-//! `GET /v1/me/reports` takes [`ListQuery`] ([`parse_list_query`]); the other read endpoints
-//! take only the read-your-writes parameters of [`Freshness`] ([`parse_freshness`]). Parsing is
+//! `GET /v1/me/reports` takes [`ListQuery`] ([`parse_list_query`]), `GET /v1/me/trends`
+//! [`TrendQuery`] ([`parse_trend_query`]); the other read endpoints take only the
+//! read-your-writes parameters of [`Freshness`] ([`parse_freshness`]). Parsing is
 //! strict and reports every problem at once, each as a [`FieldError`] whose pointer names the
 //! parameter (`/query/limit`); [`invalid_query`] turns them into a `400` problem.
 //!
