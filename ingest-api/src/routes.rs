@@ -29,8 +29,9 @@ use crate::validation::{self, Limits, Rejection};
 /// How long a client should wait before retrying when the service sheds load or the database
 /// is down.
 const RETRY_AFTER: Duration = Duration::from_secs(2);
-/// The largest amendment body.
-const MAX_AMENDMENT_BYTES: usize = 1024 * 1024;
+/// The largest amendment body: 4,000 characters of notes and 20 measurements fit many times
+/// over, and every concurrent request may hold one.
+const MAX_AMENDMENT_BYTES: usize = 64 * 1024;
 
 /// What the handlers share.
 #[derive(Debug)]
@@ -305,6 +306,13 @@ fn rejection_problem(rejection: Rejection) -> (&'static str, Problem) {
             ),
         ),
         Rejection::Invalid(problems) => ("invalid", invalid(problems)),
+        Rejection::TooManyValues { max } => (
+            "malformed",
+            Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body holds more than {max} JSON values"),
+            ),
+        ),
     }
 }
 
