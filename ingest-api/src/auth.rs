@@ -18,14 +18,9 @@ pub enum AuthError {
 }
 
 /// The device whose token the request carries. A token that cannot be one the service issued
-/// ([`devices::is_token_shaped`]) is refused without asking the database.
+/// is refused without asking the database ([`shaped_token`]).
 pub async fn authenticate(pool: &Pool, headers: &HeaderMap) -> Result<Device, AuthError> {
-    let token = bearer_token(headers)?;
-    if !devices::is_token_shaped(token) {
-        return Err(AuthError::Unauthorized(
-            "the device token is unknown or revoked",
-        ));
-    }
+    let token = shaped_token(headers)?;
     let client = connection(pool).await.map_err(AuthError::Store)?;
     devices::authenticate(&client, token)
         .await
@@ -33,6 +28,20 @@ pub async fn authenticate(pool: &Pool, headers: &HeaderMap) -> Result<Device, Au
         .ok_or(AuthError::Unauthorized(
             "the device token is unknown or revoked",
         ))
+}
+
+/// The bearer token, if it has the shape of a token the service issues
+/// ([`devices::is_token_shaped`]): a cheap check, made before any database round trip and
+/// before an upload takes one of its permits.
+pub fn shaped_token(headers: &HeaderMap) -> Result<&str, AuthError> {
+    let token = bearer_token(headers)?;
+    if devices::is_token_shaped(token) {
+        Ok(token)
+    } else {
+        Err(AuthError::Unauthorized(
+            "the device token is unknown or revoked",
+        ))
+    }
 }
 
 fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {

@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
-use crate::auth::{AuthError, authenticate, unauthorized};
+use crate::auth::{AuthError, authenticate, shaped_token, unauthorized};
 use crate::body::read_json;
 use crate::metrics::IngestMetrics;
 use crate::store::StoreError;
@@ -108,7 +108,9 @@ async fn upload(
     request: Request<Incoming>,
     context: &RequestContext,
 ) -> Result<(&'static str, HttpResponse), (&'static str, Problem)> {
-    // Shed load before reading a body: memory stays bounded by permits × body limit.
+    // A token that cannot be valid is refused first, so a flood of them takes no permit; then
+    // load is shed before reading a body: memory stays bounded by permits × body limit.
+    shaped_token(request.headers()).map_err(|error| auth_problem(error, context))?;
     let _permit = state
         .upload_permits
         .clone()

@@ -99,10 +99,10 @@ async fn answer(
         .headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     // A caller that is not authenticated learns nothing of the store, not even its position.
-    if response.status() != StatusCode::UNAUTHORIZED {
-        if let Ok(lsn) = HeaderValue::from_str(&read_model::lsn::format(served_at)) {
-            response.headers_mut().insert(DATA_LSN_HEADER, lsn);
-        }
+    if response.status() != StatusCode::UNAUTHORIZED
+        && let Ok(lsn) = HeaderValue::from_str(&read_model::lsn::format(served_at))
+    {
+        response.headers_mut().insert(DATA_LSN_HEADER, lsn);
     }
     response
 }

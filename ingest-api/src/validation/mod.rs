@@ -497,7 +497,8 @@ mod tests {
                         assert_pointers_resolve(&body, &errors);
                     }
                     Some(Rejection::Malformed { .. }) => prop_assert!(false, "{bytes} is JSON"),
-                    None => {}
+                    // A large generated body may pass the amendment's budget of values.
+                    Some(Rejection::TooManyValues { .. }) | None => {}
                 }
             }
         }

@@ -68,10 +68,10 @@ impl Readiness {
     /// Concurrent callers wait for the one run in progress instead of starting their own.
     pub async fn cached(&self, interval: Duration, timeout: Duration) -> Vec<FailedCheck> {
         let mut state = self.state.lock().await;
-        if let Some((at, failed)) = &state.last {
-            if at.elapsed() < interval {
-                return failed.clone();
-            }
+        if let Some((at, failed)) = &state.last
+            && at.elapsed() < interval
+        {
+            return failed.clone();
         }
         let failed = self.run_locked(&mut state, timeout).await;
         state.last = Some((Instant::now(), failed.clone()));
@@ -140,6 +140,7 @@ impl std::fmt::Debug for Readiness {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
