@@ -17,6 +17,11 @@ use crate::support::upload;
 /// The Kubernetes memory limit of an ingest-api pod (`deploy/k8s/ingest-api.yaml`).
 const POD_MEMORY_LIMIT_KIB: u64 = 512 * 1024;
 
+/// What the upload slots may use at their worst: half the pod limit, leaving the rest to the
+/// other routes' slots and the allocator. Without the value budget (32 slots, whole trees) the
+/// same bodies peaked at ~393 MiB even on 2 cores, so this fails on that code.
+const UPLOAD_SLOTS_BUDGET_KIB: u64 = POD_MEMORY_LIMIT_KIB / 2;
+
 /// The ingest API binary on a free loopback port, killed when dropped.
 struct Binary {
     child: tokio::process::Child,
@@ -275,8 +280,9 @@ async fn every_upload_slot_holding_a_hostile_maximum_body_stays_within_the_pod_m
          peak {peak} KiB (limit {POD_MEMORY_LIMIT_KIB} KiB)"
     );
     assert!(
-        peak < POD_MEMORY_LIMIT_KIB,
-        "peak resident memory {peak} KiB is over the pod limit"
+        peak < UPLOAD_SLOTS_BUDGET_KIB,
+        "peak resident memory {peak} KiB is over the upload slots' budget \
+         ({UPLOAD_SLOTS_BUDGET_KIB} KiB, half the pod limit)"
     );
 
     // And it still serves.
