@@ -1,10 +1,10 @@
 //! The endpoints: `GET /v1/me/reports`, `GET /v1/me/reports/{id}`, `GET /v1/me/summary`,
 //! `GET /v1/me/trends`, and the patient web app's files under `/app/` (see [`crate::app`]).
 //!
-//! Each data request: authenticate (the patient is the token's `sub`), parse the parameters
-//! into types, wait for `min_lsn` if asked, run one query scoped to that patient, answer with
-//! an `ETag` (`304` when `If-None-Match` matches), the `X-Data-LSN` it was served at and
-//! `Cache-Control: no-store` (health data stays out of shared and browser caches).
+//! Each request: authenticate (the patient is the token's `sub`), parse the parameters into
+//! types, wait for `min_lsn` if asked, run one query scoped to that patient, answer with an
+//! `ETag` (`304` when `If-None-Match` matches) and the `X-Data-LSN` it was served at (not on a
+//! `401`). Every answer carries `Cache-Control: no-store`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -105,12 +105,16 @@ async fn answer(
             .with_request_id(context.request_id())
             .into_response(),
     };
-    if let Ok(lsn) = HeaderValue::from_str(&read_model::lsn::format(served_at)) {
-        response.headers_mut().insert(DATA_LSN_HEADER, lsn);
-    }
+    // Patient data, and answers about it: never kept by browsers or shared caches.
     response
         .headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // A caller that is not authenticated learns nothing of the store, not even its position.
+    if response.status() != StatusCode::UNAUTHORIZED
+        && let Ok(lsn) = HeaderValue::from_str(&read_model::lsn::format(served_at))
+    {
+        response.headers_mut().insert(DATA_LSN_HEADER, lsn);
+    }
     response
 }
 

@@ -191,6 +191,7 @@ async fn a_patient_lists_reads_and_summarizes_their_own_reports() {
         .await;
     assert!(response.headers().contains_key("x-data-lsn"));
     assert!(response.headers().contains_key("etag"));
+    assert_eq!(response.headers()["cache-control"], "no-store");
     let page = json(response, 200).await;
     let items = page["items"].as_array().unwrap();
     assert_eq!(items.len(), 10);
@@ -271,6 +272,24 @@ async fn tokens_are_checked_and_other_patients_reports_do_not_exist() {
             .unwrap()
             .starts_with("Bearer")
     );
+    // An unauthenticated caller learns nothing of the store, not even its position.
+    assert!(!anonymous.headers().contains_key("x-data-lsn"));
+    assert_eq!(anonymous.headers()["cache-control"], "no-store");
+    // Every patient-data route, with a forged token: the same.
+    for path in [
+        "/v1/me/reports".to_string(),
+        format!("/v1/me/reports/{adas_report}"),
+        "/v1/me/summary".to_string(),
+    ] {
+        let forged = stack.get("not.a.jwt", &path).await;
+        assert_eq!(forged.status(), 401, "{path}");
+        assert!(!forged.headers().contains_key("x-data-lsn"), "{path}");
+        assert_eq!(forged.headers()["cache-control"], "no-store", "{path}");
+        let own = stack.get(&token(ada.id), &path).await;
+        assert_eq!(own.status(), 200, "{path}");
+        assert_eq!(own.headers()["cache-control"], "no-store", "{path}");
+        assert!(own.headers().contains_key("x-data-lsn"), "{path}");
+    }
 
     let now = OffsetDateTime::now_utc().unix_timestamp();
     let claims = |patch: Value| {
