@@ -473,6 +473,11 @@ impl<S: LookupStore> Mapper<S> {
     }
 }
 
+/// `found`, or the orphan error of a change whose `parent` (`"patient"`, …) `id` is unknown.
+fn known<T>(found: Option<T>, parent: &str, id: &str) -> Result<T, MapError> {
+    found.ok_or_else(|| MapError::Orphan(format!("{parent} {id} is unknown")))
+}
+
 /// The write that empties every patient's `latest` (after a truncate of what it derives from).
 fn forget_every_latest() -> Write {
     Write::update_many(PATIENTS, doc! {}, doc! { "$unset": { "latest": "" } })
