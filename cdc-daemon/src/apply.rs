@@ -64,7 +64,7 @@ impl Writer {
         }
     }
 
-    /// The read store.
+    /// The read store, for what is read or written outside batches (checkpoints, indexes).
     pub fn database(&self) -> &Database {
         &self.database
     }

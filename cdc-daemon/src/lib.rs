@@ -1,9 +1,36 @@
 //! Change-data-capture daemon: PostgreSQL logical replication into the MongoDB read store.
 //!
-//! The pipeline, in the order the data flows (see [`pipeline`]): [`replication`] → [`decode`]
-//! → [`mapping`] → [`sink`] → [`checkpoint`]. Around it: [`lag`] and [`metrics`] for SREs, the
-//! operations port (`/healthz`, `/readyz`, `/metrics`), and [`verify`], which compares the
-//! store with PostgreSQL.
+//! The modules, in the order a change flows through them:
+//!
+//! ```text
+//! replication ─▶ decode ─▶ apply ─▶ mapping (one file per source table) ─▶ sink ─▶ checkpoint
+//!   snapshot ──────────────▲   (retries, dead letters, the `latest` settlement)
+//!   support_requests ──────┘   (rows read from the source enter as inserts)
+//! ```
+//!
+//! - [`replication`]: the slot and its stream of pgoutput messages;
+//! - [`decode`]: pgoutput bytes → messages (and rows of announced table schemas);
+//! - [`apply`]: the one writer of the store: takes row changes through the [`mapping`] into a
+//!   batch, writes it through the [`sink`] with the one [`retry`] policy, records dead
+//!   letters and settles patients' `latest`;
+//! - [`mapping`]: row changes → document writes, one file per source table;
+//! - [`sink`]: batched writes → store commands;
+//! - [`checkpoint`]: the last applied position, stored before the slot is confirmed.
+//!
+//! [`pipeline`] wires them into the streaming loop; [`snapshot`] (the initial copy) and
+//! [`support_requests`] (resync, replay) read rows from the source ([`source_tables`]) and hand
+//! them to [`apply`] like streamed inserts. [`verify`] compares the store with PostgreSQL.
+//! Around the chain: [`lag`], [`heartbeat`] and [`metrics`] for SREs, and the operations port
+//! (`/healthz`, `/readyz`, `/metrics`).
+//!
+//! The rule that keeps this readable, checked by a test: a module imports only modules after
+//! it in that order — `pipeline`, `snapshot`, `support_requests`, `verify`, `source_tables`,
+//! `replication`, `apply`, `mapping`, `sink`, `checkpoint` — or shared leaves that import no
+//! step (`decode`, `metrics`, `retry`, `backoff`, `lag`, `heartbeat`); nothing imports
+//! `pipeline`, and `snapshot` and `support_requests` do not import each other. `apply` comes
+//! before `mapping` in that order although changes are mapped before they are written: it is
+//! `apply` that runs the mapper (retrying its lookups) and settles what a written batch made
+//! stale.
 
 pub mod apply;
 pub mod backoff;
@@ -248,5 +275,100 @@ impl App {
         }
         let _ = server.await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::expect_used)]
+
+    use std::path::Path;
+
+    /// The daemon's steps in import order: each may import only steps after it.
+    const STEPS: &[&str] = &[
+        "pipeline",
+        "snapshot",
+        "support_requests",
+        "verify",
+        "source_tables",
+        "replication",
+        "apply",
+        "mapping",
+        "sink",
+        "checkpoint",
+    ];
+    /// Modules any step may import; they import no step themselves.
+    const LEAVES: &[&str] = &[
+        "decode",
+        "metrics",
+        "retry",
+        "backoff",
+        "lag",
+        "heartbeat",
+        "mongo",
+    ];
+
+    /// The `crate::<module>` paths in code (not comments) of module `name`'s files.
+    fn imports(name: &str) -> Vec<String> {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let file = source.join(format!("{name}.rs"));
+        let mut files = Vec::new();
+        if file.exists() {
+            files.push(file);
+        } else {
+            let mut dirs = vec![source.join(name)];
+            while let Some(dir) = dirs.pop() {
+                for entry in std::fs::read_dir(&dir).expect("module directory is readable") {
+                    let path = entry.expect("directory entry is readable").path();
+                    if path.is_dir() {
+                        dirs.push(path);
+                    } else {
+                        files.push(path);
+                    }
+                }
+            }
+        }
+        let mut found = Vec::new();
+        for file in files {
+            let text = std::fs::read_to_string(&file).expect("module file is readable");
+            for line in text
+                .lines()
+                .filter(|line| !line.trim_start().starts_with("//"))
+            {
+                for (at, _) in line.match_indices("crate::") {
+                    let module: String = line[at + "crate::".len()..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                        .collect();
+                    // An empty name is an item of the crate root (`crate::SERVICE_NAME`).
+                    if !module.is_empty() && module != name && !found.contains(&module) {
+                        found.push(module);
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn each_module_imports_only_modules_after_it_or_shared_leaves() {
+        for (position, step) in STEPS.iter().enumerate() {
+            for module in imports(step) {
+                assert!(
+                    STEPS[position + 1..].contains(&module.as_str())
+                        || LEAVES.contains(&module.as_str()),
+                    "{step} imports {module}, which comes before it"
+                );
+            }
+        }
+        assert!(!imports("snapshot").contains(&"support_requests".to_string()));
+        for leaf in LEAVES {
+            for module in imports(leaf) {
+                assert!(
+                    LEAVES.contains(&module.as_str()),
+                    "the shared leaf {leaf} imports the step {module}"
+                );
+            }
+        }
     }
 }

@@ -238,7 +238,7 @@ pub enum Stage {
 }
 
 impl Stage {
-    /// The label value.
+    /// The value of the `stage` label.
     pub fn label(self) -> &'static str {
         match self {
             Stage::Indexes => "indexes",

@@ -24,7 +24,7 @@ pub(crate) async fn database(uri: &SecretString, name: &str) -> anyhow::Result<D
 /// Readiness: the database answers `ping`.
 ///
 /// The readiness runner spawns this on its own task and times out the task's handle, never
-/// this future, so the driver's operation is not dropped mid-flight (mongodb-subset.md rule 10).
+/// this future: a driver operation dropped mid-flight can leave its connection unusable.
 pub(crate) async fn check(database: Database) -> Result<(), String> {
     database
         .run_command(doc! { "ping": 1 })

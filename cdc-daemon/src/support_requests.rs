@@ -56,7 +56,7 @@ pub enum RequestError {
 pub enum Request {
     /// Rebuild one patient's documents from the source.
     ResyncPatient {
-        /// The patient.
+        /// The patient whose documents are rebuilt (or removed, if the source has none).
         patient_id: Uuid,
     },
     /// Rebuild what the unresolved dead letters touch, then mark them replayed.

@@ -22,9 +22,9 @@ use crate::mapping::documents::{self, ReportValues};
 /// One document that differs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Difference {
-    /// The collection.
+    /// The read-model collection holding (or missing) the document.
     pub collection: &'static str,
-    /// The document id.
+    /// The document's `_id` (the source row's id).
     pub id: String,
     /// What differs.
     pub detail: String,

@@ -320,7 +320,7 @@ fn rejection_problem(rejection: Rejection) -> (&'static str, Problem) {
 
 fn auth_problem(error: AuthError, context: &RequestContext) -> (&'static str, Problem) {
     match error {
-        AuthError::Unauthorized(detail) => ("unauthorized", unauthorized(detail)),
+        AuthError::Unauthorized(rejection) => ("unauthorized", unauthorized(rejection)),
         AuthError::Store(error) => store_problem(error, context),
     }
 }

@@ -112,7 +112,7 @@ pub enum RowError {
     Value {
         /// The table, as `namespace.name`.
         relation: String,
-        /// The column.
+        /// The column holding the value.
         column: String,
         /// What was wrong with the value.
         source: ValueError,
@@ -122,7 +122,7 @@ pub enum RowError {
     BinaryValue {
         /// The table, as `namespace.name`.
         relation: String,
-        /// The column.
+        /// The column holding the value.
         column: String,
     },
 }

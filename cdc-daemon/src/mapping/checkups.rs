@@ -7,7 +7,7 @@ use read_model::{LOOKUP_CHECKUPS, REPORTS};
 use super::lookups::LookupStore;
 use super::{
     ColumnTypes, Dirty, ID, INSTANT, MapError, Mapper, Operation, Transaction, documents,
-    forget_every_latest,
+    forget_every_latest, known,
 };
 use crate::decode::relations::Row;
 use crate::sink::{Batch, Write};
@@ -54,16 +54,16 @@ impl<S: LookupStore> Mapper<S> {
     ) -> Result<Document, MapError> {
         let clinic_id = lookup.get_str("clinic_id").unwrap_or_default().to_string();
         let device_id = lookup.get_str("device_id").unwrap_or_default().to_string();
-        let clinic = self
-            .lookups
-            .clinic_name(&clinic_id)
-            .await?
-            .ok_or_else(|| MapError::Orphan(format!("clinic {clinic_id} is unknown")))?;
-        let device = self
-            .lookups
-            .device_label(&device_id)
-            .await?
-            .ok_or_else(|| MapError::Orphan(format!("device {device_id} is unknown")))?;
+        let clinic = known(
+            self.lookups.clinic_name(&clinic_id).await?,
+            "clinic",
+            &clinic_id,
+        )?;
+        let device = known(
+            self.lookups.device_label(&device_id).await?,
+            "device",
+            &device_id,
+        )?;
         Ok(documents::checkup_embedded(id, lookup, &clinic, &device))
     }
 

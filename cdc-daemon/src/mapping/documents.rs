@@ -1,10 +1,11 @@
 //! Row values → document fields, as the document contract in `read-model` describes them. The
 //! streaming mapping and `cdc-daemon verify` build documents with these same functions.
 //!
-//! Values follow `mongodb-subset.md`: uuids and dates become strings (`YYYY-MM-DD`),
-//! timestamps BSON datetimes (milliseconds), numerics a double when it round-trips exactly and
-//! a string otherwise, JSON (`raw`) its text. A column absent from the row (an unchanged TOASTed
-//! value in an UPDATE) is left out of the fields, never written as null.
+//! Values take types that MongoDB 6–8 and FerretDB store and compare alike: uuids and dates
+//! become strings (`YYYY-MM-DD`), timestamps BSON datetimes (milliseconds), numerics a double
+//! when it round-trips exactly and a string otherwise, JSON (`raw`) its text. A column absent
+//! from the row (an unchanged TOASTed value in an UPDATE) is left out of the fields, never
+//! written as null.
 
 use mongodb::bson::{Bson, DateTime, Document, doc};
 use uuid::Uuid;
@@ -16,7 +17,7 @@ use crate::decode::values::Value;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("column {column}: {detail}")]
 pub struct FieldError {
-    /// The column.
+    /// The column at fault.
     pub column: String,
     /// What is wrong with it.
     pub detail: String,
@@ -238,7 +239,7 @@ pub fn measurement(row: &Row) -> Result<(String, Document), FieldError> {
 /// One patient's reports as the latest-value computation needs them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReportValues {
-    /// The report id.
+    /// The report's id: the tie-break between reports taken at the same time.
     pub report_id: String,
     /// When it was taken.
     pub taken_at: DateTime,

@@ -38,7 +38,7 @@ impl Dirty {
 pub struct Candidate {
     /// When its report was taken.
     pub taken_at: DateTime,
-    /// Its report.
+    /// Its report's id: the tie-break between reports taken at the same time.
     pub report_id: String,
     /// The `latest.<code>` entry it would be.
     pub entry: Document,

@@ -10,7 +10,7 @@ use read_model::REPORTS;
 use super::lookups::LookupStore;
 use super::{
     Candidate, ColumnTypes, Dirty, ID, MapError, Mapper, NUMBER, Operation, TEXTUAL, Transaction,
-    documents, forget_every_latest,
+    documents, forget_every_latest, known,
 };
 use crate::decode::relations::Row;
 use crate::sink::{Batch, Write};
@@ -38,11 +38,7 @@ impl<S: LookupStore> Mapper<S> {
     ) -> Result<(), MapError> {
         let report_id = documents::uuid(row, "report_id")?.to_string();
         let (code, measurement) = documents::measurement(row)?;
-        let report = self
-            .lookups
-            .report(&report_id)
-            .await?
-            .ok_or_else(|| MapError::Orphan(format!("report {report_id} is unknown")))?;
+        let report = known(self.lookups.report(&report_id).await?, "report", &report_id)?;
         batch.push(Write::update(
             REPORTS,
             report_id.as_str(),

@@ -129,7 +129,7 @@ impl Table {
         })
     }
 
-    /// The table's name.
+    /// The table's name in `public`, also its label in metrics and dead letters.
     pub fn name(self) -> &'static str {
         match self {
             Table::Clinics => "clinics",
@@ -145,13 +145,13 @@ impl Table {
 /// The kind of a row change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Operation {
-    /// INSERT
+    /// A row was inserted (or read from the source by a snapshot or a resync).
     Insert,
-    /// UPDATE
+    /// A row was updated; unchanged TOASTed values are not sent.
     Update,
-    /// DELETE
+    /// A row was deleted; only its replica identity is sent.
     Delete,
-    /// TRUNCATE
+    /// Tables were emptied with `TRUNCATE`.
     Truncate,
 }
 
@@ -172,7 +172,7 @@ impl Operation {
 pub struct Transaction {
     /// Its commit LSN (the Begin message's final LSN).
     pub commit_lsn: u64,
-    /// Its commit time.
+    /// Its commit time on the source, stored in `_cdc.commit_time`.
     pub commit_time: DateTime,
 }
 
@@ -471,6 +471,11 @@ impl<S: LookupStore> Mapper<S> {
         }
         self.lookups.clear();
     }
+}
+
+/// `found`, or the orphan error of a change whose `parent` (`"patient"`, …) `id` is unknown.
+fn known<T>(found: Option<T>, parent: &str, id: &str) -> Result<T, MapError> {
+    found.ok_or_else(|| MapError::Orphan(format!("{parent} {id} is unknown")))
 }
 
 /// The write that empties every patient's `latest` (after a truncate of what it derives from).

@@ -10,7 +10,7 @@ use read_model::REPORTS;
 use super::lookups::{LookupStore, ReportInfo};
 use super::{
     ColumnTypes, Dirty, ID, INSTANT, JSON, MapError, Mapper, Operation, TEXTUAL, Transaction,
-    documents, forget_every_latest,
+    documents, forget_every_latest, known,
 };
 use crate::decode::relations::Row;
 use crate::sink::{Batch, Write};
@@ -70,16 +70,16 @@ impl<S: LookupStore> Mapper<S> {
         let mut fields = documents::report_fields(row)?;
         let patient_id = fields.get_str("patient_id").unwrap_or_default().to_string();
         let checkup_id = fields.get_str("checkup_id").unwrap_or_default().to_string();
-        let patient = self
-            .lookups
-            .patient(&patient_id)
-            .await?
-            .ok_or_else(|| MapError::Orphan(format!("patient {patient_id} is unknown")))?;
-        let checkup = self
-            .lookups
-            .checkup(&checkup_id)
-            .await?
-            .ok_or_else(|| MapError::Orphan(format!("checkup {checkup_id} is unknown")))?;
+        let patient = known(
+            self.lookups.patient(&patient_id).await?,
+            "patient",
+            &patient_id,
+        )?;
+        let checkup = known(
+            self.lookups.checkup(&checkup_id).await?,
+            "checkup",
+            &checkup_id,
+        )?;
         fields.insert("patient", patient);
         fields.insert(
             "checkup",

@@ -46,7 +46,7 @@ pub enum FlushError {
 /// A statement the store refused on its own (e.g. a document over the size limit).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rejected {
-    /// The statement.
+    /// The statement as it was sent; its dead letter records filter and update.
     pub write: Write,
     /// The store's error message and code.
     pub error: String,
