@@ -1,5 +1,11 @@
 //! The MongoDB-compatible store for the local stack and the tests: either the server
-//! `MONGODB_URI` names (a real MongoDB), or FerretDB 1.24 with its SQLite backend.
+//! `MONGODB_URI` names (a real MongoDB), or FerretDB 1.24 on one of its two backends
+//! (`FERRETDB_BACKEND`): PostgreSQL (the default), in a throwaway PostgreSQL cluster of the
+//! store's own, or SQLite, in a throwaway directory.
+//!
+//! The store's cluster is not the source's: the chaos run and the outage tests stop the store
+//! and the source independently, as in production. "The store" is FerretDB and its cluster
+//! together: [`Store::stop`] stops both, [`Store::restart`] starts both.
 //!
 //! FerretDB is built from the Go module proxy through the project's own wrapper in
 //! `tools/ferretdb/` (the upstream `go install` binary panics at start), cached in
@@ -9,11 +15,48 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::postgres::{ClusterOptions, PostgresServer};
 use crate::process::{Supervised, free_loopback_port, run};
 use crate::{HarnessError, workspace};
 
 /// How long a fresh FerretDB may take to accept connections.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The database of the store's cluster that FerretDB keeps its collections in (one schema per
+/// MongoDB database, one table per collection).
+const BACKEND_DATABASE: &str = "ferretdb";
+
+/// Which of FerretDB's storage backends the harness runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A database in a PostgreSQL cluster of the store's own: the default, many times faster
+    /// than SQLite for the daemon's writes and the reports API's queries.
+    Postgresql,
+    /// SQLite files in a throwaway directory.
+    Sqlite,
+}
+
+impl Backend {
+    /// `FERRETDB_BACKEND`: `postgresql` (also when unset or empty) or `sqlite`.
+    pub fn from_env() -> Result<Backend, HarnessError> {
+        match std::env::var("FERRETDB_BACKEND").as_deref() {
+            Err(_) | Ok("") | Ok("postgresql") => Ok(Backend::Postgresql),
+            Ok("sqlite") => Ok(Backend::Sqlite),
+            Ok(other) => Err(HarnessError::BadUrl {
+                name: "FERRETDB_BACKEND",
+                detail: format!("{other:?} is neither `postgresql` nor `sqlite`"),
+            }),
+        }
+    }
+
+    /// The wrapper's `-backend` value.
+    fn flag(self) -> &'static str {
+        match self {
+            Backend::Postgresql => "postgresql",
+            Backend::Sqlite => "sqlite",
+        }
+    }
+}
 
 /// A MongoDB-compatible server.
 #[derive(Debug)]
@@ -21,26 +64,43 @@ pub struct Store {
     uri: String,
     /// FerretDB's port (0 for a server from `MONGODB_URI`).
     port: u16,
-    /// The FerretDB process; `None` when `MONGODB_URI` names an existing server.
+    /// The backend FerretDB runs on; `None` for a server from `MONGODB_URI`.
+    backend: Option<Backend>,
+    /// The FerretDB process; `None` when `MONGODB_URI` names an existing server. Declared before
+    /// `cluster` so that it stops first when the store is dropped.
     process: Option<Supervised>,
+    /// The PostgreSQL backend's cluster.
+    cluster: Option<PostgresServer>,
 }
 
 impl Store {
-    /// The server named by `MONGODB_URI` if it is set, else a new FerretDB on a free port (or on
-    /// `port`).
+    /// The server named by `MONGODB_URI` if it is set, else a new FerretDB on the backend
+    /// `FERRETDB_BACKEND` names, on a free port (or on `port`).
     pub async fn from_env_or_start(port: Option<u16>) -> Result<Self, HarnessError> {
         match std::env::var("MONGODB_URI") {
             Ok(uri) if !uri.is_empty() => Ok(Store {
                 uri,
                 port: 0,
+                backend: None,
                 process: None,
+                cluster: None,
             }),
             _ => Self::start_ferretdb(port).await,
         }
     }
 
-    /// Builds FerretDB if needed and starts it with a throwaway SQLite directory.
+    /// Builds FerretDB if needed and starts it on the backend `FERRETDB_BACKEND` names, with
+    /// throwaway data.
     pub async fn start_ferretdb(port: Option<u16>) -> Result<Self, HarnessError> {
+        Self::start_ferretdb_on(Backend::from_env()?, port).await
+    }
+
+    /// Builds FerretDB if needed and starts it on `backend`, with throwaway data: a new cluster
+    /// for [`Backend::Postgresql`], a new directory for [`Backend::Sqlite`].
+    pub async fn start_ferretdb_on(
+        backend: Backend,
+        port: Option<u16>,
+    ) -> Result<Self, HarnessError> {
         let binary = ferretdb_binary()?;
         let dir = tempfile::Builder::new()
             .prefix("myhealth-ferretdb-")
@@ -51,28 +111,53 @@ impl Store {
             Some(port) => port,
             None => free_loopback_port()?,
         };
-        let command = vec![
+        let mut command = vec![
             binary.display().to_string(),
             format!("-listen=127.0.0.1:{port}"),
-            format!("-data-dir={}", dir.join("data").display()),
+            format!("-backend={}", backend.flag()),
         ];
+        let cluster = match backend {
+            Backend::Sqlite => {
+                command.push(format!("-data-dir={}", dir.join("data").display()));
+                None
+            }
+            Backend::Postgresql => {
+                let cluster = start_backend_cluster().await?;
+                command.push(format!(
+                    "-postgresql-url={}",
+                    cluster.url_for(BACKEND_DATABASE)
+                ));
+                Some(cluster)
+            }
+        };
         let process = Supervised::start(&command, &[], &dir.join("ferretdb.log"), &dir)?;
         let mut store = Store {
             uri: format!("mongodb://127.0.0.1:{port}/?directConnection=true"),
             port,
+            backend: Some(backend),
             process: Some(process),
+            cluster,
         };
         store.wait_until_ready().await?;
         Ok(store)
     }
 
-    /// Stops the harness's FerretDB, keeping its data, to simulate an outage.
+    /// Stops the harness's FerretDB and its backend's cluster, keeping their data, to simulate
+    /// an outage of the store.
     pub async fn stop(&mut self) -> Result<(), HarnessError> {
-        self.process_mut()?.stop_server().await
+        self.process_mut()?.stop_server().await?;
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.stop().await?;
+        }
+        Ok(())
     }
 
-    /// Starts FerretDB again after [`Store::stop`] and waits until it accepts connections.
+    /// Starts the backend's cluster and FerretDB again after [`Store::stop`] and waits until
+    /// FerretDB accepts connections.
     pub async fn restart(&mut self) -> Result<(), HarnessError> {
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.restart().await?;
+        }
         self.process_mut()?.start_server()?;
         self.wait_until_ready().await
     }
@@ -89,9 +174,24 @@ impl Store {
         &self.uri
     }
 
-    /// Whether this is the harness's FerretDB (rather than a server from `MONGODB_URI`).
-    pub fn is_ferretdb(&self) -> bool {
-        self.process.is_some()
+    /// The backend of the harness's FerretDB; `None` for a server from `MONGODB_URI`.
+    pub fn backend(&self) -> Option<Backend> {
+        self.backend
+    }
+
+    /// What the store is, for reports: `FerretDB 1.24 (PostgreSQL backend, harness)`, or the
+    /// server at `MONGODB_URI`.
+    pub fn describe(&self) -> String {
+        match self.backend {
+            Some(Backend::Postgresql) => "FerretDB 1.24 (PostgreSQL backend, harness)".to_string(),
+            Some(Backend::Sqlite) => "FerretDB 1.24 (SQLite backend, harness)".to_string(),
+            None => "the MongoDB server at MONGODB_URI".to_string(),
+        }
+    }
+
+    /// The PostgreSQL backend's cluster (for inspecting FerretDB's tables).
+    pub fn cluster(&self) -> Option<&PostgresServer> {
+        self.cluster.as_ref()
     }
 
     async fn wait_until_ready(&mut self) -> Result<(), HarnessError> {
@@ -117,6 +217,22 @@ impl Store {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// A throwaway cluster for the PostgreSQL backend, with FerretDB's database created. Its data
+/// is thrown away with it, so it runs with `fsync` off like the test clusters (a process crash
+/// still loses nothing).
+async fn start_backend_cluster() -> Result<PostgresServer, HarnessError> {
+    let cluster = PostgresServer::start(ClusterOptions::default()).await?;
+    let admin = cluster.connect("postgres").await?;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {BACKEND_DATABASE}"))
+        .await
+        .map_err(|source| HarnessError::Postgres {
+            action: "failed to create FerretDB's database in the store's cluster".to_string(),
+            source,
+        })?;
+    Ok(cluster)
 }
 
 /// The FerretDB binary: `$FERRETDB_BIN` if set, else the cached build, (re)built when missing or
