@@ -26,6 +26,13 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// MongoDB database, one table per collection).
 const BACKEND_DATABASE: &str = "ferretdb";
 
+/// Connections FerretDB's PostgreSQL backend may open (its default is 50). FerretDB holds one
+/// connection per statement that matches a document until the whole command ends and waits
+/// forever for a free one, so with 50, two clients each sending a command of 32 updates deadlock
+/// it (`read-model/tests/store_rules.rs` shows it). 256 lets eight such commands run at once
+/// and stays below the cluster's `max_connections` (300).
+const BACKEND_POOL_CONNECTIONS: u32 = 256;
+
 /// Which of FerretDB's storage backends the harness runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -124,7 +131,7 @@ impl Store {
             Backend::Postgresql => {
                 let cluster = start_backend_cluster().await?;
                 command.push(format!(
-                    "-postgresql-url={}",
+                    "-postgresql-url={}?pool_max_conns={BACKEND_POOL_CONNECTIONS}",
                     cluster.url_for(BACKEND_DATABASE)
                 ));
                 Some(cluster)
