@@ -14,7 +14,8 @@ pub enum Fault {
     KillDaemon,
     /// Stop PostgreSQL (fast shutdown), start it again.
     RestartPostgres,
-    /// Stop the store, start it again.
+    /// Stop the store (FerretDB, then its backend's cluster), start it again (the cluster
+    /// first).
     RestartStore,
     /// `pg_terminate_backend` on the walsender the daemon streams from.
     TerminateWalsender,

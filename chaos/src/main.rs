@@ -1,6 +1,6 @@
 //! `chaos` (`make chaos`): the whole pipeline under faults, then proof that nothing was lost.
 //!
-//! 1. `stack`: starts a PostgreSQL cluster and a FerretDB of its own, migrates, creates the
+//! 1. `stack`: starts a PostgreSQL cluster and a store of its own (FerretDB and its cluster), migrates, creates the
 //!    services' logins and a tablet, and runs `ingest-api`, `cdc-daemon` and `reports-api` from
 //!    the build directory;
 //! 2. `load`: tablets post uploads, amendments, deletes and patient renames for `--seconds`;

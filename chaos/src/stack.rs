@@ -1,7 +1,9 @@
-//! The system under test: a PostgreSQL cluster and a FerretDB of the run's own (so that they can
-//! be stopped and restarted), the migrated `chaos` database with the services' logins, and the
-//! three service binaries from the build directory, each supervised on a fixed port so that a
-//! restart comes back where the load generator and the checks expect it.
+//! The system under test: a PostgreSQL cluster and a store of the run's own (FerretDB on the
+//! backend `FERRETDB_BACKEND` names, by default PostgreSQL in a second cluster), so that the
+//! source and the store can be stopped and restarted independently; the migrated `chaos`
+//! database with the services' logins; and the three service binaries from the build
+//! directory, each supervised on a fixed port so that a restart comes back where the load
+//! generator and the checks expect it.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -1,5 +1,11 @@
 //! The MongoDB-compatible store for the local stack and the tests: either the server
-//! `MONGODB_URI` names (a real MongoDB), or FerretDB 1.24 with its SQLite backend.
+//! `MONGODB_URI` names (a real MongoDB), or FerretDB 1.24 on one of its two backends
+//! (`FERRETDB_BACKEND`): PostgreSQL (the default), in a throwaway PostgreSQL cluster of the
+//! store's own, or SQLite, in a throwaway directory.
+//!
+//! The store's cluster is not the source's: the chaos run and the outage tests stop the store
+//! and the source independently, as in production. "The store" is FerretDB and its cluster
+//! together: [`Store::stop`] stops both, [`Store::restart`] starts both.
 //!
 //! FerretDB is built from the Go module proxy through the project's own wrapper in
 //! `tools/ferretdb/` (the upstream `go install` binary panics at start), cached in
@@ -9,11 +15,55 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::postgres::{ClusterOptions, PostgresServer};
 use crate::process::{Supervised, free_loopback_port, run};
 use crate::{HarnessError, workspace};
 
 /// How long a fresh FerretDB may take to accept connections.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The database of the store's cluster that FerretDB keeps its collections in (one schema per
+/// MongoDB database, one table per collection).
+const BACKEND_DATABASE: &str = "ferretdb";
+
+/// Connections FerretDB's PostgreSQL backend may open (its default is 50). FerretDB holds one
+/// connection per statement that matches a document until the whole command ends and waits
+/// forever for a free one, so with 50, two clients each sending a command of 32 updates deadlock
+/// it (`read-model/tests/store_rules.rs` shows it). 256 lets eight such commands run at once
+/// and stays below the cluster's `max_connections` (300).
+const BACKEND_POOL_CONNECTIONS: u32 = 256;
+
+/// Which of FerretDB's storage backends the harness runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A database in a PostgreSQL cluster of the store's own: the default, many times faster
+    /// than SQLite for the daemon's writes and the reports API's queries.
+    Postgresql,
+    /// SQLite files in a throwaway directory.
+    Sqlite,
+}
+
+impl Backend {
+    /// `FERRETDB_BACKEND`: `postgresql` (also when unset or empty) or `sqlite`.
+    pub fn from_env() -> Result<Backend, HarnessError> {
+        match std::env::var("FERRETDB_BACKEND").as_deref() {
+            Err(_) | Ok("") | Ok("postgresql") => Ok(Backend::Postgresql),
+            Ok("sqlite") => Ok(Backend::Sqlite),
+            Ok(other) => Err(HarnessError::BadUrl {
+                name: "FERRETDB_BACKEND",
+                detail: format!("{other:?} is neither `postgresql` nor `sqlite`"),
+            }),
+        }
+    }
+
+    /// The wrapper's `-backend` value.
+    fn flag(self) -> &'static str {
+        match self {
+            Backend::Postgresql => "postgresql",
+            Backend::Sqlite => "sqlite",
+        }
+    }
+}
 
 /// A MongoDB-compatible server.
 #[derive(Debug)]
@@ -21,26 +71,43 @@ pub struct Store {
     uri: String,
     /// FerretDB's port (0 for a server from `MONGODB_URI`).
     port: u16,
-    /// The FerretDB process; `None` when `MONGODB_URI` names an existing server.
+    /// The backend FerretDB runs on; `None` for a server from `MONGODB_URI`.
+    backend: Option<Backend>,
+    /// The FerretDB process; `None` when `MONGODB_URI` names an existing server. Declared before
+    /// `cluster` so that it stops first when the store is dropped.
     process: Option<Supervised>,
+    /// The PostgreSQL backend's cluster.
+    cluster: Option<PostgresServer>,
 }
 
 impl Store {
-    /// The server named by `MONGODB_URI` if it is set, else a new FerretDB on a free port (or on
-    /// `port`).
+    /// The server named by `MONGODB_URI` if it is set, else a new FerretDB on the backend
+    /// `FERRETDB_BACKEND` names, on a free port (or on `port`).
     pub async fn from_env_or_start(port: Option<u16>) -> Result<Self, HarnessError> {
         match std::env::var("MONGODB_URI") {
             Ok(uri) if !uri.is_empty() => Ok(Store {
                 uri,
                 port: 0,
+                backend: None,
                 process: None,
+                cluster: None,
             }),
             _ => Self::start_ferretdb(port).await,
         }
     }
 
-    /// Builds FerretDB if needed and starts it with a throwaway SQLite directory.
+    /// Builds FerretDB if needed and starts it on the backend `FERRETDB_BACKEND` names, with
+    /// throwaway data.
     pub async fn start_ferretdb(port: Option<u16>) -> Result<Self, HarnessError> {
+        Self::start_ferretdb_on(Backend::from_env()?, port).await
+    }
+
+    /// Builds FerretDB if needed and starts it on `backend`, with throwaway data: a new cluster
+    /// for [`Backend::Postgresql`], a new directory for [`Backend::Sqlite`].
+    pub async fn start_ferretdb_on(
+        backend: Backend,
+        port: Option<u16>,
+    ) -> Result<Self, HarnessError> {
         let binary = ferretdb_binary()?;
         let dir = tempfile::Builder::new()
             .prefix("myhealth-ferretdb-")
@@ -51,28 +118,53 @@ impl Store {
             Some(port) => port,
             None => free_loopback_port()?,
         };
-        let command = vec![
+        let mut command = vec![
             binary.display().to_string(),
             format!("-listen=127.0.0.1:{port}"),
-            format!("-data-dir={}", dir.join("data").display()),
+            format!("-backend={}", backend.flag()),
         ];
+        let cluster = match backend {
+            Backend::Sqlite => {
+                command.push(format!("-data-dir={}", dir.join("data").display()));
+                None
+            }
+            Backend::Postgresql => {
+                let cluster = start_backend_cluster().await?;
+                command.push(format!(
+                    "-postgresql-url={}?pool_max_conns={BACKEND_POOL_CONNECTIONS}",
+                    cluster.url_for(BACKEND_DATABASE)
+                ));
+                Some(cluster)
+            }
+        };
         let process = Supervised::start(&command, &[], &dir.join("ferretdb.log"), &dir)?;
         let mut store = Store {
             uri: format!("mongodb://127.0.0.1:{port}/?directConnection=true"),
             port,
+            backend: Some(backend),
             process: Some(process),
+            cluster,
         };
         store.wait_until_ready().await?;
         Ok(store)
     }
 
-    /// Stops the harness's FerretDB, keeping its data, to simulate an outage.
+    /// Stops the harness's FerretDB and its backend's cluster, keeping their data, to simulate
+    /// an outage of the store.
     pub async fn stop(&mut self) -> Result<(), HarnessError> {
-        self.process_mut()?.stop_server().await
+        self.process_mut()?.stop_server().await?;
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.stop().await?;
+        }
+        Ok(())
     }
 
-    /// Starts FerretDB again after [`Store::stop`] and waits until it accepts connections.
+    /// Starts the backend's cluster and FerretDB again after [`Store::stop`] and waits until
+    /// FerretDB accepts connections.
     pub async fn restart(&mut self) -> Result<(), HarnessError> {
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.restart().await?;
+        }
         self.process_mut()?.start_server()?;
         self.wait_until_ready().await
     }
@@ -89,9 +181,24 @@ impl Store {
         &self.uri
     }
 
-    /// Whether this is the harness's FerretDB (rather than a server from `MONGODB_URI`).
-    pub fn is_ferretdb(&self) -> bool {
-        self.process.is_some()
+    /// The backend of the harness's FerretDB; `None` for a server from `MONGODB_URI`.
+    pub fn backend(&self) -> Option<Backend> {
+        self.backend
+    }
+
+    /// What the store is, for reports: `FerretDB 1.24 (PostgreSQL backend, harness)`, or the
+    /// server at `MONGODB_URI`.
+    pub fn describe(&self) -> String {
+        match self.backend {
+            Some(Backend::Postgresql) => "FerretDB 1.24 (PostgreSQL backend, harness)".to_string(),
+            Some(Backend::Sqlite) => "FerretDB 1.24 (SQLite backend, harness)".to_string(),
+            None => "the MongoDB server at MONGODB_URI".to_string(),
+        }
+    }
+
+    /// The PostgreSQL backend's cluster (for inspecting FerretDB's tables).
+    pub fn cluster(&self) -> Option<&PostgresServer> {
+        self.cluster.as_ref()
     }
 
     async fn wait_until_ready(&mut self) -> Result<(), HarnessError> {
@@ -117,6 +224,75 @@ impl Store {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// The harness's one tuning of FerretDB's tables (never applied to a real MongoDB or anywhere
+/// outside the store's throwaway cluster): an event trigger that gives every btree index
+/// FerretDB creates whose first key is a top-level field (`_id`, and of the read model's
+/// indexes `patient_id` and `checkup_id`) a GIN index on that field's expression, once per
+/// table and field, with `fastupdate` off so that writes do not pile up in a pending list.
+/// FerretDB filters with `_jsonb->'key' @> value`, which its btree indexes do not serve but GIN
+/// does; without them every update and every list query reads the whole collection. Dotted
+/// fields are left alone: FerretDB filters them with `#>`, which an index on a `->` chain does
+/// not match.
+///
+/// Measured here (same FerretDB, same cluster, back to back, the daemon's write shape of
+/// commands of 32 `_id` upserts plus 32 `_id` updates, growing to 8,192 documents, 2 busy
+/// cores): 62 → 684 writes/s between 6,144 and 8,192 documents, and 39 → 157 list queries/s
+/// (a patient's `find` + sort + limit 21) at 8,192 documents.
+const BACKEND_TUNING: &str = r#"
+CREATE FUNCTION harness_gin_companion() RETURNS event_trigger LANGUAGE plpgsql AS $$
+DECLARE
+    created record;
+    first_key text;
+    target regclass;
+BEGIN
+    FOR created IN SELECT objid FROM pg_event_trigger_ddl_commands() WHERE object_type = 'index' LOOP
+        SELECT pg_get_indexdef(i.indexrelid, 1, true), i.indrelid::regclass
+          INTO first_key, target
+          FROM pg_index i
+          JOIN pg_class c ON c.oid = i.indexrelid
+          JOIN pg_am am ON am.oid = c.relam
+         WHERE i.indexrelid = created.objid AND am.amname = 'btree';
+        IF first_key ~ '^\(_jsonb -> ''[^'']*''::text\)$' AND NOT EXISTS (
+            SELECT 1 FROM pg_index i
+              JOIN pg_class c ON c.oid = i.indexrelid
+              JOIN pg_am am ON am.oid = c.relam
+             WHERE i.indrelid = target AND am.amname = 'gin'
+               AND pg_get_indexdef(i.indexrelid, 1, true) = first_key)
+        THEN
+            EXECUTE format('CREATE INDEX ON %s USING gin (%s) WITH (fastupdate = off)', target, first_key);
+        END IF;
+    END LOOP;
+END
+$$;
+CREATE EVENT TRIGGER harness_gin_companion ON ddl_command_end WHEN TAG IN ('CREATE INDEX')
+    EXECUTE FUNCTION harness_gin_companion();
+"#;
+
+/// A throwaway cluster for the PostgreSQL backend, with FerretDB's database created and tuned
+/// ([`BACKEND_TUNING`]). Its data is thrown away with it, so it runs with `fsync` off like the
+/// test clusters (a process crash still loses nothing).
+async fn start_backend_cluster() -> Result<PostgresServer, HarnessError> {
+    let cluster = PostgresServer::start(ClusterOptions::default()).await?;
+    let admin = cluster.connect("postgres").await?;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {BACKEND_DATABASE}"))
+        .await
+        .map_err(|source| HarnessError::Postgres {
+            action: "failed to create FerretDB's database in the store's cluster".to_string(),
+            source,
+        })?;
+    cluster
+        .connect(BACKEND_DATABASE)
+        .await?
+        .batch_execute(BACKEND_TUNING)
+        .await
+        .map_err(|source| HarnessError::Postgres {
+            action: "failed to tune FerretDB's tables".to_string(),
+            source,
+        })?;
+    Ok(cluster)
 }
 
 /// The FerretDB binary: `$FERRETDB_BIN` if set, else the cached build, (re)built when missing or

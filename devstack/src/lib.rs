@@ -2,7 +2,8 @@
 //!
 //! - [`postgres`] starts a throwaway PostgreSQL cluster with `wal_level=logical` (or uses
 //!   `DATABASE_URL`);
-//! - [`ferretdb`] builds and starts FerretDB 1.24 with its SQLite backend (or uses `MONGODB_URI`);
+//! - [`ferretdb`] builds and starts FerretDB 1.24 on its PostgreSQL backend, in a cluster of its
+//!   own (or on SQLite with `FERRETDB_BACKEND=sqlite`, or uses `MONGODB_URI`);
 //! - [`stack`] is the two together, started once per process and shared by its tests;
 //! - [`test_context`] gives each test its own migrated PostgreSQL database and MongoDB database,
 //!   and drops them, with every replication slot created in them, when the test ends;

@@ -352,3 +352,77 @@ async fn each_role_is_refused_outside_its_scope() {
         denied
     );
 }
+
+#[tokio::test]
+async fn the_postgresql_backend_gets_gin_indexes_that_serve_ferretdbs_filters() {
+    use devstack::ferretdb::{Backend, Store};
+    // A store of its own: under `devstack test` the shared one comes from MONGODB_URI.
+    let store = Store::start_ferretdb_on(Backend::Postgresql, None)
+        .await
+        .unwrap();
+    let client = mongodb::Client::with_uri_str(store.uri()).await.unwrap();
+    let reports = client.database("tuned").collection::<Document>("reports");
+    reports
+        .insert_one(doc! { "_id": "r-1", "patient_id": "p-1", "checkup": { "clinic_id": "c" } })
+        .await
+        .unwrap();
+    for keys in [
+        doc! { "patient_id": 1, "taken_at": -1, "_id": -1 },
+        doc! { "checkup.clinic_id": 1 },
+    ] {
+        reports
+            .create_index(mongodb::IndexModel::builder().keys(keys).build())
+            .await
+            .unwrap();
+    }
+
+    let backend = store.cluster().unwrap().connect("ferretdb").await.unwrap();
+    let gin: Vec<String> = backend
+        .query(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = 'tuned' \
+             AND tablename LIKE 'reports%' AND indexdef LIKE '%USING gin%' ORDER BY indexdef",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(gin.len(), 2, "{gin:?}");
+    assert!(gin[0].contains("(_jsonb -> '_id'::text)"), "{gin:?}");
+    assert!(gin[1].contains("(_jsonb -> 'patient_id'::text)"), "{gin:?}");
+    assert!(
+        gin.iter().all(|index| index.contains("fastupdate=off")),
+        "{gin:?}"
+    );
+
+    // The filter FerretDB sends for `{_id: "r-1"}` can use the index.
+    let table: String = backend
+        .query_one(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'tuned' AND tablename LIKE 'reports%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    backend
+        .batch_execute("SET enable_seqscan = off")
+        .await
+        .unwrap();
+    let plan: Vec<String> = backend
+        .query(
+            &format!(
+                "EXPLAIN SELECT _jsonb FROM tuned.\"{table}\" WHERE _jsonb -> '_id' @> '\"r-1\"'"
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(
+        plan.iter().any(|line| line.contains("Index Scan")),
+        "{plan:?}"
+    );
+}

@@ -1,4 +1,6 @@
-// Command ferretdb runs FerretDB 1.24 with its SQLite backend on a loopback port.
+// Command ferretdb runs FerretDB 1.24 on a loopback port, on its PostgreSQL backend (the default:
+// a database of a PostgreSQL cluster given by -postgresql-url) or on its SQLite backend (files in
+// -data-dir).
 //
 // The upstream `go install` binary panics at start (it needs a generated version file), so the
 // project builds this small wrapper around the documented embeddable package instead. It is the
@@ -18,34 +20,50 @@ import (
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:27017", "TCP address to listen on")
-	dataDir := flag.String("data-dir", "", "directory for the SQLite files (created if missing)")
+	backend := flag.String("backend", "postgresql", "storage backend: postgresql or sqlite")
+	postgresqlURL := flag.String("postgresql-url", "", "PostgreSQL database of the postgresql backend (postgres://user@host:port/db)")
+	dataDir := flag.String("data-dir", "", "directory for the SQLite files of the sqlite backend (created if missing)")
 	flag.Parse()
 
-	if *dataDir == "" {
-		fmt.Fprintln(os.Stderr, "ferretdb: -data-dir is required")
-		os.Exit(2)
-	}
-	if err := os.MkdirAll(*dataDir, 0o700); err != nil {
-		fmt.Fprintf(os.Stderr, "ferretdb: cannot create data dir %s: %v\n", *dataDir, err)
-		os.Exit(1)
+	config := ferretdb.Config{Handler: *backend, Listener: ferretdb.ListenerConfig{TCP: *listen}}
+	var where string
+	switch *backend {
+	case "postgresql":
+		if *postgresqlURL == "" {
+			fail(2, "-postgresql-url is required with -backend=postgresql")
+		}
+		config.PostgreSQLURL = *postgresqlURL
+		where = "a PostgreSQL database"
+	case "sqlite":
+		if *dataDir == "" {
+			fail(2, "-data-dir is required with -backend=sqlite")
+		}
+		if err := os.MkdirAll(*dataDir, 0o700); err != nil {
+			fail(1, fmt.Sprintf("cannot create data dir %s: %v", *dataDir, err))
+		}
+		// The embeddable package wants a `file:` URL ending in `/`.
+		config.SQLiteURL = "file:" + *dataDir + "/"
+		where = "SQLite files in " + *dataDir
+	default:
+		fail(2, fmt.Sprintf("unknown -backend %q (postgresql or sqlite)", *backend))
 	}
 
-	db, err := ferretdb.New(&ferretdb.Config{
-		Handler:   "sqlite",
-		SQLiteURL: "file:" + *dataDir + "/",
-		Listener:  ferretdb.ListenerConfig{TCP: *listen},
-	})
+	db, err := ferretdb.New(&config)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "ferretdb: %v\n", err)
-		os.Exit(1)
+		fail(1, err.Error())
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	fmt.Fprintf(os.Stderr, "ferretdb: listening on %s, data in %s\n", *listen, *dataDir)
+	// The URL is not printed: a caller's may carry a password.
+	fmt.Fprintf(os.Stderr, "ferretdb: listening on %s, %s backend, data in %s\n", *listen, *backend, where)
 	if err := db.Run(ctx); err != nil && ctx.Err() == nil {
-		fmt.Fprintf(os.Stderr, "ferretdb: %v\n", err)
-		os.Exit(1)
+		fail(1, err.Error())
 	}
+}
+
+func fail(code int, message string) {
+	fmt.Fprintln(os.Stderr, "ferretdb: "+message)
+	os.Exit(code)
 }

@@ -74,7 +74,7 @@ pub async fn run(settings: &Settings) -> Result<Report> {
     let small = TestContext::new()
         .await
         .context("failed to start the stack")?;
-    let mut report = Report::new(Machine::read(large.stack().store.is_ferretdb()), settings);
+    let mut report = Report::new(Machine::read(large.stack().store.describe()), settings);
 
     // Workloads: slots first, so that every change of the workload stays in them.
     log("generating the large workload");

@@ -30,8 +30,8 @@ pub struct Machine {
 }
 
 impl Machine {
-    /// Reads `/proc`.
-    pub fn read(ferretdb: bool) -> Machine {
+    /// Reads `/proc`; `store` says which store the run measured.
+    pub fn read(store: String) -> Machine {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
         let field = |text: &str, name: &str| {
@@ -50,11 +50,7 @@ impl Machine {
             cpu: field(&cpuinfo, "model name"),
             cores: std::thread::available_parallelism().map_or(0, usize::from),
             ram_gib: (ram_kib / 1024.0 / 1024.0 * 10.0).round() / 10.0,
-            store: if ferretdb {
-                "FerretDB 1.24 (SQLite backend, harness)".to_string()
-            } else {
-                "the MongoDB server at MONGODB_URI".to_string()
-            },
+            store,
         }
     }
 }

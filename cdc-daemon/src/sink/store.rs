@@ -15,9 +15,11 @@ use mongodb::bson::{Bson, Document, doc};
 
 use super::batch::Write;
 
-/// Most statements sent in one command. FerretDB 1.24 keeps one SQLite connection per
-/// statement open until the whole command ends, from a pool of 100: a command of more than 100
-/// statements deadlocks it, and two large ones at once from different clients can too.
+/// Most statements sent in one command. FerretDB 1.24, on either backend, holds one backend
+/// connection per statement that matches a document until the whole command ends, and waits
+/// forever for a free one: a command of more statements than its pool has connections (100 on
+/// SQLite, 50 by default on PostgreSQL) deadlocks it, and several large ones at once from
+/// different clients can too. MongoDB allows 100,000.
 pub const STATEMENTS_PER_COMMAND: usize = 32;
 
 /// How upserts are sent.
