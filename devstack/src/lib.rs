@@ -68,6 +68,15 @@ pub enum HarnessError {
         #[source]
         source: std::io::Error,
     },
+    /// A connection to PostgreSQL could not be opened.
+    #[error("failed to connect to {url}: {source}")]
+    Connect {
+        /// The URL, password redacted.
+        url: String,
+        /// The underlying error.
+        #[source]
+        source: service_plumbing::postgres::ConnectError,
+    },
     /// PostgreSQL refused a harness statement.
     #[error("{action}: {source}")]
     Postgres {

@@ -189,16 +189,15 @@ impl PostgresServer {
     }
 }
 
-/// Connects with `url`, spawning the connection task on the current runtime.
+/// Connects with `url` (its `sslmode`/`sslrootcert` as the services read them), spawning the
+/// connection task on the current runtime.
 pub async fn connect(url: &str) -> Result<tokio_postgres::Client, HarnessError> {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+    service_plumbing::postgres::connect(url)
         .await
-        .map_err(|source| HarnessError::Postgres {
-            action: format!("failed to connect to {}", redact(url)),
+        .map_err(|source| HarnessError::Connect {
+            url: redact(url),
             source,
-        })?;
-    tokio::spawn(connection);
-    Ok(client)
+        })
 }
 
 /// A URL with any password replaced, for messages.
