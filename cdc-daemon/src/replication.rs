@@ -350,6 +350,9 @@ fn connection_config(source: &Source) -> Result<ReplicationConfig, ReplicationEr
 /// certificate (like libpq); `sslrootcert=system` is its built-in Mozilla root set, as here.
 /// It refuses `VerifyFull` to an IP address unless the TLS server name is set, although an IP
 /// address SAN verifies like a DNS name: naming the host itself keeps libpq's meaning.
+/// Its `VerifyCa` (0.5.0) also fails on a certificate for another name — its chain-only
+/// verifier misses the error variant rustls 0.23 reports — so on this connection `verify-ca`
+/// is as strict as `verify-full`: stricter than libpq, never weaker.
 fn replication_tls(settings: &tls::Tls, host: &str) -> TlsConfig {
     let ca = match &settings.root {
         Some(tls::RootCert::File(path)) => Some(path.clone()),

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::certs::ServerTls;
 use crate::process::{Supervised, free_loopback_port, run};
 use crate::{HarnessError, workspace};
 
@@ -41,6 +42,16 @@ impl Store {
 
     /// Builds FerretDB if needed and starts it with a throwaway SQLite directory.
     pub async fn start_ferretdb(port: Option<u16>) -> Result<Self, HarnessError> {
+        Self::start(port, None).await
+    }
+
+    /// FerretDB with its TLS listener alone (no plaintext port); the URI connects to the
+    /// certificate's host with `tls=true` and `tlsCAFile`.
+    pub async fn start_ferretdb_tls(tls: &ServerTls) -> Result<Self, HarnessError> {
+        Self::start(None, Some(tls)).await
+    }
+
+    async fn start(port: Option<u16>, tls: Option<&ServerTls>) -> Result<Self, HarnessError> {
         let binary = ferretdb_binary()?;
         let dir = tempfile::Builder::new()
             .prefix("myhealth-ferretdb-")
@@ -51,14 +62,31 @@ impl Store {
             Some(port) => port,
             None => free_loopback_port()?,
         };
-        let command = vec![
+        let mut command = vec![
             binary.display().to_string(),
-            format!("-listen=127.0.0.1:{port}"),
             format!("-data-dir={}", dir.join("data").display()),
         ];
+        let mut uri = format!("mongodb://127.0.0.1:{port}/?directConnection=true");
+        match tls {
+            None => command.push(format!("-listen=127.0.0.1:{port}")),
+            Some(tls) => {
+                let (cert, key, ca) = tls.write_to(&dir)?;
+                command.extend([
+                    "-listen=".to_string(),
+                    format!("-tls-listen=127.0.0.1:{port}"),
+                    format!("-tls-cert-file={}", cert.display()),
+                    format!("-tls-key-file={}", key.display()),
+                ]);
+                uri = format!(
+                    "mongodb://{}:{port}/?directConnection=true&tls=true&tlsCAFile={}",
+                    tls.host,
+                    ca.display()
+                );
+            }
+        }
         let process = Supervised::start(&command, &[], &dir.join("ferretdb.log"), &dir)?;
         let mut store = Store {
-            uri: format!("mongodb://127.0.0.1:{port}/?directConnection=true"),
+            uri,
             port,
             process: Some(process),
         };

@@ -1,4 +1,5 @@
-// Command ferretdb runs FerretDB 1.24 with its SQLite backend on a loopback port.
+// Command ferretdb runs FerretDB 1.24 with its SQLite backend on a loopback port, in plaintext,
+// TLS (-tls-listen with a certificate and key), or both.
 //
 // The upstream `go install` binary panics at start (it needs a generated version file), so the
 // project builds this small wrapper around the documented embeddable package instead. It is the
@@ -17,7 +18,10 @@ import (
 )
 
 func main() {
-	listen := flag.String("listen", "127.0.0.1:27017", "TCP address to listen on")
+	listen := flag.String("listen", "127.0.0.1:27017", "TCP address to listen on (empty: none)")
+	tlsListen := flag.String("tls-listen", "", "TCP address of the TLS listener (empty: none)")
+	tlsCert := flag.String("tls-cert-file", "", "PEM certificate of the TLS listener")
+	tlsKey := flag.String("tls-key-file", "", "PEM private key of the TLS listener")
 	dataDir := flag.String("data-dir", "", "directory for the SQLite files (created if missing)")
 	flag.Parse()
 
@@ -33,7 +37,12 @@ func main() {
 	db, err := ferretdb.New(&ferretdb.Config{
 		Handler:   "sqlite",
 		SQLiteURL: "file:" + *dataDir + "/",
-		Listener:  ferretdb.ListenerConfig{TCP: *listen},
+		Listener: ferretdb.ListenerConfig{
+			TCP:         *listen,
+			TLS:         *tlsListen,
+			TLSCertFile: *tlsCert,
+			TLSKeyFile:  *tlsKey,
+		},
 	})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "ferretdb: %v\n", err)
@@ -43,7 +52,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	fmt.Fprintf(os.Stderr, "ferretdb: listening on %s, data in %s\n", *listen, *dataDir)
+	fmt.Fprintf(os.Stderr, "ferretdb: listening on %q, TLS on %q, data in %s\n", *listen, *tlsListen, *dataDir)
 	if err := db.Run(ctx); err != nil && ctx.Err() == nil {
 		fmt.Fprintf(os.Stderr, "ferretdb: %v\n", err)
 		os.Exit(1)
