@@ -241,7 +241,7 @@ impl Tls {
     }
 
     /// The rustls client configuration enforcing this mode.
-    pub fn client_config(&self) -> Result<ClientConfig, ConfigError> {
+    fn client_config(&self) -> Result<ClientConfig, ConfigError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
