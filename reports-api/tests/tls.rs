@@ -174,6 +174,7 @@ async fn the_replication_connection_verifies_the_same_way() {
     let url = ctx.url_as(ServiceLogin::Replication);
     let ca = root_cert(&url);
     let other = servers.other_ca.display().to_string();
+    let admin = ctx.postgres().await.unwrap();
     let source = |url: String| cdc_daemon::replication::Source {
         url: SecretString::from(url),
         slot: ctx.unique_name("slot"),
@@ -188,9 +189,20 @@ async fn the_replication_connection_verifies_the_same_way() {
     ] {
         let connected =
             cdc_daemon::replication::connect(&source(variant(&url, host, &query)), 0).await;
-        if let Err(error) = connected {
-            panic!("{host} {query}: {error}");
-        }
+        let _held = connected.unwrap_or_else(|error| panic!("{host} {query}: {error}"));
+        // While it is held, the server sees this database's walsender session encrypted.
+        let row = admin
+            .query_one(
+                "SELECT count(*), coalesce(bool_and(s.ssl), false) FROM pg_stat_ssl s \
+                 JOIN pg_stat_activity a USING (pid) \
+                 WHERE a.backend_type = 'walsender' AND a.datname = $1",
+                &[&ctx.database],
+            )
+            .await
+            .unwrap();
+        let (sessions, all_encrypted): (i64, bool) = (row.get(0), row.get(1));
+        assert!(sessions >= 1, "{host} {query}: no walsender");
+        assert!(all_encrypted, "{host} {query}");
     }
     for (host, query, expected) in [
         (
