@@ -153,11 +153,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 async fn connect(
     config: &cdc_daemon::Config,
 ) -> anyhow::Result<(tokio_postgres::Client, mongodb::Database)> {
-    let (source, connection) =
-        tokio_postgres::connect(config.database_url.expose_secret(), tokio_postgres::NoTls)
-            .await
-            .context("failed to connect to the source")?;
-    tokio::spawn(connection);
+    let source = service_plumbing::postgres::connect(config.database_url.expose_secret())
+        .await
+        .context("failed to connect to the source")?;
     let client = mongodb::Client::with_uri_str(config.mongodb_uri.expose_secret())
         .await
         .context("failed to create the store client")?;

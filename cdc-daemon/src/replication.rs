@@ -9,12 +9,12 @@
 //! PostgreSQL lets one session hold a slot: while another daemon holds it, starting fails with
 //! [`ReplicationError::SlotInUse`] and the caller waits to take over.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use bytes::Bytes;
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, ReplicationEvent, TlsConfig};
 use secrecy::{ExposeSecret, SecretString};
+use service_plumbing::postgres::tls;
 
 use crate::decode::{Begin, Commit, LogicalMessage};
 
@@ -313,10 +313,12 @@ impl Stream {
     }
 }
 
-/// The connection part of the client configuration, from `database_url`.
+/// The connection part of the client configuration, from `database_url`, with the same
+/// `sslmode`/`sslrootcert` meanings as every other connection (`service_plumbing::postgres::tls`).
 fn connection_config(source: &Source) -> Result<ReplicationConfig, ReplicationError> {
-    let url = tokio_postgres::Config::from_str(source.url.expose_secret())
+    let target = tls::parse(source.url.expose_secret())
         .map_err(|error| ReplicationError::BadUrl(error.to_string()))?;
+    let url = &target.config;
     let host = match url.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
         Some(tokio_postgres::config::Host::Unix(path)) => path.display().to_string(),
@@ -332,12 +334,8 @@ fn connection_config(source: &Source) -> Result<ReplicationConfig, ReplicationEr
         .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
         .unwrap_or_default();
     let database = url.get_dbname().unwrap_or(&user).to_string();
-    let tls = match url.get_ssl_mode() {
-        tokio_postgres::config::SslMode::Require => TlsConfig::require(),
-        _ => TlsConfig::disabled(),
-    };
     Ok(ReplicationConfig::new(
-        host,
+        host.clone(),
         user,
         password,
         database,
@@ -345,7 +343,31 @@ fn connection_config(source: &Source) -> Result<ReplicationConfig, ReplicationEr
         source.publication.clone(),
     )
     .with_port(port)
-    .with_tls(tls))
+    .with_tls(replication_tls(&target.tls, &host)))
+}
+
+/// The same mode for pgwire-replication's own rustls TLS. Its `Prefer` and `Require` check no
+/// certificate (like libpq); `sslrootcert=system` is its built-in Mozilla root set, as here.
+/// It refuses `VerifyFull` to an IP address unless the TLS server name is set, although an IP
+/// address SAN verifies like a DNS name: naming the host itself keeps libpq's meaning.
+/// Its `VerifyCa` (0.5.0) also fails on a certificate for another name — its chain-only
+/// verifier misses the error variant rustls 0.23 reports — so on this connection `verify-ca`
+/// is as strict as `verify-full`: stricter than libpq, never weaker.
+fn replication_tls(settings: &tls::Tls, host: &str) -> TlsConfig {
+    let ca = match &settings.root {
+        Some(tls::RootCert::File(path)) => Some(path.clone()),
+        Some(tls::RootCert::System) | None => None,
+    };
+    match settings.mode {
+        tls::SslMode::Disable => TlsConfig::disabled(),
+        tls::SslMode::Prefer => TlsConfig {
+            mode: pgwire_replication::SslMode::Prefer,
+            ..TlsConfig::disabled()
+        },
+        tls::SslMode::Require => TlsConfig::require(),
+        tls::SslMode::VerifyCa => TlsConfig::verify_ca(ca),
+        tls::SslMode::VerifyFull => TlsConfig::verify_full(ca).with_sni_hostname(host),
+    }
 }
 
 /// The first column of the first row of `sql`, if any.

@@ -12,13 +12,16 @@
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use secrecy::{ExposeSecret, SecretString};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use crate::decode::{Column, ColumnData, Relation, TupleData};
 
 /// Reading a table failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
+    /// The connection could not be opened.
+    #[error(transparent)]
+    Connect(#[from] service_plumbing::postgres::ConnectError),
     /// The query or COPY failed.
     #[error("reading the source failed: {0}")]
     Postgres(#[from] tokio_postgres::Error),
@@ -29,13 +32,7 @@ pub enum SourceError {
 
 /// A plain (not replication) connection to the source at `url`.
 pub async fn connect(url: &SecretString) -> Result<Client, SourceError> {
-    let (client, connection) = tokio_postgres::connect(url.expose_secret(), NoTls).await?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            tracing::debug!(%error, "source connection ended");
-        }
-    });
-    Ok(client)
+    Ok(service_plumbing::postgres::connect(url.expose_secret()).await?)
 }
 
 /// A connection in a read-only repeatable-read transaction, so that everything read on it is

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::certs::ServerTls;
 use crate::postgres::{ClusterOptions, PostgresServer};
 use crate::process::{Supervised, free_loopback_port, run};
 use crate::{HarnessError, workspace};
@@ -99,7 +100,7 @@ impl Store {
     /// Builds FerretDB if needed and starts it on the backend `FERRETDB_BACKEND` names, with
     /// throwaway data.
     pub async fn start_ferretdb(port: Option<u16>) -> Result<Self, HarnessError> {
-        Self::start_ferretdb_on(Backend::from_env()?, port).await
+        Self::start(Backend::from_env()?, port, None).await
     }
 
     /// Builds FerretDB if needed and starts it on `backend`, with throwaway data: a new cluster
@@ -107,6 +108,21 @@ impl Store {
     pub async fn start_ferretdb_on(
         backend: Backend,
         port: Option<u16>,
+    ) -> Result<Self, HarnessError> {
+        Self::start(backend, port, None).await
+    }
+
+    /// FerretDB (on the backend `FERRETDB_BACKEND` names) with its TLS listener alone (no
+    /// plaintext port); the URI connects to the certificate's host with `tls=true` and
+    /// `tlsCAFile`.
+    pub async fn start_ferretdb_tls(tls: &ServerTls) -> Result<Self, HarnessError> {
+        Self::start(Backend::from_env()?, None, Some(tls)).await
+    }
+
+    async fn start(
+        backend: Backend,
+        port: Option<u16>,
+        tls: Option<&ServerTls>,
     ) -> Result<Self, HarnessError> {
         let binary = ferretdb_binary()?;
         let dir = tempfile::Builder::new()
@@ -120,7 +136,6 @@ impl Store {
         };
         let mut command = vec![
             binary.display().to_string(),
-            format!("-listen=127.0.0.1:{port}"),
             format!("-backend={}", backend.flag()),
         ];
         let cluster = match backend {
@@ -137,9 +152,27 @@ impl Store {
                 Some(cluster)
             }
         };
+        let mut uri = format!("mongodb://127.0.0.1:{port}/?directConnection=true");
+        match tls {
+            None => command.push(format!("-listen=127.0.0.1:{port}")),
+            Some(tls) => {
+                let (cert, key, ca) = tls.write_to(&dir)?;
+                command.extend([
+                    "-listen=".to_string(),
+                    format!("-tls-listen=127.0.0.1:{port}"),
+                    format!("-tls-cert-file={}", cert.display()),
+                    format!("-tls-key-file={}", key.display()),
+                ]);
+                uri = format!(
+                    "mongodb://{}:{port}/?directConnection=true&tls=true&tlsCAFile={}",
+                    tls.host,
+                    ca.display()
+                );
+            }
+        }
         let process = Supervised::start(&command, &[], &dir.join("ferretdb.log"), &dir)?;
         let mut store = Store {
-            uri: format!("mongodb://127.0.0.1:{port}/?directConnection=true"),
+            uri,
             port,
             backend: Some(backend),
             process: Some(process),

@@ -10,12 +10,14 @@
 //! - [`prometheus`] runs Prometheus with the project's rules and console dashboard, scraping the
 //!   services;
 //! - [`roles`] creates the services' least-privilege logins and their URLs;
+//! - [`certs`] makes a throwaway CA and server certificates, for servers started with TLS;
 //! - [`tablet`] simulates a clinic tablet posting realistic uploads to the ingest API;
 //! - [`process`] keeps the server processes tied to their owner: when the owner goes away, even
 //!   by a crash, the server stops and its throwaway data directory is removed.
 //!
 //! The `devstack` binary uses the same pieces for `make run` and `make test`.
 
+pub mod certs;
 pub mod ferretdb;
 pub mod postgres;
 pub mod process;
@@ -68,6 +70,18 @@ pub enum HarnessError {
         /// The underlying error.
         #[source]
         source: std::io::Error,
+    },
+    /// A test certificate could not be made.
+    #[error("failed to make a test certificate: {0}")]
+    Certificate(#[from] rcgen::Error),
+    /// A connection to PostgreSQL could not be opened.
+    #[error("failed to connect to {url}: {source}")]
+    Connect {
+        /// The URL, password redacted.
+        url: String,
+        /// The underlying error.
+        #[source]
+        source: service_plumbing::postgres::ConnectError,
     },
     /// PostgreSQL refused a harness statement.
     #[error("{action}: {source}")]

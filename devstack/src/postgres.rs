@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use url::Url;
 
 use crate::HarnessError;
+use crate::certs::{ServerTls, write_file};
 use crate::process::{Supervised, free_loopback_port, run};
 
 /// How long a fresh cluster may take to accept connections.
@@ -39,13 +40,23 @@ pub struct PostgresServer {
 }
 
 /// How to start a throwaway cluster.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ClusterOptions {
     /// The port to listen on; a free one when `None`.
     pub port: Option<u16>,
     /// Keep `fsync` on (the local stack); tests turn it off for speed.
     pub durable: bool,
+    /// Serve TLS, and TLS only: `ssl=on` and a `pg_hba.conf` of `hostssl` lines alone, so a
+    /// plaintext connection is refused. The admin URL then connects to the certificate's host
+    /// with `sslmode=verify-full`.
+    pub tls: Option<ServerTls>,
 }
+
+/// Loopback connections only, all TLS; trust, like the plain cluster's `initdb --auth=trust`.
+const HOSTSSL_ONLY: &str = "local all all trust
+hostssl all all 127.0.0.1/32 trust
+hostssl replication all 127.0.0.1/32 trust
+";
 
 impl PostgresServer {
     /// The server named by `DATABASE_URL` if it is set, else a new throwaway cluster.
@@ -108,6 +119,22 @@ impl PostgresServer {
         if !options.durable {
             settings.extend(FAST_SETTINGS.iter().map(|(k, v)| (*k, v.to_string())));
         }
+        let mut admin_url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+        if let Some(tls) = &options.tls {
+            let (cert, key, ca) = tls.write_to(&dir)?;
+            // PostgreSQL refuses a key that others can read, or that another user owns.
+            owner.take_ownership(&key)?;
+            write_file(&data.join("pg_hba.conf"), HOSTSSL_ONLY, 0o600)?;
+            owner.take_ownership(&data.join("pg_hba.conf"))?;
+            settings.push(("ssl", "on".to_string()));
+            settings.push(("ssl_cert_file", cert.display().to_string()));
+            settings.push(("ssl_key_file", key.display().to_string()));
+            admin_url = format!(
+                "postgres://postgres@{}:{port}/postgres?sslmode=verify-full&sslrootcert={}",
+                tls.host,
+                ca.display()
+            );
+        }
         for (key, value) in settings {
             server.push("-c".to_string());
             server.push(format!("{key}={value}"));
@@ -115,11 +142,10 @@ impl PostgresServer {
         let log = dir.join("postgres.log");
         let process = Supervised::start(&server, &[], &log, &dir)?;
 
-        let admin_url = Url::parse(&format!("postgres://postgres@127.0.0.1:{port}/postgres"))
-            .map_err(|error| HarnessError::BadUrl {
-                name: "cluster URL",
-                detail: error.to_string(),
-            })?;
+        let admin_url = Url::parse(&admin_url).map_err(|error| HarnessError::BadUrl {
+            name: "cluster URL",
+            detail: error.to_string(),
+        })?;
         let mut cluster = PostgresServer {
             admin_url,
             process: Some(process),
@@ -189,16 +215,15 @@ impl PostgresServer {
     }
 }
 
-/// Connects with `url`, spawning the connection task on the current runtime.
+/// Connects with `url` (its `sslmode`/`sslrootcert` as the services read them), spawning the
+/// connection task on the current runtime.
 pub async fn connect(url: &str) -> Result<tokio_postgres::Client, HarnessError> {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+    service_plumbing::postgres::connect(url)
         .await
-        .map_err(|source| HarnessError::Postgres {
-            action: format!("failed to connect to {}", redact(url)),
+        .map_err(|source| HarnessError::Connect {
+            url: redact(url),
             source,
-        })?;
-    tokio::spawn(connection);
-    Ok(client)
+        })
 }
 
 /// A URL with any password replaced, for messages.

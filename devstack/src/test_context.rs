@@ -30,7 +30,12 @@ pub struct TestContext {
 impl TestContext {
     /// Creates and migrates a fresh PostgreSQL database and names a fresh MongoDB database.
     pub async fn new() -> Result<TestContext, HarnessError> {
-        let stack = Stack::shared().await?;
+        Self::on(Stack::shared().await?).await
+    }
+
+    /// The same on `stack` rather than the shared one (servers started with other settings,
+    /// such as TLS).
+    pub async fn on(stack: &'static Stack) -> Result<TestContext, HarnessError> {
         let database = format!("t_{}", Uuid::new_v4().simple());
         let admin = connect(stack.postgres.admin_url()).await?;
         admin

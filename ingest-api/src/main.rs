@@ -89,11 +89,9 @@ async fn serve(config: ingest_api::Config) -> anyhow::Result<()> {
 }
 
 async fn device(config: ingest_api::Config, command: DeviceCommand) -> anyhow::Result<()> {
-    let (mut client, connection) =
-        tokio_postgres::connect(config.database_url.expose_secret(), tokio_postgres::NoTls)
-            .await
-            .context("failed to connect to the database")?;
-    tokio::spawn(connection);
+    let mut client = service_plumbing::postgres::connect(config.database_url.expose_secret())
+        .await
+        .context("failed to connect to the database")?;
     match command {
         DeviceCommand::Add { clinic, label } => {
             let (id, token) = ingest_api::store::devices::add(&mut client, &clinic, &label).await?;

@@ -1,12 +1,15 @@
-//! The PostgreSQL connection pool of a service and its readiness check (the ingest API writes
-//! through it; the daemon uses it for readiness and catalog polling).
+//! Every PostgreSQL connection of the project goes through here, so that `sslmode` and
+//! `sslrootcert` mean the same everywhere ([`tls`]): the pool of a service and its readiness
+//! check (the ingest API writes through it; the daemon uses it for readiness and catalog
+//! polling), and [`connect`] for single connections (the daemon's snapshot and support reads,
+//! `cdc-daemon verify`, operator commands, migrations, the dev harness).
 
-use std::str::FromStr;
+pub mod tls;
+
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use secrecy::{ExposeSecret, SecretString};
-use tokio_postgres::NoTls;
 
 /// Bound on connecting, and on waiting for a free pooled connection, so a stuck database shows
 /// up as an error rather than as requests that never finish.
@@ -15,9 +18,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Why a pool could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
-    /// `database_url` does not parse (the message names the option, never the URL).
-    #[error("failed to parse database_url")]
-    BadUrl(#[source] tokio_postgres::Error),
+    /// `database_url` or its TLS settings are unusable (the message names the option, never
+    /// the URL).
+    #[error(transparent)]
+    BadUrl(#[from] tls::ConfigError),
     /// The pool could not be built.
     #[error("failed to build the postgres pool")]
     Build(#[source] deadpool_postgres::BuildError),
@@ -26,15 +30,17 @@ pub enum PoolError {
 /// A pool of at most `size` connections to `url`, named `application_name` in PostgreSQL
 /// unless the URL names it. Connects lazily: no I/O happens here.
 pub fn pool(url: &SecretString, size: usize, application_name: &str) -> Result<Pool, PoolError> {
-    let mut config =
-        tokio_postgres::Config::from_str(url.expose_secret()).map_err(PoolError::BadUrl)?;
+    let tls::Target {
+        mut config,
+        tls: settings,
+    } = tls::parse(url.expose_secret())?;
     config.connect_timeout(CONNECT_TIMEOUT);
     if config.get_application_name().is_none() {
         config.application_name(application_name);
     }
     let manager = Manager::from_config(
         config,
-        NoTls,
+        settings.connector()?,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -46,6 +52,34 @@ pub fn pool(url: &SecretString, size: usize, application_name: &str) -> Result<P
         .create_timeout(Some(CONNECT_TIMEOUT))
         .build()
         .map_err(PoolError::Build)
+}
+
+/// Why a single connection could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The URL or its TLS settings are unusable.
+    #[error(transparent)]
+    Config(#[from] tls::ConfigError),
+    /// The server could not be reached, refused TLS, failed verification or refused the login.
+    #[error("failed to connect to PostgreSQL: {}", with_causes(.0))]
+    Postgres(tokio_postgres::Error),
+}
+
+/// One connection to `url` with its `sslmode`/`sslrootcert`; the connection task runs on the
+/// current runtime until the client is dropped.
+pub async fn connect(url: &str) -> Result<tokio_postgres::Client, ConnectError> {
+    let target = tls::parse(url)?;
+    let (client, connection) = target
+        .config
+        .connect(target.tls.connector()?)
+        .await
+        .map_err(ConnectError::Postgres)?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "postgres connection ended");
+        }
+    });
+    Ok(client)
 }
 
 /// Readiness: a pooled connection answers `SELECT 1`.

@@ -21,10 +21,9 @@ async fn main() -> ExitCode {
 async fn migrate() -> Result<()> {
     let url = std::env::var("MYHEALTH_DATABASE_URL")
         .context("MYHEALTH_DATABASE_URL is not set (the migrating user needs CREATEROLE)")?;
-    let (mut client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+    let mut client = service_plumbing::postgres::connect(&url)
         .await
         .context("failed to connect to PostgreSQL")?;
-    tokio::spawn(connection);
     let applied = source_schema::migrate(&mut client).await?;
     let mut stdout = std::io::stdout().lock();
     writeln!(

@@ -46,6 +46,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     let durable = ClusterOptions {
         port: None,
         durable: true,
+        tls: None,
     };
     let stack = Stack::from_env_or_start(durable, None)
         .await
