@@ -6,5 +6,6 @@ mod abuse;
 mod amendments;
 mod limits;
 mod openapi;
+mod patients;
 mod support;
 mod uploads;
