@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use mongodb::Database;
 use mongodb::bson::{Bson, DateTime, Document, doc};
-use read_model::{DEAD_LETTERS, LOOKUP_CHECKUPS, PATIENTS, REPORTS};
+use read_model::{DEAD_LETTERS, LOOKUP_CHECKUPS, LOOKUP_PATIENT_CLINICS, PATIENTS, REPORTS};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 use uuid::Uuid;
@@ -283,12 +283,12 @@ impl Rebuild<'_> {
         let patients = self.rows("patients", &format!("t.id = '{id}'")).await?;
         self.batch
             .push(Write::delete_many(REPORTS, doc! { "patient_id": &id }));
+        for lookup in [LOOKUP_CHECKUPS, LOOKUP_PATIENT_CLINICS] {
+            self.batch
+                .push(Write::delete_many(lookup, doc! { "patient_id": &id }));
+        }
         if patients.is_empty() {
             self.batch.push(Write::delete(PATIENTS, id.as_str()));
-            self.batch.push(Write::delete_many(
-                LOOKUP_CHECKUPS,
-                doc! { "patient_id": &id },
-            ));
             return Ok(());
         }
         let of_checkups = |column: &str| {
@@ -299,10 +299,10 @@ impl Rebuild<'_> {
         let devices = self.rows("devices", &of_checkups("device_id")).await?;
         self.insert("devices", devices).await?;
         self.insert("patients", patients).await?;
-        self.batch.push(Write::delete_many(
-            LOOKUP_CHECKUPS,
-            doc! { "patient_id": &id },
-        ));
+        let links = self
+            .rows("patient_clinics", &format!("t.patient_id = '{id}'"))
+            .await?;
+        self.insert("patient_clinics", links).await?;
         let checkups = self
             .rows("checkups", &format!("t.patient_id = '{id}'"))
             .await?;

@@ -28,7 +28,8 @@ use futures_util::StreamExt;
 use mongodb::Database;
 use mongodb::bson::{DateTime, Document, doc};
 use read_model::{
-    DEAD_LETTERS, LOOKUP_CHECKUPS, LOOKUP_CLINICS, LOOKUP_DEVICES, PATIENTS, REPORTS,
+    DEAD_LETTERS, LOOKUP_CHECKUPS, LOOKUP_CLINICS, LOOKUP_DEVICES, LOOKUP_PATIENT_CLINICS,
+    PATIENTS, REPORTS,
 };
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
@@ -207,6 +208,7 @@ async fn clear_read_model(pipeline: &Pipeline) -> Result<(), SessionError> {
         LOOKUP_CLINICS,
         LOOKUP_DEVICES,
         LOOKUP_CHECKUPS,
+        LOOKUP_PATIENT_CLINICS,
         DEAD_LETTERS,
     ] {
         let mut retry = pipeline.retry();

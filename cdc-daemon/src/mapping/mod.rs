@@ -6,6 +6,7 @@
 //! | --- | --- |
 //! | clinics, devices | their lookup document; a rename fans out to every report of the clinic or device |
 //! | patients | the patient document; a change of the snapshot fans out to every report of the patient; a delete removes the patient's documents |
+//! | patient_clinics | the link's lookup document; its record number fans out to the patient's reports at that clinic (see [`links`]) |
 //! | checkups | the lookup document; a change fans out to the checkup embedded in its reports |
 //! | reports | the report document, with the patient snapshot and the checkup (clinic name, device label) joined from the daemon's own state |
 //! | measurements | `measurements.<code>` of the report document, and `latest.<code>` of the patient document |
@@ -19,6 +20,7 @@
 
 pub mod documents;
 pub mod latest;
+pub mod links;
 pub mod lookups;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -27,7 +29,7 @@ use mongodb::bson::{Bson, DateTime, Document, doc};
 use read_model::{LOOKUP_CHECKUPS, LOOKUP_CLINICS, LOOKUP_DEVICES, PATIENTS, REPORTS};
 
 use self::documents::FieldError;
-use self::lookups::{LookupStore, Lookups, ReportInfo};
+use self::lookups::{LookupStore, Lookups, ReportInfo, link_key};
 use crate::decode::relations::{RelationCache, Row, row};
 use crate::decode::{ColumnData, Message, Relation, TupleData};
 use crate::sink::{Batch, Write};
@@ -41,6 +43,8 @@ pub enum Table {
     Devices,
     /// `public.patients`
     Patients,
+    /// `public.patient_clinics`
+    PatientClinics,
     /// `public.checkups`
     Checkups,
     /// `public.reports`
@@ -59,6 +63,7 @@ impl Table {
             "clinics" => Table::Clinics,
             "devices" => Table::Devices,
             "patients" => Table::Patients,
+            "patient_clinics" => Table::PatientClinics,
             "checkups" => Table::Checkups,
             "reports" => Table::Reports,
             "measurements" => Table::Measurements,
@@ -89,6 +94,11 @@ impl Table {
                 ("sex", TEXTUAL),
                 ("phone", TEXTUAL),
                 ("email", TEXTUAL),
+            ],
+            Table::PatientClinics => &[
+                ("patient_id", ID),
+                ("clinic_id", ID),
+                ("external_ref", TEXTUAL),
             ],
             Table::Checkups => &[
                 ("id", ID),
@@ -144,6 +154,7 @@ impl Table {
             Table::Clinics => "clinics",
             Table::Devices => "devices",
             Table::Patients => "patients",
+            Table::PatientClinics => "patient_clinics",
             Table::Checkups => "checkups",
             Table::Reports => "reports",
             Table::Measurements => "measurements",
@@ -522,6 +533,9 @@ impl<S: LookupStore> Mapper<S> {
                     ));
                 }
             }
+            Table::PatientClinics => {
+                links::upsert(&mut self.lookups, operation, row, cdc, batch).await?;
+            }
             Table::Checkups => {
                 let id = id()?;
                 let fields = documents::checkup_fields(row)?;
@@ -619,6 +633,11 @@ impl<S: LookupStore> Mapper<S> {
     ) -> Result<Document, MapError> {
         let clinic_id = lookup.get_str("clinic_id").unwrap_or_default().to_string();
         let device_id = lookup.get_str("device_id").unwrap_or_default().to_string();
+        let patient_id = lookup.get_str("patient_id").unwrap_or_default();
+        let record_number = self
+            .lookups
+            .record_number(&link_key(patient_id, &clinic_id))
+            .await?;
         let clinic = self
             .lookups
             .clinic_name(&clinic_id)
@@ -629,7 +648,13 @@ impl<S: LookupStore> Mapper<S> {
             .device_label(&device_id)
             .await?
             .ok_or_else(|| MapError::Orphan(format!("device {device_id} is unknown")))?;
-        Ok(documents::checkup_embedded(id, lookup, &clinic, &device))
+        Ok(documents::checkup_embedded(
+            id,
+            lookup,
+            &clinic,
+            &device,
+            record_number.as_deref(),
+        ))
     }
 
     async fn delete(
@@ -658,6 +683,9 @@ impl<S: LookupStore> Mapper<S> {
                 self.lookups.forget(&id);
                 self.latest.dirty.remove(&id);
                 self.latest.candidates.remove(&id);
+            }
+            Table::PatientClinics => {
+                links::delete(&mut self.lookups, key, transaction.cdc(), batch)?;
             }
             Table::Checkups => {
                 let id = id()?;
@@ -704,6 +732,7 @@ impl<S: LookupStore> Mapper<S> {
                 batch.push(Write::delete_many(PATIENTS, everything()));
                 batch.push(Write::delete_many(REPORTS, everything()));
             }
+            Table::PatientClinics => links::truncate(batch),
             Table::Checkups => {
                 batch.push(Write::delete_many(LOOKUP_CHECKUPS, everything()));
                 batch.push(Write::delete_many(REPORTS, everything()));
