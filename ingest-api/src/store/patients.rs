@@ -161,7 +161,8 @@ async fn write(
 ) -> Result<(), StoreError> {
     let db = |context| move |error| StoreError::from_postgres(context, error);
     let mut created: Vec<&Patient> = Vec::new();
-    let mut updated: Vec<(Uuid, String, Date, &str, Option<String>, Option<String>)> = Vec::new();
+    // A changed patient with its phone and e-mail after the merge patch.
+    let mut updated: Vec<(&Patient, Option<String>, Option<String>)> = Vec::new();
     let mut links: Vec<(Uuid, &str)> = Vec::new();
     let mut audits: Vec<Audit> = Vec::new();
     for plan in plans {
@@ -206,10 +207,7 @@ async fn write(
                 }
                 if old.keys().any(|field| field != "external_ref") {
                     updated.push((
-                        patient.id,
-                        patient.full_name.clone(),
-                        patient.birth_date,
-                        patient.sex.as_str(),
+                        patient,
                         patient.phone.apply(stored.phone.clone()),
                         patient.email.apply(stored.email.clone()),
                     ));
@@ -243,12 +241,12 @@ async fn write(
             .map_err(db("inserting patients"))?;
     }
     if !updated.is_empty() {
-        let ids: Vec<Uuid> = updated.iter().map(|u| u.0).collect();
-        let names: Vec<&str> = updated.iter().map(|u| u.1.as_str()).collect();
-        let births: Vec<Date> = updated.iter().map(|u| u.2).collect();
-        let sexes: Vec<&str> = updated.iter().map(|u| u.3).collect();
-        let phones: Vec<Option<&str>> = updated.iter().map(|u| u.4.as_deref()).collect();
-        let emails: Vec<Option<&str>> = updated.iter().map(|u| u.5.as_deref()).collect();
+        let ids: Vec<Uuid> = updated.iter().map(|(p, ..)| p.id).collect();
+        let names: Vec<&str> = updated.iter().map(|(p, ..)| p.full_name.as_str()).collect();
+        let births: Vec<Date> = updated.iter().map(|(p, ..)| p.birth_date).collect();
+        let sexes: Vec<&str> = updated.iter().map(|(p, ..)| p.sex.as_str()).collect();
+        let phones: Vec<Option<&str>> = updated.iter().map(|(_, p, _)| p.as_deref()).collect();
+        let emails: Vec<Option<&str>> = updated.iter().map(|(.., e)| e.as_deref()).collect();
         transaction
             .execute(
                 "UPDATE patients p SET full_name = u.full_name, birth_date = u.birth_date, \
