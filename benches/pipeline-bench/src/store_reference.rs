@@ -18,7 +18,7 @@ use cdc_daemon::mapping::{LatestWork, Mapper, Transaction, latest};
 use cdc_daemon::replication::unix_millis;
 use cdc_daemon::sink::{Batch, Write};
 use mongodb::Database;
-use mongodb::bson::{Bson, DateTime, Document, doc};
+use mongodb::bson::{Bson, DateTime, doc};
 
 /// Statements per command, as the daemon sends them to FerretDB.
 const STATEMENTS_PER_COMMAND: usize = 32;
