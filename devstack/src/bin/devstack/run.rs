@@ -106,6 +106,13 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     lines.push(("DEVICE_TOKEN".to_string(), device_token));
     lines.push(("DEMO_PATIENT_ID".to_string(), patient.id.to_string()));
     lines.push(("PATIENT_TOKEN".to_string(), patient_token.clone()));
+    // The token rides in the fragment, which the browser never sends; the app moves it to
+    // sessionStorage and out of the address bar.
+    let app_url = format!(
+        "http://127.0.0.1:{}/app/#token={patient_token}",
+        args.reports_port
+    );
+    lines.push(("APP_SIGN_IN_URL".to_string(), app_url.clone()));
     write_env_file(&env_file, &lines)?;
 
     eprintln!("devstack: the stack is ready (Ctrl-C stops it)");
@@ -115,9 +122,11 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     eprintln!("  dashboard          {}", prometheus.dashboard_url());
     eprintln!("  logs               {}", services.log_dir().display());
     eprintln!(
-        "devstack: {} has two demo checkups; their reports, as the patient app sees them:",
+        "devstack: {} has {DEMO_CHECKUPS} demo checkups; open the patient app signed in as them:",
         patient.full_name
     );
+    eprintln!("  {app_url}");
+    eprintln!("devstack: their reports as JSON:");
     eprintln!(
         "  curl -s -H 'Authorization: Bearer {patient_token}' 'http://127.0.0.1:{}/v1/me/reports?min_lsn={commit_lsn}&wait_ms=3000'",
         args.reports_port
@@ -200,16 +209,22 @@ async fn demo_device(database_url: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
 }
 
-/// Posts two demo checkups for each of three patients through the ingest API, as a tablet
-/// would; returns the first patient and the last upload's commit LSN.
+/// Checkups of the first demo patient, a month apart: enough for the app's trend charts to
+/// show a trend and its report list to have more than one page.
+const DEMO_CHECKUPS: i64 = 8;
+
+/// Posts demo checkups through the ingest API, as a tablet would: [`DEMO_CHECKUPS`] for the
+/// first of three patients, two for the others; returns the first patient and the last
+/// upload's commit LSN.
 async fn seed(ingest_url: &str, device_token: &str) -> Result<(tablet::Patient, String)> {
     let mut tablet = Tablet::new(ingest_url, device_token, 2026);
     let patients: Vec<tablet::Patient> = (0..3).map(|_| tablet.patient()).collect();
     let mut commit_lsn = String::new();
     for (index, patient) in patients.iter().enumerate() {
-        for day in 0..2_i64 {
+        let checkups = if index == 0 { DEMO_CHECKUPS } else { 2 };
+        for month in 0..checkups {
             let at =
-                time::OffsetDateTime::now_utc() - time::Duration::days(30 * day + index as i64);
+                time::OffsetDateTime::now_utc() - time::Duration::days(30 * month + index as i64);
             let upload = tablet.upload(patient, at);
             let result = tablet
                 .post(&upload)
