@@ -28,7 +28,8 @@ use futures_util::StreamExt;
 use mongodb::Database;
 use mongodb::bson::{DateTime, Document, doc};
 use read_model::{
-    DEAD_LETTERS, LOOKUP_CHECKUPS, LOOKUP_CLINICS, LOOKUP_DEVICES, PATIENTS, REPORTS,
+    DEAD_LETTERS, LOOKUP_CHECKUPS, LOOKUP_CLINICS, LOOKUP_DEVICES, LOOKUP_PATIENT_CLINICS,
+    PATIENTS, REPORTS,
 };
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
@@ -235,6 +236,7 @@ async fn clear_read_model(writer: &Writer) -> Result<(), GaveUp> {
         LOOKUP_CLINICS,
         LOOKUP_DEVICES,
         LOOKUP_CHECKUPS,
+        LOOKUP_PATIENT_CLINICS,
         DEAD_LETTERS,
     ] {
         let collection = writer.database().collection::<Document>(collection);

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use mongodb::Database;
 use mongodb::bson::{Bson, DateTime, Document, doc};
-use read_model::{DEAD_LETTERS, LOOKUP_CHECKUPS, PATIENTS, REPORTS};
+use read_model::{DEAD_LETTERS, LOOKUP_CHECKUPS, LOOKUP_PATIENT_CLINICS, PATIENTS, REPORTS};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 use uuid::Uuid;
@@ -156,7 +156,7 @@ pub async fn carry_out(
                 };
                 let patient = match table {
                     Table::Patients => id("id"),
-                    Table::Checkups | Table::Reports => id("patient_id"),
+                    Table::PatientClinics | Table::Checkups | Table::Reports => id("patient_id"),
                     Table::Measurements => match id("report_id") {
                         Some(report) => rebuild.patient_of(report).await?,
                         None => None,
@@ -309,12 +309,12 @@ impl Rebuild<'_> {
             .await?;
         self.batch
             .push(Write::delete_many(REPORTS, doc! { "patient_id": &id }));
+        for lookup in [LOOKUP_CHECKUPS, LOOKUP_PATIENT_CLINICS] {
+            self.batch
+                .push(Write::delete_many(lookup, doc! { "patient_id": &id }));
+        }
         if patients.is_empty() {
             self.batch.push(Write::delete(PATIENTS, id.as_str()));
-            self.batch.push(Write::delete_many(
-                LOOKUP_CHECKUPS,
-                doc! { "patient_id": &id },
-            ));
             return Ok(());
         }
         let of_checkups = |column: &str| {
@@ -328,10 +328,10 @@ impl Rebuild<'_> {
         let devices = self.rows(Table::Devices, &of_checkups("device_id")).await?;
         self.insert(Table::Devices, devices).await?;
         self.insert(Table::Patients, patients).await?;
-        self.batch.push(Write::delete_many(
-            LOOKUP_CHECKUPS,
-            doc! { "patient_id": &id },
-        ));
+        let links = self
+            .rows(Table::PatientClinics, &format!("t.patient_id = '{id}'"))
+            .await?;
+        self.insert(Table::PatientClinics, links).await?;
         let checkups = self
             .rows(Table::Checkups, &format!("t.patient_id = '{id}'"))
             .await?;

@@ -59,12 +59,13 @@ SELECT r.id, r.patient_id, r.checkup_id, r.instrument_type, r.instrument_serial,
        p.external_ref, p.full_name, p.birth_date, p.sex,
        c.clinic_id, cl.name, c.device_id, d.label, c.started_at, c.completed_at,
        m.code, m.display_name, m.value::text, m.unit, m.reference_low::text,
-       m.reference_high::text, m.flag
+       m.reference_high::text, m.flag, pc.external_ref
 FROM reports r
 JOIN patients p ON p.id = r.patient_id
 JOIN checkups c ON c.id = r.checkup_id
 JOIN clinics cl ON cl.id = c.clinic_id
 JOIN devices d ON d.id = c.device_id
+LEFT JOIN patient_clinics pc ON pc.patient_id = r.patient_id AND pc.clinic_id = c.clinic_id
 LEFT JOIN measurements m ON m.report_id = r.id
 ORDER BY r.id";
 
@@ -199,6 +200,7 @@ fn expected_reports(
                     &documents::checkup_fields(&checkup)?,
                     source.get(14),
                     source.get(16),
+                    source.get(26),
                 ),
             );
             document.insert("measurements", Document::new());

@@ -50,6 +50,8 @@ async fn migrations_apply_twice_and_the_second_run_changes_nothing() {
         "clinics",
         "devices",
         "measurements",
+        "patient_changes",
+        "patient_clinics",
         "patients",
         "reports",
         "uploads",
@@ -82,6 +84,7 @@ async fn the_publication_lists_exactly_the_tables_the_daemon_reads() {
             "clinics",
             "devices",
             "measurements",
+            "patient_clinics",
             "patients",
             "reports"
         ]
@@ -129,6 +132,92 @@ async fn every_child_replica_identity_carries_its_parent_document_key() {
     assert_eq!(identity("checkups").await, ["id", "patient_id"]);
     assert_eq!(identity("reports").await, ["id", "patient_id"]);
     assert_eq!(identity("measurements").await, ["code", "report_id"]);
+    assert_eq!(
+        identity("patient_clinics").await,
+        ["clinic_id", "patient_id"]
+    );
+}
+
+/// V5 on a database with history: every clinic with a checkup of a patient is linked to it
+/// since its first checkup, with the record number stored so far; a patient without checkups
+/// gets no link; nothing else changes.
+#[tokio::test]
+async fn the_clinic_links_migration_back_fills_links_from_existing_checkups() {
+    let ctx = context().await;
+    let mut client = ctx.postgres().await.unwrap();
+    // Back to the schema before V5 (TestContext::new applied every migration).
+    client
+        .batch_execute(
+            "DROP TABLE patient_changes, patient_clinics; \
+             DELETE FROM refinery_schema_history WHERE version = 5",
+        )
+        .await
+        .unwrap();
+    client
+        .batch_execute(
+            "INSERT INTO clinics (id, name) VALUES \
+                 ('00000000-0000-0000-0000-00000000000a', 'North'), \
+                 ('00000000-0000-0000-0000-00000000000b', 'South'); \
+             INSERT INTO devices (id, clinic_id, label, token_sha256) VALUES \
+                 ('00000000-0000-0000-0000-0000000000da', '00000000-0000-0000-0000-00000000000a', \
+                  'n', decode(repeat('ab', 32), 'hex')), \
+                 ('00000000-0000-0000-0000-0000000000db', '00000000-0000-0000-0000-00000000000b', \
+                  's', decode(repeat('cd', 32), 'hex')); \
+             INSERT INTO patients (id, external_ref, full_name, birth_date, sex) VALUES \
+                 ('00000000-0000-0000-0000-0000000000f1', 'MRN-1', 'Ada', '1985-12-10', 'female'), \
+                 ('00000000-0000-0000-0000-0000000000f2', 'MRN-2', 'Grace', '1906-12-09', 'female'), \
+                 ('00000000-0000-0000-0000-0000000000f3', 'MRN-3', 'Mary', '1980-12-26', 'female'); \
+             INSERT INTO checkups (id, patient_id, clinic_id, device_id, started_at, created_at) \
+             VALUES \
+                 (gen_random_uuid(), '00000000-0000-0000-0000-0000000000f1', \
+                  '00000000-0000-0000-0000-00000000000a', '00000000-0000-0000-0000-0000000000da', \
+                  now(), '2025-03-01T00:00:00Z'), \
+                 (gen_random_uuid(), '00000000-0000-0000-0000-0000000000f1', \
+                  '00000000-0000-0000-0000-00000000000a', '00000000-0000-0000-0000-0000000000da', \
+                  now(), '2025-01-01T00:00:00Z'), \
+                 (gen_random_uuid(), '00000000-0000-0000-0000-0000000000f1', \
+                  '00000000-0000-0000-0000-00000000000b', '00000000-0000-0000-0000-0000000000db', \
+                  now(), '2025-02-01T00:00:00Z'), \
+                 (gen_random_uuid(), '00000000-0000-0000-0000-0000000000f2', \
+                  '00000000-0000-0000-0000-00000000000b', '00000000-0000-0000-0000-0000000000db', \
+                  now(), '2025-04-01T00:00:00Z')",
+        )
+        .await
+        .unwrap();
+
+    let applied = source_schema::migrate(&mut client).await.unwrap();
+    assert_eq!(applied, ["V5__patient_clinics"]);
+    let links: Vec<(String, String, String, String)> = client
+        .query(
+            "SELECT p.full_name, c.name, l.external_ref, \
+                    to_char(l.linked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') \
+             FROM patient_clinics l JOIN patients p ON p.id = l.patient_id \
+             JOIN clinics c ON c.id = l.clinic_id ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
+        .collect();
+    let expected = [
+        ("Ada", "North", "MRN-1", "2025-01-01"),
+        ("Ada", "South", "MRN-1", "2025-02-01"),
+        ("Grace", "South", "MRN-2", "2025-04-01"),
+    ];
+    assert_eq!(
+        links,
+        expected.map(|(a, b, c, d)| (a.into(), b.into(), c.into(), d.into()))
+    );
+    let untouched: i64 = client
+        .query_one(
+            "SELECT count(*) FROM patients WHERE external_ref IN ('MRN-1', 'MRN-2', 'MRN-3')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(untouched, 3);
 }
 
 #[tokio::test]

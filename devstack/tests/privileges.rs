@@ -15,8 +15,8 @@ use tokio_postgres::error::SqlState;
 const NORTH_HASH: &str = "decode(repeat('ab', 32), 'hex')";
 const SOUTH_HASH: &str = "decode(repeat('cd', 32), 'hex')";
 
-/// A migrated database with two clinics, a device each, one patient, checkup, report,
-/// measurement and upload.
+/// A migrated database with two clinics, a device each, one patient (linked to North, with one
+/// audit row), checkup, report, measurement and upload.
 async fn fixture() -> TestContext {
     let ctx = TestContext::new().await.unwrap();
     let admin = ctx.postgres().await.unwrap();
@@ -44,7 +44,15 @@ async fn fixture() -> TestContext {
                  ('00000000-0000-0000-0000-0000000000e1', '8310-5', 'Body temperature', 37, 'Cel'); \
              INSERT INTO uploads (id, device_id, body_sha256, result) VALUES \
                  ('00000000-0000-0000-0000-0000000000a1', '00000000-0000-0000-0000-0000000000da', \
-                  {NORTH_HASH}, '{{}}')"
+                  {NORTH_HASH}, '{{}}'); \
+             INSERT INTO patient_clinics (patient_id, clinic_id, external_ref) VALUES \
+                 ('00000000-0000-0000-0000-0000000000f1', '00000000-0000-0000-0000-00000000000a', \
+                  'MRN-1'); \
+             INSERT INTO patient_changes (patient_id, clinic_id, device_id, upload_id, action, \
+                                          old_values, new_values) VALUES \
+                 ('00000000-0000-0000-0000-0000000000f1', '00000000-0000-0000-0000-00000000000a', \
+                  '00000000-0000-0000-0000-0000000000da', '00000000-0000-0000-0000-0000000000a1', \
+                  'created', '{{}}', '{{\"full_name\": \"Ada\"}}')"
         ))
         .await
         .unwrap();
@@ -120,6 +128,11 @@ async fn the_ingest_login_reaches_only_what_the_ingest_api_runs() {
             "UPDATE checkups SET completed_at = now()",
             "DELETE FROM uploads",
             "SELECT pg_create_logical_replication_slot('stolen', 'pgoutput')",
+            // The audit trail is append-only, and links are never removed.
+            "UPDATE patient_changes SET new_values = '{}'",
+            "UPDATE patient_changes SET clinic_id = '00000000-0000-0000-0000-00000000000b'",
+            "DELETE FROM patient_changes",
+            "DELETE FROM patient_clinics",
         ],
     )
     .await;
@@ -132,6 +145,14 @@ async fn the_ingest_login_reaches_only_what_the_ingest_api_runs() {
             "UPDATE reports SET notes = 'x'",
             "DELETE FROM reports",
             "UPDATE patients SET full_name = 'Ada L.'",
+            "INSERT INTO patient_clinics (patient_id, clinic_id, external_ref) VALUES \
+             ('00000000-0000-0000-0000-0000000000f1', '00000000-0000-0000-0000-00000000000b', 'S-1')",
+            "UPDATE patient_clinics SET external_ref = 'MRN-2', updated_at = now()",
+            "INSERT INTO patient_changes (patient_id, clinic_id, device_id, upload_id, action, \
+                                          old_values, new_values) \
+             SELECT patient_id, clinic_id, device_id, upload_id, 'updated', new_values, old_values \
+             FROM patient_changes",
+            "SELECT * FROM patient_changes",
             "UPDATE uploads SET commit_lsn = pg_current_wal_insert_lsn()",
             "SELECT pg_advisory_xact_lock(1)",
             "SELECT confirmed_flush_lsn FROM pg_replication_slots",
@@ -166,30 +187,39 @@ async fn the_daemon_login_reads_the_published_columns_and_writes_nothing() {
     let ctx = fixture().await;
     let daemon = login(&ctx, ServiceLogin::Replication).await;
     assert_refused(&daemon, "daemon", NOBODY).await;
-    let writes: Vec<String> = ["clinics", "patients", "checkups", "reports", "measurements"]
-        .iter()
-        .flat_map(|table| {
-            [
-                format!("DELETE FROM {table}"),
-                format!("INSERT INTO {table} SELECT * FROM {table}"),
-            ]
-        })
-        .chain([
-            "UPDATE patients SET full_name = 'Eve'".to_string(),
-            "UPDATE reports SET status = 'entered-in-error'".to_string(),
-            "UPDATE measurements SET value = 0".to_string(),
-            "UPDATE checkups SET completed_at = now()".to_string(),
-            "SELECT * FROM uploads".to_string(),
-            format!("SELECT * FROM device_by_token_sha256({NORTH_HASH})"),
-        ])
-        .collect();
+    let writes: Vec<String> = [
+        "clinics",
+        "patients",
+        "patient_clinics",
+        "checkups",
+        "reports",
+        "measurements",
+    ]
+    .iter()
+    .flat_map(|table| {
+        [
+            format!("DELETE FROM {table}"),
+            format!("INSERT INTO {table} SELECT * FROM {table}"),
+        ]
+    })
+    .chain([
+        "UPDATE patients SET full_name = 'Eve'".to_string(),
+        "UPDATE reports SET status = 'entered-in-error'".to_string(),
+        "UPDATE measurements SET value = 0".to_string(),
+        "UPDATE checkups SET completed_at = now()".to_string(),
+        "SELECT * FROM uploads".to_string(),
+        "SELECT * FROM patient_changes".to_string(),
+        "UPDATE patient_clinics SET external_ref = 'x'".to_string(),
+        format!("SELECT * FROM device_by_token_sha256({NORTH_HASH})"),
+    ])
+    .collect();
     let writes: Vec<&str> = writes.iter().map(String::as_str).collect();
     assert_refused(&daemon, "daemon", &writes).await;
     assert_allowed(
         &daemon,
         "daemon",
         &[
-            "SELECT * FROM clinics, patients, checkups, reports, measurements",
+            "SELECT * FROM clinics, patients, patient_clinics, checkups, reports, measurements",
             "SELECT id, clinic_id, label, created_at, revoked_at FROM devices",
             "SELECT pg_current_wal_lsn() - restart_lsn FROM pg_replication_slots",
             "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')",
@@ -220,6 +250,8 @@ async fn the_readonly_login_reads_everything_but_credentials_and_writes_nothing(
             "UPDATE patients SET full_name = 'Eve'",
             "INSERT INTO measurements SELECT * FROM measurements",
             "DELETE FROM reports",
+            "DELETE FROM patient_changes",
+            "UPDATE patient_clinics SET external_ref = 'x'",
             "SELECT pg_create_logical_replication_slot('stolen', 'pgoutput')",
             &format!("SELECT * FROM device_by_token_sha256({SOUTH_HASH})"),
         ],
@@ -230,6 +262,7 @@ async fn the_readonly_login_reads_everything_but_credentials_and_writes_nothing(
         "readonly",
         &[
             "SELECT * FROM clinics, patients, checkups, reports, measurements, uploads",
+            "SELECT * FROM patient_clinics, patient_changes",
             "SELECT id, clinic_id, label FROM devices",
         ],
     )

@@ -28,6 +28,21 @@ enum Command {
     /// Manage clinic tablets.
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// Inspect patients.
+    #[command(subcommand)]
+    Patient(PatientCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PatientCommand {
+    /// Print a patient's audit trail, oldest first, one JSON object a line: when, what
+    /// (`created`, `linked`, `updated`), which clinic and tablet, the upload, and the old and new
+    /// values of the fields it touched. Prints nothing for a patient without history.
+    History {
+        /// The patient's id.
+        #[arg(long)]
+        patient: uuid::Uuid,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -76,6 +91,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
         Command::Device(command) => device(config, command).await,
+        Command::Patient(command) => patient(config, command).await,
     }
 }
 
@@ -88,10 +104,40 @@ async fn serve(config: ingest_api::Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn device(config: ingest_api::Config, command: DeviceCommand) -> anyhow::Result<()> {
-    let mut client = service_plumbing::postgres::connect(config.database_url.expose_secret())
+async fn connect(config: &ingest_api::Config) -> anyhow::Result<tokio_postgres::Client> {
+    service_plumbing::postgres::connect(config.database_url.expose_secret())
         .await
-        .context("failed to connect to the database")?;
+        .context("failed to connect to the database")
+}
+
+async fn patient(config: ingest_api::Config, command: PatientCommand) -> anyhow::Result<()> {
+    let client = connect(&config).await?;
+    let PatientCommand::History { patient } = command;
+    let changes = ingest_api::store::patients::history(&client, patient)
+        .await
+        .with_context(|| format!("failed to read the history of patient {patient}"))?;
+    let mut stdout = std::io::stdout().lock();
+    for change in changes {
+        let changed_at = change
+            .changed_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .context("failed to format a change time")?;
+        let line = serde_json::json!({
+            "changed_at": changed_at,
+            "action": change.action,
+            "clinic": change.clinic,
+            "device": change.device,
+            "upload_id": change.upload_id,
+            "old": change.old_values,
+            "new": change.new_values,
+        });
+        writeln!(stdout, "{line}").context("failed to print the history")?;
+    }
+    Ok(())
+}
+
+async fn device(config: ingest_api::Config, command: DeviceCommand) -> anyhow::Result<()> {
+    let mut client = connect(&config).await?;
     match command {
         DeviceCommand::Add { clinic, label } => {
             let (id, token) = ingest_api::store::devices::add(&mut client, &clinic, &label).await?;

@@ -21,7 +21,8 @@ pub struct Upload {
 pub struct Checkup {
     /// Client-generated id.
     pub id: Uuid,
-    /// The patient's demographics, upserted with the upload.
+    /// The patient's identity and demographics; what the upload may change of a stored patient
+    /// depends on the clinic's link to it (see `store::patients`).
     pub patient: Patient,
     /// When the visit began.
     pub started_at: OffsetDateTime,
@@ -44,10 +45,33 @@ pub struct Patient {
     pub birth_date: Date,
     /// Administrative sex.
     pub sex: Sex,
-    /// Phone number, if given.
-    pub phone: Option<String>,
-    /// E-mail address, if given.
-    pub email: Option<String>,
+    /// Phone number: keep the stored one, clear it, or set it.
+    pub phone: Patch<String>,
+    /// E-mail address, under the same rule as `phone`.
+    pub email: Patch<String>,
+}
+
+/// What an upload does to an optional stored field, as JSON merge-patch (RFC 7396) reads it:
+/// a member left out keeps the stored value, `null` (or blank text) clears it, a value sets it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Patch<T> {
+    /// The member was absent.
+    Keep,
+    /// The member was `null` or blank.
+    Clear,
+    /// The member's value.
+    Set(T),
+}
+
+impl<T: Clone> Patch<T> {
+    /// The value after applying this patch to `stored`.
+    pub fn apply(&self, stored: Option<T>) -> Option<T> {
+        match self {
+            Patch::Keep => stored,
+            Patch::Clear => None,
+            Patch::Set(value) => Some(value.clone()),
+        }
+    }
 }
 
 /// Administrative sex, as FHIR names it.

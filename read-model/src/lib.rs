@@ -2,12 +2,15 @@
 //! `reports-api`, which reads it.
 //!
 //! - `reports`: one document per report, `_id` = report id, fully denormalized (patient
-//!   snapshot, checkup with clinic name and device label, instrument, status, notes, `raw` as
-//!   JSON text, measurements keyed by code, `_cdc` with the source commit LSN and time);
+//!   snapshot, checkup with clinic name, device label and `clinic_record_number`: the patient's
+//!   record number at the checkup's clinic, `null` when the clinic has none; instrument, status,
+//!   notes, `raw` as JSON text, measurements keyed by code, `_cdc` with the source commit LSN
+//!   and time);
 //! - `patients`: one document per patient: demographics and `latest`, the newest value of each
 //!   measurement code (reports entered in error do not count);
-//! - `lookup_clinics`, `lookup_devices`, `lookup_checkups`: what the daemon needs to
-//!   denormalize new reports without querying the source; nobody else reads them;
+//! - `lookup_clinics`, `lookup_devices`, `lookup_checkups`, `lookup_patient_clinics`: what the
+//!   daemon needs to denormalize new reports without querying the source; nobody else reads
+//!   them;
 //! - `cdc_checkpoints`: per replication slot, the last source commit whose writes are all
 //!   acknowledged by the store;
 //! - `cdc_dead_letters`: changes the daemon could not map, kept for inspection and replay.
@@ -26,6 +29,9 @@ pub const LOOKUP_CLINICS: &str = "lookup_clinics";
 pub const LOOKUP_DEVICES: &str = "lookup_devices";
 /// Checkups, for denormalizing reports.
 pub const LOOKUP_CHECKUPS: &str = "lookup_checkups";
+/// Patient–clinic links (`_id` = `<patient id>/<clinic id>`) with the clinic's record number,
+/// for denormalizing checkups.
+pub const LOOKUP_PATIENT_CLINICS: &str = "lookup_patient_clinics";
 /// Replication checkpoints, one per slot.
 pub const CHECKPOINTS: &str = "cdc_checkpoints";
 /// Changes that could not be mapped.

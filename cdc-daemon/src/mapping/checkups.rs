@@ -4,7 +4,7 @@
 use mongodb::bson::{Document, doc};
 use read_model::{LOOKUP_CHECKUPS, REPORTS};
 
-use super::lookups::LookupStore;
+use super::lookups::{LookupStore, link_key};
 use super::{
     ColumnTypes, Dirty, ID, INSTANT, MapError, Mapper, Operation, Transaction, documents,
     forget_every_latest, known,
@@ -46,7 +46,8 @@ impl<S: LookupStore> Mapper<S> {
         Ok(())
     }
 
-    /// The checkup as reports embed it: its lookup with its clinic's name and device's label.
+    /// The checkup as reports embed it: its lookup with its clinic's name, the patient's record
+    /// number at the clinic (none when not linked) and its device's label.
     pub(super) async fn embedded_checkup(
         &mut self,
         id: &str,
@@ -64,7 +65,18 @@ impl<S: LookupStore> Mapper<S> {
             "device",
             &device_id,
         )?;
-        Ok(documents::checkup_embedded(id, lookup, &clinic, &device))
+        let patient_id = lookup.get_str("patient_id").unwrap_or_default();
+        let record_number = self
+            .lookups
+            .record_number(&link_key(patient_id, &clinic_id))
+            .await?;
+        Ok(documents::checkup_embedded(
+            id,
+            lookup,
+            &clinic,
+            &device,
+            record_number.as_deref(),
+        ))
     }
 
     /// Removes the checkup's lookup and its reports; the patient's `latest` is recomputed.

@@ -175,18 +175,20 @@ pub fn checkup_fields(row: &Row) -> Result<Document, FieldError> {
     Ok(fields)
 }
 
-/// The checkup as embedded in report documents, from its lookup document and its clinic's and
-/// device's names.
+/// The checkup as embedded in report documents, from its lookup document, its clinic's and
+/// device's names and the patient's record number at the clinic (none when not linked).
 pub fn checkup_embedded(
     id: &str,
     lookup: &Document,
     clinic_name: &str,
     device_label: &str,
+    record_number: Option<&str>,
 ) -> Document {
     doc! {
         "id": id,
         "clinic_id": lookup.get("clinic_id").cloned().unwrap_or(Bson::Null),
         "clinic_name": clinic_name,
+        "clinic_record_number": record_number,
         "device_id": lookup.get("device_id").cloned().unwrap_or(Bson::Null),
         "device_label": device_label,
         "started_at": lookup.get("started_at").cloned().unwrap_or(Bson::Null),

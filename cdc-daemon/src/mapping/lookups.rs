@@ -1,12 +1,15 @@
 //! The daemon's own replicated state, for joins: clinic names, device labels, checkups, patient
-//! snapshots and what a measurement needs to know about its report. Held in bounded in-memory
+//! snapshots, patients' record numbers per clinic and what a measurement needs to know about its
+//! report. Held in bounded in-memory
 //! caches backed by documents in the store (the lookup collections, patient and report
 //! documents), so a restarted daemon denormalizes new rows without querying the source.
 
 use std::collections::HashMap;
 
 use mongodb::bson::{DateTime, Document, doc};
-use read_model::{LOOKUP_CHECKUPS, LOOKUP_CLINICS, LOOKUP_DEVICES, PATIENTS, REPORTS};
+use read_model::{
+    LOOKUP_CHECKUPS, LOOKUP_CLINICS, LOOKUP_DEVICES, LOOKUP_PATIENT_CLINICS, PATIENTS, REPORTS,
+};
 
 /// Where cache misses are read from: the store, or a [`MemoryStore`].
 pub trait LookupStore {
@@ -75,7 +78,14 @@ pub struct Lookups<S> {
     devices: HashMap<String, String>,
     checkups: HashMap<String, Document>,
     patients: HashMap<String, Document>,
+    /// Record numbers by [`link_key`].
+    record_numbers: HashMap<String, String>,
     reports: HashMap<String, ReportInfo>,
+}
+
+/// The `_id` of the lookup document of the link between a patient and a clinic.
+pub fn link_key(patient_id: &str, clinic_id: &str) -> String {
+    format!("{patient_id}/{clinic_id}")
 }
 
 impl<S: LookupStore> Lookups<S> {
@@ -88,6 +98,7 @@ impl<S: LookupStore> Lookups<S> {
             devices: HashMap::new(),
             checkups: HashMap::new(),
             patients: HashMap::new(),
+            record_numbers: HashMap::new(),
             reports: HashMap::new(),
         }
     }
@@ -105,6 +116,7 @@ impl<S: LookupStore> Lookups<S> {
         trim(&mut self.devices, capacity);
         trim(&mut self.checkups, capacity);
         trim(&mut self.patients, capacity);
+        trim(&mut self.record_numbers, capacity);
         trim(&mut self.reports, capacity);
     }
 
@@ -114,6 +126,7 @@ impl<S: LookupStore> Lookups<S> {
         self.devices.clear();
         self.checkups.clear();
         self.patients.clear();
+        self.record_numbers.clear();
         self.reports.clear();
     }
 
@@ -196,6 +209,28 @@ impl<S: LookupStore> Lookups<S> {
         self.patients.insert(id.to_string(), snapshot)
     }
 
+    /// The record number of the link `key` ([`link_key`]), if the patient and clinic are linked.
+    pub async fn record_number(
+        &mut self,
+        key: &str,
+    ) -> Result<Option<String>, mongodb::error::Error> {
+        if let Some(number) = self.record_numbers.get(key) {
+            return Ok(Some(number.clone()));
+        }
+        let found = self.store.find(LOOKUP_PATIENT_CLINICS, key).await?;
+        let number = found.and_then(|d| d.get_str("external_ref").ok().map(str::to_string));
+        if let Some(number) = &number {
+            self.record_numbers.insert(key.to_string(), number.clone());
+        }
+        Ok(number)
+    }
+
+    /// Records the record number of the link `key`; returns the one it had, if known.
+    pub fn set_record_number(&mut self, key: &str, number: &str) -> Option<String> {
+        self.record_numbers
+            .insert(key.to_string(), number.to_string())
+    }
+
     /// What measurement changes need to know about a report.
     pub async fn report(&mut self, id: &str) -> Result<Option<ReportInfo>, mongodb::error::Error> {
         if let Some(info) = self.reports.get(id) {
@@ -232,6 +267,7 @@ impl<S: LookupStore> Lookups<S> {
         self.devices.remove(id);
         self.checkups.remove(id);
         self.patients.remove(id);
+        self.record_numbers.remove(id);
         self.reports.remove(id);
     }
 }

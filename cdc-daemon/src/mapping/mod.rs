@@ -6,8 +6,9 @@
 //! | --- | --- |
 //! | clinics, devices | their lookup document; a rename fans out to every report of the clinic or device |
 //! | patients | the patient document; a change of the snapshot fans out to every report of the patient; a delete removes the patient's documents |
+//! | patient_clinics | the link's lookup document; its record number fans out to the patient's reports at that clinic |
 //! | checkups | the lookup document; a change fans out to the checkup embedded in its reports |
-//! | reports | the report document, with the patient snapshot and the checkup (clinic name, device label) joined from the daemon's own state |
+//! | reports | the report document, with the patient snapshot and the checkup (clinic name, the patient's record number there, device label) joined from the daemon's own state |
 //! | measurements | `measurements.<code>` of the report document, and `latest.<code>` of the patient document |
 //!
 //! Joins never query the source: parents come from [`lookups`]. Deletes are routed from the
@@ -24,6 +25,7 @@ pub mod documents;
 pub mod latest;
 pub mod lookups;
 mod measurements;
+mod patient_clinics;
 mod patients;
 mod reports;
 #[cfg(test)]
@@ -66,6 +68,8 @@ pub enum Table {
     Devices,
     /// `public.patients`
     Patients,
+    /// `public.patient_clinics`
+    PatientClinics,
     /// `public.checkups`
     Checkups,
     /// `public.reports`
@@ -89,10 +93,11 @@ impl Table {
     }
 
     /// Every table the mapping knows, parents before children.
-    pub const ALL: [Table; 6] = [
+    pub const ALL: [Table; 7] = [
         Table::Clinics,
         Table::Devices,
         Table::Patients,
+        Table::PatientClinics,
         Table::Checkups,
         Table::Reports,
         Table::Measurements,
@@ -107,6 +112,7 @@ impl Table {
             Table::Clinics => clinics::COLUMNS,
             Table::Devices => devices::COLUMNS,
             Table::Patients => patients::COLUMNS,
+            Table::PatientClinics => patient_clinics::COLUMNS,
             Table::Checkups => checkups::COLUMNS,
             Table::Reports => reports::COLUMNS,
             Table::Measurements => measurements::COLUMNS,
@@ -135,6 +141,7 @@ impl Table {
             Table::Clinics => "clinics",
             Table::Devices => "devices",
             Table::Patients => "patients",
+            Table::PatientClinics => "patient_clinics",
             Table::Checkups => "checkups",
             Table::Reports => "reports",
             Table::Measurements => "measurements",
@@ -429,6 +436,10 @@ impl<S: LookupStore> Mapper<S> {
                 self.upsert_patient(operation, row, transaction, batch)
                     .await
             }
+            Table::PatientClinics => {
+                self.upsert_patient_clinic(operation, row, transaction, batch)
+                    .await
+            }
             Table::Checkups => {
                 self.upsert_checkup(operation, row, transaction, batch)
                     .await
@@ -453,6 +464,7 @@ impl<S: LookupStore> Mapper<S> {
             Table::Clinics => self.delete_clinic(key, batch),
             Table::Devices => self.delete_device(key, batch),
             Table::Patients => self.delete_patient(key, batch),
+            Table::PatientClinics => self.delete_patient_clinic(key, transaction, batch),
             Table::Checkups => self.delete_checkup(key, batch),
             Table::Reports => self.delete_report(key, batch),
             Table::Measurements => self.delete_measurement(key, transaction, batch).await,
@@ -465,6 +477,7 @@ impl<S: LookupStore> Mapper<S> {
             Table::Clinics => clinics::truncate_clinics(batch),
             Table::Devices => devices::truncate_devices(batch),
             Table::Patients => patients::truncate_patients(batch),
+            Table::PatientClinics => patient_clinics::truncate_patient_clinics(batch),
             Table::Checkups => checkups::truncate_checkups(batch),
             Table::Reports => reports::truncate_reports(batch),
             Table::Measurements => measurements::truncate_measurements(batch),

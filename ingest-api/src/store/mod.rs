@@ -2,12 +2,15 @@
 //!
 //! - [`devices`]: tablets and their tokens (authentication, and the operator CLI);
 //! - [`uploads`]: one upload in one transaction, idempotent by upload id;
+//! - [`patients`]: what an upload may do to the patients it names (the clinic rule), and their
+//!   audit trail;
 //! - [`reports`]: amending and deleting one report.
 //!
 //! Each write is one transaction with a fixed number of statements (multi-row `unnest` inserts),
 //! never one round trip per row.
 
 pub mod devices;
+pub mod patients;
 pub mod reports;
 pub mod uploads;
 

@@ -2,11 +2,12 @@
 //!
 //! The transaction takes an advisory lock on the upload id, so two copies of the same upload
 //! racing each other are serialized: the first writes, the second finds the ledger row and
-//! replays its result. Then, with one statement per table: patients are upserted (a row changes
-//! only when its demographics did, so the CDC stream carries no empty updates), checkups
-//! inserted (an existing checkup must belong to the same patient and clinic), reports already
-//! stored with identical content skipped (different content is a conflict), new reports and
-//! their measurements inserted, and the ledger row written. After the commit, the ledger gets
+//! replays its result. Then, with one statement per table: patients are created, linked to the
+//! clinic or changed under the clinic rule of [`super::patients`] (a row changes only when a
+//! value did, so the CDC stream carries no empty updates; a refused patient writes nothing),
+//! checkups inserted (an existing checkup must belong to the same patient and clinic), reports
+//! already stored with identical content skipped (different content is a conflict), new reports
+//! and their measurements inserted, and the ledger row written. After the commit, the ledger gets
 //! the WAL position the read store must reach for the upload to be visible there.
 
 use std::collections::{HashMap, HashSet};
@@ -17,7 +18,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::devices::Device;
-use super::{StoreError, connection, wal_position_after_commit};
+use super::{StoreError, connection, patients, wal_position_after_commit};
 use crate::upload::{Report, Upload};
 
 /// How often a transaction that lost a race (unique violation, deadlock) is run again.
@@ -164,7 +165,12 @@ async fn write(
         });
     }
 
-    upsert_patients(&transaction, upload).await?;
+    if let Err(conflict) = patients::apply(&transaction, device, upload).await? {
+        return Ok(UploadOutcome::Conflict {
+            detail: conflict.detail,
+            pointer: Some(conflict.pointer),
+        });
+    }
     if let Some(conflict) = insert_checkups(&transaction, device, upload).await? {
         return Ok(conflict);
     }
@@ -201,49 +207,6 @@ async fn write(
         .await
         .map_err(db("committing an upload"))?;
     Ok(UploadOutcome::Created(result))
-}
-
-async fn upsert_patients(transaction: &Transaction<'_>, upload: &Upload) -> Result<(), StoreError> {
-    // Validation guarantees that a patient repeated in several checkups is identical; sorted by
-    // id so that concurrent uploads lock patient rows in the same order.
-    let mut patients: Vec<_> = upload
-        .checkups
-        .iter()
-        .map(|checkup| &checkup.patient)
-        .collect();
-    patients.sort_by_key(|patient| patient.id);
-    patients.dedup_by_key(|patient| patient.id);
-    let statement = transaction
-        .prepare_cached(
-            "INSERT INTO patients (id, external_ref, full_name, birth_date, sex, phone, email) \
-             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::date[], $5::text[], \
-                                  $6::text[], $7::text[]) \
-             ON CONFLICT (id) DO UPDATE SET external_ref = EXCLUDED.external_ref, \
-                 full_name = EXCLUDED.full_name, birth_date = EXCLUDED.birth_date, \
-                 sex = EXCLUDED.sex, phone = EXCLUDED.phone, email = EXCLUDED.email, \
-                 updated_at = now() \
-             WHERE (patients.external_ref, patients.full_name, patients.birth_date, patients.sex, \
-                    patients.phone, patients.email) \
-                IS DISTINCT FROM (EXCLUDED.external_ref, EXCLUDED.full_name, EXCLUDED.birth_date, \
-                    EXCLUDED.sex, EXCLUDED.phone, EXCLUDED.email)",
-        )
-        .await
-        .map_err(|error| StoreError::from_postgres("preparing the patient upsert", error))?;
-    let ids: Vec<Uuid> = patients.iter().map(|p| p.id).collect();
-    let refs: Vec<&str> = patients.iter().map(|p| p.external_ref.as_str()).collect();
-    let names: Vec<&str> = patients.iter().map(|p| p.full_name.as_str()).collect();
-    let births: Vec<time::Date> = patients.iter().map(|p| p.birth_date).collect();
-    let sexes: Vec<&str> = patients.iter().map(|p| p.sex.as_str()).collect();
-    let phones: Vec<Option<&str>> = patients.iter().map(|p| p.phone.as_deref()).collect();
-    let emails: Vec<Option<&str>> = patients.iter().map(|p| p.email.as_deref()).collect();
-    transaction
-        .execute(
-            &statement,
-            &[&ids, &refs, &names, &births, &sexes, &phones, &emails],
-        )
-        .await
-        .map_err(|error| StoreError::from_postgres("upserting patients", error))?;
-    Ok(())
 }
 
 /// Inserts new checkups; a checkup id already stored must be the same patient's visit at the

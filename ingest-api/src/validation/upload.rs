@@ -11,7 +11,7 @@ use super::Limits;
 use super::measurement::measurements;
 use super::raw::raw;
 use super::walk::{Clock, Field, Problems, Text, parse_each};
-use crate::upload::{Checkup, Patient, Report, Sex, Upload};
+use crate::upload::{Checkup, Patch, Patient, Report, Sex, Upload};
 
 const EXTERNAL_REF: Text = Text::line(64);
 const FULL_NAME: Text = Text::line(200);
@@ -136,10 +136,12 @@ impl UploadWalk<'_> {
         let sex = object
             .required("sex", problems)
             .and_then(|field| field.one_of("sex", &SEXES, problems));
-        let phone = object.optional_text("phone", PHONE, problems);
-        let email = object
-            .optional("email")
-            .map_or(Some(None), |field| email(&field, problems));
+        let phone = object.optional("phone").map_or(Some(Patch::Keep), |field| {
+            field.optional_text(PHONE, problems).map(patch)
+        });
+        let email = object.optional("email").map_or(Some(Patch::Keep), |field| {
+            email(&field, problems).map(patch)
+        });
         Some(Patient {
             id: id?,
             external_ref: external_ref?,
@@ -244,6 +246,11 @@ fn instrument(
     (kind, serial)
 }
 
+/// A present optional member as a merge patch: `null` or blank clears, a value sets.
+fn patch(value: Option<String>) -> Patch<String> {
+    value.map_or(Patch::Clear, Patch::Set)
+}
+
 /// An optional e-mail address: one `@` with text on both sides.
 fn email(field: &Field<'_>, problems: &mut Problems) -> Option<Option<String>> {
     let email = field.optional_text(EMAIL, problems)?;
@@ -318,8 +325,8 @@ mod tests {
                 full_name: "Ada Lovelace".to_owned(),
                 birth_date: date!(1985 - 12 - 10),
                 sex: Sex::Female,
-                phone: Some("+44 20 7946 0000".to_owned()),
-                email: Some("ada@example.org".to_owned()),
+                phone: Patch::Set("+44 20 7946 0000".to_owned()),
+                email: Patch::Set("ada@example.org".to_owned()),
             }
         );
         let report = &checkup.reports[0];
@@ -399,7 +406,30 @@ mod tests {
     #[test]
     fn blank_optional_text_means_none() {
         let body = with(valid_upload(), "/checkups/0/patient/phone", json!("  "));
-        assert_eq!(parse(&body).unwrap().checkups[0].patient.phone, None);
+        assert_eq!(
+            parse(&body).unwrap().checkups[0].patient.phone,
+            Patch::Clear
+        );
+    }
+
+    #[test]
+    fn absent_phone_and_email_keep_the_stored_value_and_null_clears_it() {
+        for member in ["phone", "email"] {
+            let pointer = format!("/checkups/0/patient/{member}");
+            let patient = |body: &Value| parse(body).unwrap().checkups[0].patient.clone();
+            let field = |patient: Patient| match member {
+                "phone" => patient.phone,
+                _ => patient.email,
+            };
+            assert_eq!(
+                field(patient(&without(valid_upload(), &pointer))),
+                Patch::Keep
+            );
+            assert_eq!(
+                field(patient(&with(valid_upload(), &pointer, json!(null)))),
+                Patch::Clear
+            );
+        }
     }
 
     #[test]

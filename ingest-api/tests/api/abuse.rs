@@ -119,7 +119,8 @@ async fn sql_injection_in_every_text_field_is_stored_verbatim_and_changes_nothin
             .get(0);
         assert_eq!(notes, *payload);
 
-        // Exactly one more patient, checkup and upload, two reports, four measurements.
+        // Exactly one more patient (with its link and audit row), checkup and upload, two reports,
+        // four measurements.
         let after = snapshot(&api).await;
         let grown: Vec<(String, i64)> = before
             .iter()
@@ -133,6 +134,8 @@ async fn sql_injection_in_every_text_field_is_stored_verbatim_and_changes_nothin
         let expected: Vec<(String, i64)> = [
             ("checkups", 1),
             ("measurements", 4),
+            ("patient_changes", 1),
+            ("patient_clinics", 1),
             ("patients", 1),
             ("reports", 2),
             ("uploads", 1),

@@ -7,5 +7,6 @@ mod amendments;
 mod flood;
 mod limits;
 mod openapi;
+mod patients;
 mod support;
 mod uploads;

@@ -8,6 +8,7 @@ mod checkups;
 mod clinics_and_devices;
 mod latest;
 mod measurements;
+mod patient_clinics;
 mod patients;
 mod reports;
 
@@ -53,6 +54,7 @@ pub(super) fn relation(table: Table) -> Relation {
     let keys: &[&str] = match table {
         Table::Clinics | Table::Devices | Table::Patients => &["id"],
         Table::Checkups | Table::Reports => &["id", "patient_id"],
+        Table::PatientClinics => &["patient_id", "clinic_id"],
         Table::Measurements => &["report_id", "code"],
     };
     Relation {
