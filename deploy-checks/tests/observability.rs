@@ -72,7 +72,7 @@ impl Services {
             vars(&[
                 ("MYHEALTH_HTTP__LISTEN", "127.0.0.1:0"),
                 ("MYHEALTH_DATABASE_URL", &ctx.database_url),
-                ("MYHEALTH_CDC_SLOT", &slot),
+                ("MYHEALTH_SLOT", &slot),
             ]),
         )
         .unwrap();

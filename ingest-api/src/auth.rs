@@ -1,8 +1,9 @@
 //! Device authentication: `Authorization: Bearer <device token>`.
 
 use deadpool_postgres::Pool;
-use http::header::{AUTHORIZATION, HeaderValue, WWW_AUTHENTICATE};
+use http::header::{HeaderValue, WWW_AUTHENTICATE};
 use http::{HeaderMap, StatusCode};
+use service_plumbing::http::BearerError;
 use service_plumbing::problem::Problem;
 
 use crate::store::devices::{self, Device};
@@ -30,23 +31,14 @@ pub async fn authenticate(pool: &Pool, headers: &HeaderMap) -> Result<Device, Au
 }
 
 fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
-    let value = headers
-        .get(AUTHORIZATION)
-        .ok_or(AuthError::Unauthorized(
-            "an Authorization: Bearer <device token> header is required",
-        ))?
-        .to_str()
-        .map_err(|_| AuthError::Unauthorized("the Authorization header is not readable"))?;
-    let (scheme, token) = value.split_once(' ').ok_or(AuthError::Unauthorized(
-        "the Authorization header must be `Bearer <token>`",
-    ))?;
-    let token = token.trim();
-    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
-        return Err(AuthError::Unauthorized(
-            "the Authorization header must be `Bearer <token>`",
-        ));
-    }
-    Ok(token)
+    service_plumbing::http::bearer_token(headers).map_err(|error| match error {
+        BearerError::Missing => {
+            AuthError::Unauthorized("an Authorization: Bearer <device token> header is required")
+        }
+        BearerError::NotBearer | BearerError::Malformed => {
+            AuthError::Unauthorized("the Authorization header must be `Bearer <token>`")
+        }
+    })
 }
 
 /// The 401 problem, with the challenge RFC 6750 asks for.

@@ -230,7 +230,7 @@ impl Rig {
                 "MYHEALTH_DATABASE_URL".to_string(),
                 self.database_url.clone(),
             ),
-            ("MYHEALTH_CDC_SLOT".to_string(), self.slot.clone()),
+            ("MYHEALTH_SLOT".to_string(), self.slot.clone()),
         ]);
         let config: ingest_api::Config =
             service_plumbing::config::load_from_vars(None, vars).unwrap();

@@ -6,6 +6,7 @@
 //! its [`Shutdown`] is triggered. On shutdown the server stops accepting, lets open requests
 //! finish, and drops the connections still open when `shutdown_deadline_ms` has passed.
 
+mod bearer;
 mod context;
 mod readiness;
 mod request_id;
@@ -30,6 +31,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+pub use self::bearer::{BearerError, bearer_token, parse_bearer};
 pub use self::context::{BodyError, PathParams, RequestContext};
 pub use self::readiness::{FailedCheck, Readiness};
 pub use self::request_id::{MAX_REQUEST_ID_LEN, REQUEST_ID_HEADER, request_id};
@@ -86,6 +88,24 @@ impl HttpSettings {
     pub fn listen_or(&self, default: SocketAddr) -> SocketAddr {
         self.listen.unwrap_or(default)
     }
+}
+
+/// Why a service could not listen on its address.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to listen on {address}")]
+pub struct BindError {
+    address: SocketAddr,
+    #[source]
+    source: std::io::Error,
+}
+
+/// Binds `address`; returns the listener and the address it got (with the real port when the
+/// configured port is 0, as tests configure it).
+pub async fn bind(address: SocketAddr) -> Result<(TcpListener, SocketAddr), BindError> {
+    let error = |source| BindError { address, source };
+    let listener = TcpListener::bind(address).await.map_err(error)?;
+    let local_addr = listener.local_addr().map_err(error)?;
+    Ok((listener, local_addr))
 }
 
 /// Why the server could not be set up.
