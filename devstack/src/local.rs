@@ -103,7 +103,7 @@ impl LocalStack {
             env.extend(url.map(|url| ("MYHEALTH_DATABASE_URL".to_string(), url)));
             let binary = services::binary(&options.bin_dir, name)?;
             let log = options.log_dir.join(format!("{name}.log"));
-            running.push(ServiceProcess::spawn(&binary, port, &env, &log)?);
+            running.push(ServiceProcess::spawn(&binary, port, &env, Some(&log))?);
         }
         for service in &running {
             service.wait_ready(READY_TIMEOUT).await?;

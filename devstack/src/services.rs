@@ -41,36 +41,38 @@ pub fn binary(bin_dir: &Path, name: &str) -> Result<PathBuf, HarnessError> {
 
 impl ServiceProcess {
     /// Starts `binary` listening on `127.0.0.1:port`, with `env` added to the inherited
-    /// environment; its output goes to `log` (emptied first). Does not wait for it.
+    /// environment; its output goes to `log` (emptied first), or, without one, to a file that is
+    /// removed with the process. Does not wait for it.
     pub fn spawn(
         binary: &Path,
         port: u16,
         env: &[(String, String)],
-        log: &Path,
+        log: Option<&Path>,
     ) -> Result<ServiceProcess, HarnessError> {
         let name = binary
             .file_name()
             .map(|name| name.to_string_lossy().into_owned())
             .unwrap_or_default();
-        std::fs::write(log, b"").map_err(HarnessError::io(format!(
-            "failed to create {}",
-            log.display()
-        )))?;
         let dir = std::env::temp_dir().join(format!("devstack-{name}-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).map_err(HarnessError::io(format!(
             "failed to create {}",
             dir.display()
+        )))?;
+        let log = log.map_or_else(|| dir.join("service.log"), Path::to_path_buf);
+        std::fs::write(&log, b"").map_err(HarnessError::io(format!(
+            "failed to create {}",
+            log.display()
         )))?;
         let mut env = env.to_vec();
         env.push((
             "MYHEALTH_HTTP__LISTEN".to_string(),
             format!("127.0.0.1:{port}"),
         ));
-        let process = Supervised::start(&[binary.display().to_string()], &env, log, &dir)?;
+        let process = Supervised::start(&[binary.display().to_string()], &env, &log, &dir)?;
         Ok(ServiceProcess {
             name,
             url: format!("http://127.0.0.1:{port}"),
-            log: log.to_path_buf(),
+            log,
             process,
         })
     }
