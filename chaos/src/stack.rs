@@ -10,8 +10,8 @@ use anyhow::{Context, Result};
 use devstack::ferretdb::Store;
 use devstack::postgres::{ClusterOptions, PostgresServer, connect};
 use devstack::process::free_loopback_port;
-use devstack::services::{self, ServiceProcess};
 use devstack::roles::{self, ServiceLogin};
+use devstack::services::{self, ServiceProcess};
 
 /// The source database and the MongoDB database of a run.
 pub const DATABASE: &str = "chaos";

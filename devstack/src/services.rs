@@ -121,8 +121,9 @@ impl ServiceProcess {
 
     /// Whether the service process is alive (it has not exited or crashed).
     pub fn is_running(&self) -> bool {
+        // The supervisor writes the pid just after it starts the server: until then it starts.
         let Some(pid) = self.process.server_pid() else {
-            return false;
+            return true;
         };
         // An exited child stays a zombie (state Z) until the supervisor reaps it.
         std::fs::read_to_string(format!("/proc/{pid}/stat"))
