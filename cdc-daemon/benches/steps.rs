@@ -11,26 +11,12 @@ use std::hint::black_box;
 
 use bytes::Bytes;
 use cdc_daemon::decode::{Message, decode_bytes};
-use cdc_daemon::mapping::lookups::LookupStore;
+use cdc_daemon::mapping::lookups::MemoryStore;
 use cdc_daemon::mapping::{Mapper, Transaction};
 use cdc_daemon::replication::unix_millis;
 use cdc_daemon::sink::{Batch, Write};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mongodb::bson::{DateTime, Document, RawDocumentBuf};
-
-/// A lookup store with nothing in it: every parent a change needs was inserted earlier in the
-/// same stream, so the mapper finds it in its caches.
-struct EmptyStore;
-
-impl LookupStore for EmptyStore {
-    async fn find(
-        &self,
-        _collection: &'static str,
-        _id: &str,
-    ) -> Result<Option<Document>, mongodb::error::Error> {
-        Ok(None)
-    }
-}
 
 /// The captured session: for each message a big-endian `u32` length, then its bytes.
 fn fixture() -> Vec<Bytes> {
@@ -59,7 +45,9 @@ fn is_change(message: &Message) -> bool {
 /// Maps every message of the session into one batch with a fresh mapper.
 fn map_session(runtime: &tokio::runtime::Runtime, messages: &[Message]) -> Batch {
     runtime.block_on(async {
-        let mut mapper = Mapper::new(EmptyStore, 1_000);
+        // An empty store: every parent a change needs was inserted earlier in the same stream,
+        // so the mapper finds it in its caches.
+        let mut mapper = Mapper::new(MemoryStore::default(), 1_000);
         let mut batch = Batch::default();
         let mut transaction = Transaction {
             commit_lsn: 0,
@@ -75,7 +63,10 @@ fn map_session(runtime: &tokio::runtime::Runtime, messages: &[Message]) -> Batch
                 }
                 Message::Relation(relation) => mapper.relation(relation.clone()),
                 _ => {
-                    mapper.map(message, &transaction, &mut batch).await.unwrap();
+                    mapper
+                        .map_change(message, &transaction, &mut batch)
+                        .await
+                        .unwrap();
                 }
             }
         }

@@ -1,13 +1,11 @@
 //! The `checkpoint` step: once a batch's writes are acknowledged, the end LSN of the last
-//! transaction it completed is stored in the store, then confirmed to PostgreSQL, which may
-//! then recycle the WAL before it. In that order: a crash between the two replays a little, and
-//! replaying is harmless; the other order could lose changes.
+//! transaction it completed is stored in the store; only then does the pipeline confirm it to
+//! PostgreSQL, which may then recycle the WAL before it. In that order: a crash between the two
+//! replays a little, and replaying is harmless; the other order could lose changes.
 
 use mongodb::Database;
 use mongodb::bson::DateTime;
 use read_model::checkpoint::{self, Checkpoint, CheckpointError};
-
-use crate::replication::Stream;
 
 /// Reads and advances one slot's checkpoint.
 #[derive(Debug, Clone)]
@@ -43,13 +41,9 @@ impl Checkpoints {
         .await
     }
 
-    /// Stores `lsn` (reached at `commit_time`) as applied, then confirms it on `stream`.
-    pub async fn advance(
-        &self,
-        stream: &Stream,
-        lsn: u64,
-        commit_time: DateTime,
-    ) -> Result<(), CheckpointError> {
+    /// Stores `lsn` (reached at `commit_time`) as applied; the caller confirms it to the slot
+    /// after this returns.
+    pub async fn advance(&self, lsn: u64, commit_time: DateTime) -> Result<(), CheckpointError> {
         checkpoint::save(
             &self.database,
             &self.slot,
@@ -58,8 +52,6 @@ impl Checkpoints {
                 commit_time_millis: commit_time.timestamp_millis(),
             },
         )
-        .await?;
-        stream.confirm(lsn);
-        Ok(())
+        .await
     }
 }

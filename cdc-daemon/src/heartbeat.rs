@@ -8,7 +8,7 @@ use std::time::Duration;
 use deadpool_postgres::Pool;
 use service_plumbing::shutdown::Shutdown;
 
-use crate::metrics::CdcMetrics;
+use crate::metrics::{CdcMetrics, Stage};
 
 /// The prefix of heartbeat messages.
 pub const PREFIX: &str = "myhealth.cdc.heartbeat";
@@ -21,7 +21,7 @@ pub async fn emit(pool: Pool, interval: Duration, metrics: CdcMetrics, shutdown:
             () = shutdown.wait() => return,
         }
         if let Err(error) = emit_one(&pool).await {
-            metrics.error("heartbeat");
+            metrics.error(Stage::Heartbeat);
             tracing::debug!(%error, "could not emit a heartbeat");
         }
     }

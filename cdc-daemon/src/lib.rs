@@ -5,6 +5,7 @@
 //! operations port (`/healthz`, `/readyz`, `/metrics`), and [`verify`], which compares the
 //! store with PostgreSQL.
 
+pub mod apply;
 pub mod backoff;
 pub mod checkpoint;
 pub mod decode;
@@ -14,10 +15,11 @@ pub mod mapping;
 pub mod metrics;
 pub mod pipeline;
 pub mod replication;
-pub mod requests;
+pub mod retry;
 pub mod sink;
 pub mod snapshot;
 pub mod source_tables;
+pub mod support_requests;
 pub mod verify;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -83,7 +85,7 @@ pub struct Config {
     /// store; give it a cache capacity above the workload's row count. Never use it in
     /// production.
     #[serde(default)]
-    pub sink: pipeline::SinkMode,
+    pub sink: apply::SinkMode,
 }
 
 fn default_database() -> String {
@@ -177,23 +179,31 @@ pub async fn build(config: Config, shutdown: Shutdown) -> anyhow::Result<App> {
     let server = HttpServer::new(config.http.clone(), Router::new(), readiness, registry)
         .context("failed to set up http server")?;
     let heartbeat_interval = std::time::Duration::from_millis(config.heartbeat_interval_ms);
+    let retry = retry::Retry::new(
+        metrics.clone(),
+        shutdown.clone(),
+        std::time::Duration::from_millis(config.http.shutdown_deadline_ms),
+    );
+    let writer = apply::Writer::new(
+        database,
+        apply::Settings {
+            max_batch_changes: config.batch_max_changes,
+            max_batch_bytes: config.batch_max_bytes,
+            max_batch_delay: std::time::Duration::from_millis(config.batch_max_delay_ms),
+            sink: config.sink,
+        },
+        metrics,
+        retry,
+    );
     let pipeline = pipeline::Pipeline {
         source: replication::Source {
             url: config.database_url.clone(),
             slot: config.slot.clone(),
             publication: config.publication.clone(),
         },
-        database,
-        settings: pipeline::Settings {
-            max_batch_changes: config.batch_max_changes,
-            max_batch_bytes: config.batch_max_bytes,
-            max_batch_delay: std::time::Duration::from_millis(config.batch_max_delay_ms),
-            cache_capacity: config.cache_capacity,
-            sink: config.sink,
-            shutdown_deadline: std::time::Duration::from_millis(config.http.shutdown_deadline_ms),
-            stop_on_dead_letter: config.stop_on_dead_letter,
-        },
-        metrics,
+        writer,
+        cache_capacity: config.cache_capacity,
+        stop_on_dead_letter: config.stop_on_dead_letter,
         lag: std::sync::Arc::new(lag::LagState::new(heartbeat_interval)),
         shutdown,
     };
@@ -223,7 +233,7 @@ impl App {
             tokio::spawn(heartbeat::emit(
                 self.pool.clone(),
                 self.heartbeat_interval,
-                self.pipeline.metrics.clone(),
+                self.pipeline.writer.metrics().clone(),
                 shutdown.clone(),
             ))
         });
@@ -231,7 +241,7 @@ impl App {
             self.pool,
             self.pipeline.source.slot.clone(),
             self.pipeline.lag.clone(),
-            self.pipeline.metrics.clone(),
+            self.pipeline.writer.metrics().clone(),
             shutdown.clone(),
         ));
         let server = tokio::spawn(self.server.serve(self.listener, shutdown));

@@ -8,7 +8,7 @@ use std::time::Duration;
 use std::io::Write;
 
 use anyhow::Context;
-use cdc_daemon::requests::Request;
+use cdc_daemon::support_requests::Request;
 use clap::{Parser, Subcommand};
 use mongodb::bson::Document;
 use secrecy::ExposeSecret;
@@ -114,9 +114,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let (_, store) = connect(&config).await?;
             let letters = if all {
-                cdc_daemon::requests::dead_letters(&store, Document::new()).await?
+                cdc_daemon::support_requests::dead_letters(&store, Document::new()).await?
             } else {
-                cdc_daemon::requests::unresolved(&store).await?
+                cdc_daemon::support_requests::unresolved(&store).await?
             };
             let mut stdout = std::io::stdout().lock();
             for letter in &letters {
@@ -136,7 +136,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )
             .await?;
             let (_, store) = connect(&config).await?;
-            let left = cdc_daemon::requests::unresolved(&store).await?.len();
+            let left = cdc_daemon::support_requests::unresolved(&store)
+                .await?
+                .len();
             tracing::info!(left, "dead letters replayed");
             Ok(if left == 0 {
                 ExitCode::SUCCESS
@@ -169,10 +171,10 @@ async fn send(
     wait: Duration,
 ) -> anyhow::Result<()> {
     let (source, store) = connect(config).await?;
-    let lsn = cdc_daemon::requests::send(&source, request)
+    let lsn = cdc_daemon::support_requests::send(&source, request)
         .await
         .context("failed to send the request")?;
-    cdc_daemon::requests::wait_applied(&store, &config.slot, lsn, wait).await
+    cdc_daemon::support_requests::wait_applied(&store, &config.slot, lsn, wait).await
 }
 
 async fn verify(config: cdc_daemon::Config, wait: Duration) -> anyhow::Result<ExitCode> {

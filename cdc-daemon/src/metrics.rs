@@ -28,7 +28,7 @@ pub const BATCH_CHANGES: &str = "cdc_batch_changes";
 pub const STORE_WRITE_SECONDS: &str = "cdc_store_write_duration_seconds";
 /// From a source commit to its checkpoint in the store.
 pub const COMMIT_TO_STORE_SECONDS: &str = "cdc_commit_to_store_seconds";
-/// Errors by pipeline stage (replication, decode, mapping, sink, checkpoint).
+/// Errors by [`Stage`].
 pub const ERRORS_TOTAL: &str = "cdc_errors_total";
 /// Changes recorded as dead letters, by table.
 pub const DEAD_LETTERS_TOTAL: &str = "cdc_dead_letters_total";
@@ -204,7 +204,52 @@ impl CdcMetrics {
     }
 
     /// Counts an error of `stage`.
-    pub fn error(&self, stage: &str) {
-        self.errors.with_label_values(&[stage]).inc();
+    pub fn error(&self, stage: Stage) {
+        self.errors.with_label_values(&[stage.label()]).inc();
+    }
+}
+
+/// Where an error happened: the `stage` label of [`ERRORS_TOTAL`] and the `stage` field of the
+/// daemon's warnings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Creating the store's indexes at start failed; retried.
+    Indexes,
+    /// A replication session failed or could not start (source down, slot problem); the daemon
+    /// reconnects and resumes from its checkpoint.
+    Replication,
+    /// Bytes from the stream are not pgoutput this daemon understands; recorded as a dead letter.
+    Decode,
+    /// Reading a lookup or settling patients' `latest` failed (retried), or a change cannot be
+    /// mapped (recorded as a dead letter).
+    Mapping,
+    /// A store write failed (retried), or the store refused one write (recorded as a dead
+    /// letter).
+    Sink,
+    /// Reading or storing the checkpoint failed; retried.
+    Checkpoint,
+    /// Emptying the read model before an initial snapshot failed; retried.
+    Snapshot,
+    /// A support request (resync, replay) is malformed, or the dead letters of a replay cannot
+    /// be read; the request is skipped.
+    Request,
+    /// Emitting a heartbeat on the source failed; the next interval tries again.
+    Heartbeat,
+}
+
+impl Stage {
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Stage::Indexes => "indexes",
+            Stage::Replication => "replication",
+            Stage::Decode => "decode",
+            Stage::Mapping => "mapping",
+            Stage::Sink => "sink",
+            Stage::Checkpoint => "checkpoint",
+            Stage::Snapshot => "snapshot",
+            Stage::Request => "request",
+            Stage::Heartbeat => "heartbeat",
+        }
     }
 }

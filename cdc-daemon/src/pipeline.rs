@@ -18,126 +18,160 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mongodb::Database;
-use mongodb::bson::{Bson, DateTime, doc};
-use read_model::DEAD_LETTERS;
+use mongodb::bson::{DateTime, doc};
 use service_plumbing::shutdown::Shutdown;
 
+use crate::apply::Writer;
 use crate::backoff::Backoff;
 use crate::checkpoint::Checkpoints;
 use crate::decode::{self, Message};
 use crate::heartbeat;
 use crate::lag::LagState;
-use crate::mapping::{DeadLetter, Mapper, Transaction, latest};
-use crate::metrics::CdcMetrics;
+use crate::mapping::{DeadLetter, Mapper, Origin, Transaction};
+use crate::metrics::Stage;
 use crate::replication::{self, Event, ReplicationError, Source, Stream, unix_millis};
-use crate::requests;
-use crate::sink::{self, Batch, Mode, Write};
-use crate::snapshot;
+use crate::retry::GaveUp;
+use crate::sink::{Batch, Mode};
+use crate::snapshot::{self, SnapshotError};
 use crate::source_tables::SourceError;
+use crate::support_requests::{self, RequestError};
 
-/// When a batch is flushed and how much the daemon caches.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// Flush once this many row changes are batched.
-    pub max_batch_changes: usize,
-    /// Flush once the batch holds about this many bytes.
-    pub max_batch_bytes: usize,
-    /// Flush a batch at most this long after its first change.
-    pub max_batch_delay: Duration,
-    /// Entries per lookup cache.
-    pub cache_capacity: usize,
-    /// How long shutdown may wait for the store before giving up on the last batch.
-    pub shutdown_deadline: Duration,
-    /// Halt at the first change that cannot be mapped instead of recording a dead letter.
-    pub stop_on_dead_letter: bool,
-    /// Where document writes go.
-    pub sink: SinkMode,
-}
-
-/// Where document writes go: the store, or nowhere (a benchmarking switch, see `Config::sink`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SinkMode {
-    /// Write to the store.
-    #[default]
-    Store,
-    /// Drop every document write (checkpoints are still written).
-    Discard,
-}
-
-/// Why a replication session ended.
+/// Why a replication session ended, by what the daemon does next.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
-    /// Replication failed or could not start.
+    /// Reconnect after a backoff and resume from the checkpoint.
+    #[error(transparent)]
+    Reconnect(#[from] Interruption),
+    /// Stop streaming: the daemon does not go on by itself.
+    #[error(transparent)]
+    Halt(#[from] Halt),
+}
+
+/// A transient end of a session: the source went away or refused for now.
+#[derive(Debug, thiserror::Error)]
+pub enum Interruption {
+    /// Replication failed or could not start (including another daemon holding the slot).
     #[error(transparent)]
     Replication(#[from] ReplicationError),
     /// The server ended the stream.
     #[error("the replication stream ended")]
     StreamEnded,
-    /// Shutdown waited for the store longer than its deadline.
-    #[error("shutting down while the store is unavailable")]
-    GaveUp,
-    /// Reading tables from the source (snapshot, resync) failed.
+    /// Reading tables from the source (snapshot, support request) failed.
     #[error(transparent)]
     Source(#[from] SourceError),
-    /// A change could not be mapped and the daemon is set to stop.
+}
+
+/// A terminal end of streaming.
+#[derive(Debug, thiserror::Error)]
+pub enum Halt {
+    /// Shutdown waited for the store longer than its deadline; the unwritten batch is replayed
+    /// on the next start.
+    #[error(transparent)]
+    GaveUp(#[from] GaveUp),
+    /// A change could not be mapped and the daemon is set to stop (`stop_on_dead_letter`);
+    /// it waits before the change until an operator restarts it.
     #[error("halted at a change that cannot be mapped (stop_on_dead_letter): {0}")]
-    Halted(String),
+    DeadLetter(String),
+}
+
+impl From<ReplicationError> for SessionError {
+    fn from(error: ReplicationError) -> Self {
+        Interruption::from(error).into()
+    }
+}
+
+impl From<SourceError> for SessionError {
+    fn from(error: SourceError) -> Self {
+        Interruption::from(error).into()
+    }
+}
+
+impl From<GaveUp> for SessionError {
+    fn from(error: GaveUp) -> Self {
+        Halt::from(error).into()
+    }
+}
+
+impl From<SnapshotError> for SessionError {
+    fn from(error: SnapshotError) -> Self {
+        match error {
+            SnapshotError::Replication(error) => error.into(),
+            SnapshotError::Source(error) => error.into(),
+            SnapshotError::GaveUp(error) => error.into(),
+        }
+    }
+}
+
+impl From<RequestError> for SessionError {
+    fn from(error: RequestError) -> Self {
+        match error {
+            RequestError::Source(error) => error.into(),
+            RequestError::GaveUp(error) => error.into(),
+        }
+    }
 }
 
 /// The pipeline and what it needs.
 pub struct Pipeline {
     /// The slot to read.
     pub source: Source,
-    /// The read store.
-    pub database: Database,
-    /// Batching and caching.
-    pub settings: Settings,
-    /// Metrics.
-    pub metrics: CdcMetrics,
+    /// Writes batches (and holds the store, the metrics and the retry policy).
+    pub writer: Writer,
+    /// Entries per lookup cache.
+    pub cache_capacity: usize,
+    /// Halt at the first change that cannot be mapped instead of recording a dead letter.
+    pub stop_on_dead_letter: bool,
     /// Lag bookkeeping shared with the lag poller.
     pub lag: Arc<LagState>,
-    /// Stops the loop.
+    /// Ends the loop; the last batch is still written (within the retry policy's deadline).
     pub shutdown: Shutdown,
 }
 
 impl Pipeline {
     /// Runs until shutdown: one replication session after another, backing off between them.
     pub async fn run(self) {
-        let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
-        while let Err(error) = read_model::indexes::create(&self.database).await {
-            tracing::warn!(%error, "cannot create the store's indexes yet; retrying");
-            if self.pause(backoff.next_delay()).await {
-                return;
-            }
+        let database = self.writer.database();
+        let indexes = self
+            .writer
+            .retry()
+            .until_ok(Stage::Indexes, || async {
+                read_model::indexes::create(database).await
+            })
+            .await;
+        if indexes.is_err() {
+            return;
         }
-        let checkpoints = Checkpoints::new(self.database.clone(), self.source.slot.clone());
-        let mut mapper = Mapper::new(self.database.clone(), self.settings.cache_capacity);
+        let checkpoints = Checkpoints::new(database.clone(), self.source.slot.clone());
+        let mut mapper = Mapper::new(database.clone(), self.cache_capacity);
+        let metrics = self.writer.metrics();
+        let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
         loop {
             let outcome = self.session(&checkpoints, &mut mapper, &mut backoff).await;
-            self.metrics.connected.set(0);
+            metrics.connected.set(0);
             match outcome {
                 Ok(()) => return,
-                Err(SessionError::Replication(ReplicationError::SlotInUse(slot))) => {
+                Err(SessionError::Reconnect(Interruption::Replication(
+                    ReplicationError::SlotInUse(slot),
+                ))) => {
                     tracing::info!(%slot, "the slot is held by another daemon; waiting to take over");
                 }
-                Err(SessionError::GaveUp) => {
+                Err(SessionError::Reconnect(error)) => {
+                    metrics.error(Stage::Replication);
+                    tracing::warn!(error = %error, "replication session ended; reconnecting");
+                }
+                Err(SessionError::Halt(Halt::GaveUp(_))) => {
                     tracing::warn!(
                         "stopped with the last batch unwritten; it is replayed on restart"
                     );
                     return;
                 }
-                Err(error @ SessionError::Halted(_)) => {
+                Err(SessionError::Halt(error @ Halt::DeadLetter(_))) => {
                     // Streaming stays stopped before the change (the slot keeps the WAL) until
                     // an operator fixes the cause and restarts the daemon.
-                    self.metrics.halted.set(1);
+                    metrics.halted.set(1);
                     tracing::error!(error = %error, "streaming halted; fix the change's cause, then restart");
                     self.shutdown.wait().await;
                     return;
-                }
-                Err(error) => {
-                    self.metrics.error("replication");
-                    tracing::warn!(error = %error, "replication session ended; reconnecting");
                 }
             }
             mapper.reset();
@@ -161,15 +195,10 @@ impl Pipeline {
         mapper: &mut Mapper<Database>,
         backoff: &mut Backoff,
     ) -> Result<(), SessionError> {
-        let checkpoint = {
-            let mut retry = self.retry();
-            loop {
-                match checkpoints.load().await {
-                    Ok(value) => break value,
-                    Err(error) => retry.failed("checkpoint", &error).await?,
-                }
-            }
-        };
+        let retry = self.writer.retry();
+        let checkpoint = retry
+            .until_ok(Stage::Checkpoint, || checkpoints.load())
+            .await?;
         let mut connection = replication::connect(&self.source, checkpoint.unwrap_or(0)).await?;
         let slot_exists = connection.slot_exists().await?;
         // Held until the session ends, so that no second daemon starts a snapshot of its own.
@@ -187,20 +216,30 @@ impl Pipeline {
                 }
                 let exported = connection.create_slot().await?;
                 mapper.reset();
-                if !snapshot::copy(self, &exported, mapper).await? {
+                let copied = snapshot::copy(
+                    &self.writer,
+                    &self.source,
+                    &exported,
+                    mapper,
+                    &self.shutdown,
+                )
+                .await?;
+                if !copied {
                     return Ok(());
                 }
-                let mut retry = self.retry();
-                while let Err(error) = checkpoints.start_at(exported.consistent_lsn).await {
-                    retry.failed("checkpoint", &error).await?;
-                }
+                retry
+                    .until_ok(Stage::Checkpoint, || async {
+                        checkpoints.start_at(exported.consistent_lsn).await
+                    })
+                    .await?;
                 exported.consistent_lsn
             }
         };
         let stream = connection.start().await?;
         tracing::info!(slot = %self.source.slot, from = %read_model::lsn::format(applied), "streaming");
-        self.metrics.connected.set(1);
-        self.metrics.applied_lsn.set(applied as f64);
+        let metrics = self.writer.metrics();
+        metrics.connected.set(1);
+        metrics.applied_lsn.set(applied as f64);
         backoff.reset();
         let mut session = Session {
             pipeline: self,
@@ -217,204 +256,6 @@ impl Pipeline {
         let outcome = session.run(mapper).await;
         session.stream.close().await;
         outcome
-    }
-
-    /// A retry policy for store operations: back off while the store is unavailable, give up
-    /// only when shutdown has waited longer than its deadline.
-    pub(crate) fn retry(&self) -> Retry<'_> {
-        Retry {
-            pipeline: self,
-            backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
-            shutdown_since: None,
-        }
-    }
-
-    /// Writes `batch`, then what it made stale in patients' `latest`, retrying while the store
-    /// is unavailable. Statements the store refuses on their own become dead letters named
-    /// after `lsn`.
-    pub(crate) async fn apply(
-        &self,
-        batch: &mut Batch,
-        mapper: &mut Mapper<Database>,
-        lsn: u64,
-        mode: Mode,
-    ) -> Result<(), SessionError> {
-        let changes = batch.changes();
-        let statements = batch.take();
-        self.write(&statements, lsn, mode).await?;
-        let latest = mapper.take_latest();
-        // Settling reads the store, which a discarding sink never wrote.
-        if !latest.is_empty() && self.settings.sink == SinkMode::Store {
-            let writes = {
-                let mut retry = self.retry();
-                loop {
-                    match latest::settle(&self.database, &latest).await {
-                        Ok(value) => break value,
-                        Err(error) => retry.failed("mapping", &error).await?,
-                    }
-                }
-            };
-            let mut derived = Batch::default();
-            derived.extend(writes);
-            self.write(&derived.take(), lsn, Mode::Update).await?;
-        }
-        mapper.end_batch();
-        if changes > 0 {
-            self.metrics.batch_changes.observe(changes as f64);
-        }
-        Ok(())
-    }
-
-    /// Maps a row read from the source (snapshot, request) into `batch`, recording a change it
-    /// cannot map as dead letter `number` of `transaction`.
-    pub(crate) async fn map_source_row(
-        &self,
-        mapper: &mut Mapper<Database>,
-        message: &Message,
-        transaction: &Transaction,
-        batch: &mut Batch,
-        number: &str,
-    ) -> Result<(), SessionError> {
-        let mapped = {
-            let mut retry = self.retry();
-            loop {
-                match mapper.map(message, transaction, batch).await {
-                    Ok(value) => break value,
-                    Err(error) => retry.failed("mapping", &error).await?,
-                }
-            }
-        };
-        if let Some(letter) = mapped.dead_letter {
-            self.metrics.error("mapping");
-            batch.push(self.dead_letter(transaction.commit_lsn, number, letter));
-        }
-        Ok(())
-    }
-
-    /// The dead-letter record of `letter`, change `number` of the transaction at `lsn`.
-    pub(crate) fn dead_letter(&self, lsn: u64, number: &str, letter: DeadLetter) -> Write {
-        tracing::warn!(table = %letter.table, error = %letter.error, lsn = %read_model::lsn::format(lsn), "change recorded as a dead letter");
-        self.metrics
-            .dead_letters
-            .with_label_values(&[&letter.table])
-            .inc();
-        let id = format!("{lsn:016X}-{number}");
-        Write::upsert(
-            DEAD_LETTERS,
-            id.as_str(),
-            doc! {
-                "lsn": read_model::lsn::format(lsn),
-                "table": letter.table,
-                "operation": letter.operation.name(),
-                "values": letter.values,
-                "error": letter.error,
-                "recorded_at": DateTime::now(),
-            },
-        )
-    }
-
-    /// Sends statements, retrying while the store is unavailable; statements the store refuses
-    /// on their own become dead letters.
-    async fn write(
-        &self,
-        statements: &[(&'static str, Vec<Write>)],
-        lsn: u64,
-        mode: Mode,
-    ) -> Result<(), SessionError> {
-        let rejected = self.send(statements, mode).await?;
-        if rejected.is_empty() {
-            return Ok(());
-        }
-        let metrics = &self.metrics;
-        let mut letters = Batch::default();
-        for (index, refused) in rejected.into_iter().enumerate() {
-            metrics.error("sink");
-            metrics
-                .dead_letters
-                .with_label_values(&[refused.write.collection()])
-                .inc();
-            tracing::warn!(collection = refused.write.collection(), error = %refused.error, "the store refused a write; recorded as a dead letter");
-            let (filter, update) = match &refused.write {
-                Write::Update { filter, update, .. } => {
-                    (filter.clone(), Bson::Document(update.clone()))
-                }
-                Write::Delete { filter, .. } => (filter.clone(), Bson::Null),
-            };
-            letters.push(Write::upsert(
-                DEAD_LETTERS,
-                format!("{lsn:016X}-store-{index}").as_str(),
-                doc! {
-                    "lsn": read_model::lsn::format(lsn),
-                    "collection": refused.write.collection(),
-                    "filter": filter,
-                    "update": update,
-                    "error": refused.error,
-                    "recorded_at": DateTime::now(),
-                },
-            ));
-        }
-        self.send(&letters.take(), Mode::Update).await?;
-        Ok(())
-    }
-
-    /// One [`sink::flush`], retried until the store takes it.
-    async fn send(
-        &self,
-        statements: &[(&'static str, Vec<Write>)],
-        mode: Mode,
-    ) -> Result<Vec<sink::Rejected>, SessionError> {
-        if statements.is_empty() || self.settings.sink == SinkMode::Discard {
-            return Ok(Vec::new());
-        }
-        let metrics = &self.metrics;
-        let mut retry = self.retry();
-        loop {
-            let flushed = sink::flush(
-                &self.database,
-                statements,
-                mode,
-                |collection, count, elapsed| {
-                    metrics
-                        .store_writes
-                        .with_label_values(&[collection])
-                        .inc_by(count as u64);
-                    metrics.store_write_seconds.observe(elapsed.as_secs_f64());
-                },
-            )
-            .await;
-            match flushed {
-                Ok(rejected) => return Ok(rejected),
-                Err(error) => retry.failed("sink", &error).await?,
-            }
-        }
-    }
-}
-
-/// Retrying one store operation (see [`Pipeline::retry`]).
-pub(crate) struct Retry<'p> {
-    pipeline: &'p Pipeline,
-    backoff: Backoff,
-    shutdown_since: Option<Instant>,
-}
-
-impl Retry<'_> {
-    /// Records a failure of `stage`, then waits before the next attempt; an error when the
-    /// daemon should give up.
-    pub(crate) async fn failed(
-        &mut self,
-        stage: &str,
-        error: &impl std::fmt::Display,
-    ) -> Result<(), SessionError> {
-        self.pipeline.metrics.error(stage);
-        tracing::warn!(error = %error, stage, "store operation failed; retrying");
-        if self.pipeline.shutdown.is_triggered() {
-            let since = *self.shutdown_since.get_or_insert_with(Instant::now);
-            if since.elapsed() > self.pipeline.settings.shutdown_deadline {
-                return Err(SessionError::GaveUp);
-            }
-        }
-        tokio::time::sleep(self.backoff.next_delay()).await;
-        Ok(())
     }
 }
 
@@ -447,10 +288,9 @@ struct Session<'p> {
 impl Session<'_> {
     async fn run(&mut self, mapper: &mut Mapper<Database>) -> Result<(), SessionError> {
         let pipeline = self.pipeline;
+        let max_batch_delay = pipeline.writer.settings().max_batch_delay;
         loop {
-            let flush_at = self
-                .batch_opened
-                .map(|opened| opened + pipeline.settings.max_batch_delay);
+            let flush_at = self.batch_opened.map(|opened| opened + max_batch_delay);
             // Events that are already waiting come before the flush timer: under a backlog,
             // batches fill up to their size limits; when the stream is quiet, the timer bounds
             // how long a change waits.
@@ -460,7 +300,7 @@ impl Session<'_> {
                     self.flush(mapper).await?;
                     return Ok(());
                 }
-                event = self.stream.next() => event?.ok_or(SessionError::StreamEnded)?,
+                event = self.stream.next() => event?.ok_or(Interruption::StreamEnded)?,
                 () = sleep_until(flush_at) => {
                     self.flush(mapper).await?;
                     continue;
@@ -498,14 +338,14 @@ impl Session<'_> {
                     | Message::Delete(_)
                     | Message::Truncate(_)),
                 ) => {
-                    self.map(&message, mapper).await?;
+                    self.change(&message, mapper).await?;
                 }
                 Ok(_) => {}
                 Err(error) => {
-                    pipeline.metrics.error("decode");
+                    pipeline.writer.metrics().error(Stage::Decode);
                     let letter = DeadLetter {
-                        table: "(undecodable)".to_string(),
-                        operation: crate::mapping::Operation::Insert,
+                        origin: Origin::Undecodable,
+                        operation: None,
                         values: doc! { "bytes": hex(&bytes) },
                         error: error.to_string(),
                     };
@@ -528,7 +368,7 @@ impl Session<'_> {
                 }
                 self.idle_advance(message.lsn).await?
             }
-            Event::Message(message) if message.prefix == requests::PREFIX => {
+            Event::Message(message) if message.prefix == support_requests::PREFIX => {
                 if self.open.as_ref().is_some_and(|open| !open.skip) {
                     self.request(&message.content, message.lsn, mapper).await?;
                 }
@@ -536,15 +376,15 @@ impl Session<'_> {
             Event::Message(_) => {}
             Event::KeepAlive { wal_end } => self.idle_advance(wal_end).await?,
         }
-        if self.batch.changes() >= pipeline.settings.max_batch_changes
-            || self.batch.bytes() >= pipeline.settings.max_batch_bytes
-        {
+        if pipeline.writer.is_full(&self.batch) {
             self.flush(mapper).await?;
         }
         Ok(())
     }
 
-    async fn map(
+    /// Maps one row change of the open transaction into the batch (nothing for a transaction
+    /// at or below the checkpoint), counting it and recording what cannot be mapped.
+    async fn change(
         &mut self,
         message: &Message,
         mapper: &mut Mapper<Database>,
@@ -558,49 +398,52 @@ impl Session<'_> {
         }
         open.changes += 1;
         let transaction = open.transaction;
-        let batch = &mut self.batch;
-        let mapped = {
-            let mut retry = pipeline.retry();
-            loop {
-                match mapper.map(message, &transaction, batch).await {
-                    Ok(value) => break value,
-                    Err(error) => retry.failed("mapping", &error).await?,
-                }
-            }
-        };
+        let writer = &pipeline.writer;
+        let mapped = writer
+            .map_retrying(mapper, message, &transaction, &mut self.batch)
+            .await?;
         if let Some((table, operation)) = mapped.change {
-            pipeline
-                .metrics
+            writer
+                .metrics()
                 .changes
                 .with_label_values(&[table.name(), operation.name()])
                 .inc();
         }
         if let Some(letter) = mapped.dead_letter {
-            pipeline.metrics.error("mapping");
+            writer.metrics().error(Stage::Mapping);
             self.dead_letter(letter)?;
         }
         self.batch_opened.get_or_insert_with(Instant::now);
         Ok(())
     }
 
-    /// Carries out a support request (see [`requests`]) after writing what came before it.
+    /// Carries out a support request (see [`support_requests`]) after writing what came before
+    /// it.
     async fn request(
         &mut self,
         content: &[u8],
         lsn: u64,
         mapper: &mut Mapper<Database>,
     ) -> Result<(), SessionError> {
-        let request: requests::Request = match serde_json::from_slice(content) {
+        let pipeline = self.pipeline;
+        let request: support_requests::Request = match serde_json::from_slice(content) {
             Ok(request) => request,
             Err(error) => {
-                self.pipeline.metrics.error("request");
+                pipeline.writer.metrics().error(Stage::Request);
                 tracing::warn!(%error, lsn = %read_model::lsn::format(lsn), "ignoring a malformed request");
                 return Ok(());
             }
         };
         tracing::info!(?request, lsn = %read_model::lsn::format(lsn), "carrying out a request");
         self.flush(mapper).await?;
-        requests::carry_out(self.pipeline, &request, lsn).await?;
+        support_requests::carry_out(
+            &pipeline.writer,
+            &pipeline.source,
+            pipeline.cache_capacity,
+            &request,
+            lsn,
+        )
+        .await?;
         // The request wrote behind the mapper's caches.
         mapper.forget_lookups();
         Ok(())
@@ -613,17 +456,23 @@ impl Session<'_> {
             Some(open) => (open.transaction.commit_lsn, open.changes),
             None => (self.applied, 0),
         };
-        if self.pipeline.settings.stop_on_dead_letter {
-            return Err(SessionError::Halted(format!(
-                "{} {} at {}: {}",
-                letter.table,
-                letter.operation.name(),
+        if self.pipeline.stop_on_dead_letter {
+            let operation = letter
+                .operation
+                .map_or("change", |operation| operation.name());
+            return Err(Halt::DeadLetter(format!(
+                "{} {operation} at {}: {}",
+                letter.origin.label(),
                 read_model::lsn::format(lsn),
                 letter.error
-            )));
+            ))
+            .into());
         }
-        self.batch
-            .push(self.pipeline.dead_letter(lsn, &number.to_string(), letter));
+        self.batch.push(
+            self.pipeline
+                .writer
+                .dead_letter(lsn, &number.to_string(), letter),
+        );
         Ok(())
     }
 
@@ -632,6 +481,7 @@ impl Session<'_> {
     async fn flush(&mut self, mapper: &mut Mapper<Database>) -> Result<(), SessionError> {
         let pipeline = self.pipeline;
         pipeline
+            .writer
             .apply(&mut self.batch, mapper, self.applied, Mode::Update)
             .await?;
         self.batch_opened = None;
@@ -639,24 +489,14 @@ impl Session<'_> {
         let Some((lsn, commit_time)) = self.completed.take() else {
             return Ok(());
         };
-        let (checkpoints, stream) = (self.checkpoints, &self.stream);
-        {
-            let mut retry = pipeline.retry();
-            loop {
-                match checkpoints.advance(stream, lsn, commit_time).await {
-                    Ok(value) => break value,
-                    Err(error) => retry.failed("checkpoint", &error).await?,
-                }
-            }
-        };
-        self.applied = lsn;
+        self.checkpoint(lsn, commit_time).await?;
         pipeline.lag.caught_up();
-        pipeline.metrics.applied_lsn.set(lsn as f64);
+        let metrics = pipeline.writer.metrics();
         let now = DateTime::now().timestamp_millis();
         for commit_time in self.commit_times.drain(..) {
-            pipeline.metrics.transactions.inc();
+            metrics.transactions.inc();
             let seconds = (now - commit_time.timestamp_millis()).max(0) as f64 / 1000.0;
-            pipeline.metrics.commit_to_store_seconds.observe(seconds);
+            metrics.commit_to_store_seconds.observe(seconds);
         }
         Ok(())
     }
@@ -672,22 +512,26 @@ impl Session<'_> {
         {
             return Ok(());
         }
-        let pipeline = self.pipeline;
         tracing::debug!(lsn = %read_model::lsn::format(lsn), "advancing the idle checkpoint");
-        let (checkpoints, stream) = (self.checkpoints, &self.stream);
-        let now = DateTime::now();
-        {
-            let mut retry = pipeline.retry();
-            loop {
-                match checkpoints.advance(stream, lsn, now).await {
-                    Ok(value) => break value,
-                    Err(error) => retry.failed("checkpoint", &error).await?,
-                }
-            }
-        };
-        self.applied = lsn;
+        self.checkpoint(lsn, DateTime::now()).await?;
         self.last_idle_advance = Instant::now();
-        pipeline.metrics.applied_lsn.set(lsn as f64);
+        Ok(())
+    }
+
+    /// Stores `lsn` (reached at `commit_time`) as the checkpoint, then confirms it to the slot:
+    /// in that order, a crash between the two replays a little, which is harmless.
+    async fn checkpoint(&mut self, lsn: u64, commit_time: DateTime) -> Result<(), GaveUp> {
+        let checkpoints = self.checkpoints;
+        self.pipeline
+            .writer
+            .retry()
+            .until_ok(Stage::Checkpoint, || async {
+                checkpoints.advance(lsn, commit_time).await
+            })
+            .await?;
+        self.stream.confirm(lsn);
+        self.applied = lsn;
+        self.pipeline.writer.metrics().applied_lsn.set(lsn as f64);
         Ok(())
     }
 }

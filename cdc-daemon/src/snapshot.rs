@@ -33,10 +33,14 @@ use read_model::{
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
+use service_plumbing::shutdown::Shutdown;
+
+use crate::apply::Writer;
 use crate::decode::{ColumnData, Insert, Message, Relation, TupleData};
-use crate::mapping::{Mapper, Transaction};
-use crate::pipeline::{Pipeline, SessionError};
+use crate::mapping::{Mapper, Table, Transaction};
+use crate::metrics::{CdcMetrics, Stage};
 use crate::replication::{ExportedSnapshot, ReplicationError, Source};
+use crate::retry::GaveUp;
 use crate::sink::{Batch, Mode};
 use crate::source_tables::{self, SourceError};
 
@@ -44,6 +48,20 @@ use crate::source_tables::{self, SourceError};
 const ROWS_PER_CHUNK: usize = 500;
 /// How often progress is logged.
 const LOG_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Why a snapshot stopped before it finished; the next start begins it again.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// Another daemon is taking the snapshot ([`ReplicationError::SlotInUse`]).
+    #[error(transparent)]
+    Replication(#[from] ReplicationError),
+    /// Reading the source failed.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// Shutdown gave up waiting for the store.
+    #[error(transparent)]
+    GaveUp(#[from] GaveUp),
+}
 
 /// The advisory lock that lets one daemon at a time snapshot a slot.
 pub struct Lock {
@@ -53,7 +71,7 @@ pub struct Lock {
 impl Lock {
     /// Takes the lock of `source`'s slot; [`ReplicationError::SlotInUse`] while another daemon
     /// holds it. Released when dropped (or when the process dies).
-    pub async fn acquire(source: &Source) -> Result<Lock, SessionError> {
+    pub async fn acquire(source: &Source) -> Result<Lock, SnapshotError> {
         let client = source_tables::connect(&source.url).await?;
         let key = format!("myhealth cdc-daemon snapshot {}", source.slot);
         let row = client
@@ -68,26 +86,27 @@ impl Lock {
     }
 }
 
-/// Copies every published table inside `exported` into the store. False if shutdown came
-/// first (the next start begins again).
+/// Copies every published table of `source` inside `exported` into the store through `writer`.
+/// False if `shutdown` came first (the next start begins again).
 pub async fn copy(
-    pipeline: &Pipeline,
+    writer: &Writer,
+    source: &Source,
     exported: &ExportedSnapshot,
     mapper: &mut Mapper<Database>,
-) -> Result<bool, SessionError> {
-    let source = &pipeline.source;
+    shutdown: &Shutdown,
+) -> Result<bool, SnapshotError> {
     let catalog = source_tables::read_view(&source.url, Some(&exported.name)).await?;
     let relations = source_tables::relations(&catalog, &source.publication).await?;
-    let mut progress = Progress::new(pipeline, &catalog, &relations).await?;
+    let mut progress = Progress::new(writer.metrics(), &catalog, &relations).await?;
     drop(catalog);
     for relation in &relations {
         mapper.relation(relation.clone());
     }
-    clear_read_model(pipeline).await?;
+    clear_read_model(writer).await?;
     tracing::info!(tables = relations.len(), lsn = %read_model::lsn::format(exported.consistent_lsn), "initial snapshot started");
 
     let mut copier = Copier {
-        pipeline,
+        writer,
         mapper,
         batch: Batch::default(),
         transaction: Transaction {
@@ -96,9 +115,13 @@ pub async fn copy(
         },
         rows: 0,
     };
-    let (reports, others): (Vec<&Relation>, Vec<&Relation>) = relations
-        .iter()
-        .partition(|relation| matches!(relation.name.as_str(), "reports" | "measurements"));
+    let (reports, others): (Vec<&Relation>, Vec<&Relation>) =
+        relations.iter().partition(|relation| {
+            matches!(
+                Table::of(relation),
+                Some(Table::Reports | Table::Measurements)
+            )
+        });
 
     // Tables nothing else depends on the order of: in parallel.
     let (sender, mut receiver) = mpsc::channel::<Result<Chunk, SourceError>>(8);
@@ -116,18 +139,21 @@ pub async fn copy(
         let chunk = chunk?;
         progress.copied(&chunk.relation.name, chunk.rows.len());
         for row in chunk.rows {
-            copier.map(chunk.relation.id, row).await?;
+            copier.map_copied(chunk.relation.id, row).await?;
         }
-        if copier.flush_if_full().await? || pipeline.shutdown.is_triggered() {
+        copier.flush_if_full().await?;
+        if shutdown.is_triggered() {
             return Ok(false);
         }
     }
 
     // Reports with their measurements, one patient after another.
-    let report = reports.iter().find(|relation| relation.name == "reports");
+    let report = reports
+        .iter()
+        .find(|relation| Table::of(relation) == Some(Table::Reports));
     let measurement = reports
         .iter()
-        .find(|relation| relation.name == "measurements");
+        .find(|relation| Table::of(relation) == Some(Table::Measurements));
     if let Some(report) = report {
         let client = source_tables::read_view(&source.url, Some(&exported.name)).await?;
         let query = match measurement {
@@ -161,7 +187,7 @@ pub async fn copy(
             if previous.as_ref() != values.get(id_column) {
                 previous = values.get(id_column).cloned();
                 progress.copied(&report.name, 1);
-                copier.map(report.id, TupleData(values)).await?;
+                copier.map_copied(report.id, TupleData(values)).await?;
             }
             if let Some(measurement) = measurement
                 && measurement_values
@@ -170,10 +196,11 @@ pub async fn copy(
             {
                 progress.copied(&measurement.name, 1);
                 copier
-                    .map(measurement.id, TupleData(measurement_values))
+                    .map_copied(measurement.id, TupleData(measurement_values))
                     .await?;
             }
-            if copier.flush_if_full().await? || pipeline.shutdown.is_triggered() {
+            copier.flush_if_full().await?;
+            if shutdown.is_triggered() {
                 return Ok(false);
             }
         }
@@ -188,8 +215,9 @@ pub async fn copy(
         let mut rows = std::pin::pin!(rows);
         while let Some(row) = rows.next().await {
             progress.copied(&measurement.name, 1);
-            copier.map(measurement.id, row?).await?;
-            if copier.flush_if_full().await? || pipeline.shutdown.is_triggered() {
+            copier.map_copied(measurement.id, row?).await?;
+            copier.flush_if_full().await?;
+            if shutdown.is_triggered() {
                 return Ok(false);
             }
         }
@@ -200,7 +228,7 @@ pub async fn copy(
 }
 
 /// Empties the read model's documents and dead letters (not the checkpoints).
-async fn clear_read_model(pipeline: &Pipeline) -> Result<(), SessionError> {
+async fn clear_read_model(writer: &Writer) -> Result<(), GaveUp> {
     for collection in [
         REPORTS,
         PATIENTS,
@@ -209,15 +237,13 @@ async fn clear_read_model(pipeline: &Pipeline) -> Result<(), SessionError> {
         LOOKUP_CHECKUPS,
         DEAD_LETTERS,
     ] {
-        let mut retry = pipeline.retry();
-        while let Err(error) = pipeline
-            .database
-            .collection::<Document>(collection)
-            .delete_many(doc! {})
-            .await
-        {
-            retry.failed("snapshot", &error).await?;
-        }
+        let collection = writer.database().collection::<Document>(collection);
+        writer
+            .retry()
+            .until_ok(Stage::Snapshot, || async {
+                collection.delete_many(doc! {}).await
+            })
+            .await?;
     }
     Ok(())
 }
@@ -259,7 +285,7 @@ async fn send_rows(
 
 /// Maps copied rows into batches and writes them.
 struct Copier<'p, 'm> {
-    pipeline: &'p Pipeline,
+    writer: &'p Writer,
     mapper: &'m mut Mapper<Database>,
     batch: Batch,
     transaction: Transaction,
@@ -267,10 +293,11 @@ struct Copier<'p, 'm> {
 }
 
 impl Copier<'_, '_> {
-    async fn map(&mut self, relation_id: u32, new: TupleData) -> Result<(), SessionError> {
+    /// Maps one copied row as an insert into the copier's batch.
+    async fn map_copied(&mut self, relation_id: u32, new: TupleData) -> Result<(), GaveUp> {
         let message = Message::Insert(Insert { relation_id, new });
         self.rows += 1;
-        self.pipeline
+        self.writer
             .map_source_row(
                 self.mapper,
                 &message,
@@ -281,19 +308,16 @@ impl Copier<'_, '_> {
             .await
     }
 
-    /// Writes the batch once it is full; true if shutdown was asked for meanwhile.
-    async fn flush_if_full(&mut self) -> Result<bool, SessionError> {
-        let settings = &self.pipeline.settings;
-        if self.batch.changes() >= settings.max_batch_changes
-            || self.batch.bytes() >= settings.max_batch_bytes
-        {
+    /// Writes the batch once it is full.
+    async fn flush_if_full(&mut self) -> Result<(), GaveUp> {
+        if self.writer.is_full(&self.batch) {
             self.flush().await?;
         }
-        Ok(self.pipeline.shutdown.is_triggered())
+        Ok(())
     }
 
-    async fn flush(&mut self) -> Result<(), SessionError> {
-        self.pipeline
+    async fn flush(&mut self) -> Result<(), GaveUp> {
+        self.writer
             .apply(
                 &mut self.batch,
                 &mut *self.mapper,
@@ -306,7 +330,7 @@ impl Copier<'_, '_> {
 
 /// Rows copied per table against the planner's estimates.
 struct Progress<'p> {
-    pipeline: &'p Pipeline,
+    metrics: &'p CdcMetrics,
     tables: Vec<(String, u64, u64)>,
     started: Instant,
     logged: Instant,
@@ -315,7 +339,7 @@ struct Progress<'p> {
 
 impl<'p> Progress<'p> {
     async fn new(
-        pipeline: &'p Pipeline,
+        metrics: &'p CdcMetrics,
         catalog: &Client,
         relations: &[Relation],
     ) -> Result<Progress<'p>, SourceError> {
@@ -330,16 +354,15 @@ impl<'p> Progress<'p> {
                 .get(0);
             // -1 when the table was never analyzed.
             let estimate = estimate.max(0.0) as u64;
-            pipeline
-                .metrics
+            metrics
                 .snapshot_rows_estimated
                 .with_label_values(&[&relation.name])
                 .set(estimate as f64);
             tables.push((relation.name.clone(), 0, estimate));
         }
-        pipeline.metrics.snapshot_running.set(1);
+        metrics.snapshot_running.set(1);
         Ok(Progress {
-            pipeline,
+            metrics,
             tables,
             started: Instant::now(),
             logged: Instant::now(),
@@ -351,8 +374,7 @@ impl<'p> Progress<'p> {
         if let Some(entry) = self.tables.iter_mut().find(|(name, ..)| name == table) {
             entry.1 += rows as u64;
         }
-        self.pipeline
-            .metrics
+        self.metrics
             .snapshot_rows
             .with_label_values(&[table])
             .inc_by(rows as u64);
@@ -411,7 +433,7 @@ impl<'p> Progress<'p> {
         if self.bar {
             eprintln!();
         }
-        self.pipeline.metrics.snapshot_running.set(0);
+        self.metrics.snapshot_running.set(0);
         let copied: u64 = self.tables.iter().map(|(_, copied, _)| copied).sum();
         tracing::info!(
             rows = copied,

@@ -3,7 +3,10 @@
 //! variable given to a service is one its `Config` reads, and the whole environment loads; the
 //! image is built with `make release`'s command; probes, resources, grace periods, replicas
 //! and disruption budgets are as the operations guide says; the compose healthcheck works
-//! against a real service.
+//! against a real service. And the security rules: compose secrets have no defaults, each service
+//! has its own least-privilege PostgreSQL login and MongoDB user, only the public APIs listen
+//! beyond loopback, Grafana has no anonymous access; in Kubernetes each Deployment has a Secret
+//! of its own that the kustomization never contains, and a NetworkPolicy.
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -181,7 +184,8 @@ fn keys_read(service: &str, env: &HashMap<String, String>) -> BTreeSet<String> {
         .collect()
 }
 
-/// Compose's `${NAME:-default}` interpolation, with the defaults.
+/// Compose's interpolation as `up` would do it with every variable set: `${NAME:?message}`
+/// becomes a test value (long enough for the HS256 secret), `${NAME:-default}` its default.
 fn interpolate(value: &str) -> String {
     let mut out = String::new();
     let mut rest = value;
@@ -189,11 +193,46 @@ fn interpolate(value: &str) -> String {
         out.push_str(&rest[..start]);
         let end = rest[start..].find('}').unwrap() + start;
         let inner = &rest[start + 2..end];
-        out.push_str(inner.split_once(":-").map_or("", |(_, default)| default));
+        if let Some((name, _message)) = inner.split_once(":?") {
+            out.push_str(&format!("test-{name}-0123456789abcdef0123456789"));
+        } else {
+            out.push_str(inner.split_once(":-").map_or("", |(_, default)| default));
+        }
         rest = &rest[end + 1..];
     }
     out.push_str(rest);
     out
+}
+
+/// The `${…}` interpolations of a compose value, without the braces.
+fn interpolations(value: &str) -> Vec<&str> {
+    value
+        .split("${")
+        .skip(1)
+        .map(|rest| &rest[..rest.find('}').unwrap()])
+        .collect()
+}
+
+/// The environment of a compose service, as written (not interpolated).
+fn compose_environment(compose: &Value, service: &str) -> HashMap<String, String> {
+    compose["services"][service]["environment"]
+        .as_mapping()
+        .unwrap_or_else(|| panic!("{service} has no environment"))
+        .iter()
+        .map(|(key, value)| (str_of(key), str_of(value)))
+        .collect()
+}
+
+/// The user and the password of a `scheme://user:password@host/…` URL.
+fn url_credentials(url: &str) -> (&str, &str) {
+    let authority = url.split_once("://").unwrap().1;
+    let userinfo = authority
+        .split_once('@')
+        .unwrap_or_else(|| panic!("{url} carries no credentials"))
+        .0;
+    userinfo
+        .split_once(':')
+        .unwrap_or_else(|| panic!("{url} carries no password"))
 }
 
 // --- compose ----------------------------------------------------------------------------------------
@@ -207,6 +246,7 @@ fn compose_file_runs_the_pipeline_with_the_environment_the_binaries_read() {
         "postgres",
         "mongodb",
         "migrate",
+        "db-logins",
         "ingest-api",
         "cdc-daemon",
         "reports-api",
@@ -238,7 +278,7 @@ fn compose_file_runs_the_pipeline_with_the_environment_the_binaries_read() {
     );
     let mongodb = &compose["services"]["mongodb"];
     assert!(mongodb["image"].as_str().unwrap().starts_with("mongo:7"));
-    assert!(str_of(&mongodb["healthcheck"]["test"][4]).contains("rs.initiate"));
+    assert!(str_of(&mongodb["healthcheck"]["test"][1]).contains("rs.initiate"));
 
     for (service, binary) in [
         ("migrate", "myhealth-migrate"),
@@ -307,6 +347,291 @@ fn compose_file_runs_the_pipeline_with_the_environment_the_binaries_read() {
         jobs,
         BTreeSet::from(["cdc-daemon", "ingest-api", "reports-api"]),
         "the rules and dashboards select on these job names"
+    );
+}
+
+#[test]
+fn compose_secrets_have_no_defaults_and_no_service_holds_a_literal_password() {
+    let text = read(&deploy_dir().join("docker-compose.yml"));
+    let compose = yaml(&deploy_dir().join("docker-compose.yml"));
+    // Every interpolation is `${NAME:?message}`: compose refuses to start without the value.
+    let all = interpolations(&text);
+    assert!(all.len() >= 8, "{all:?}");
+    for inner in &all {
+        let (name, message) = inner
+            .split_once(":?")
+            .unwrap_or_else(|| panic!("${{{inner}}} has a default or may be empty"));
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+                && !message.trim().is_empty(),
+            "${{{inner}}}"
+        );
+    }
+    // Every password, secret and URL credential is one of those interpolations.
+    for (service, spec) in compose["services"].as_mapping().unwrap() {
+        let service = str_of(service);
+        let Some(environment) = spec["environment"].as_mapping() else {
+            continue;
+        };
+        for (key, value) in environment {
+            let (key, value) = (str_of(key), str_of(value));
+            let secret_name = ["PASSWORD", "SECRET"].iter().any(|word| key.contains(word));
+            if secret_name {
+                assert!(
+                    value.starts_with("${") && value.ends_with('}') && value.contains(":?"),
+                    "{service}: {key} is not a required variable: {value}"
+                );
+            }
+            if value.contains("://") && value.contains('@') {
+                let (_, password) = url_credentials(&value);
+                assert!(
+                    password.starts_with("${") && password.contains(":?"),
+                    "{service}: {key} carries a literal password"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn compose_services_log_in_to_postgresql_with_their_own_least_privilege_login() {
+    let compose = yaml(&deploy_dir().join("docker-compose.yml"));
+    let owner = compose_environment(&compose, "postgres")["POSTGRES_USER"].clone();
+    let user_of = |service: &str| -> String {
+        let env = compose_environment(&compose, service);
+        url_credentials(&env["MYHEALTH_DATABASE_URL"]).0.to_string()
+    };
+    assert_eq!(user_of("migrate"), owner, "migrations run as the owner");
+    let ingest = user_of("ingest-api");
+    let daemon = user_of("cdc-daemon");
+    assert_eq!(ingest, "myhealth_ingest_api");
+    assert_eq!(daemon, "myhealth_cdc_daemon");
+    assert!(
+        !compose_environment(&compose, "reports-api").contains_key("MYHEALTH_DATABASE_URL"),
+        "the reports API reads MongoDB only"
+    );
+
+    // The logins are made by the init step, after the migrations made the group roles, and each
+    // service waits for it.
+    let step = &compose["services"]["db-logins"];
+    assert_eq!(str_of(&step["command"][0]), "psql");
+    assert_eq!(
+        step["depends_on"]["migrate"]["condition"].as_str(),
+        Some("service_completed_successfully")
+    );
+    for service in ["ingest-api", "cdc-daemon"] {
+        assert_eq!(
+            compose["services"][service]["depends_on"]["db-logins"]["condition"].as_str(),
+            Some("service_completed_successfully"),
+            "{service} starts before its login exists"
+        );
+    }
+    let step_env = compose_environment(&compose, "db-logins");
+    assert_eq!(step_env["PGUSER"], owner);
+    let mounted: Vec<String> = step["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(str_of)
+        .collect();
+    let script_path = mounted
+        .iter()
+        .find_map(|volume| volume.strip_suffix(":/create-logins.sql:ro"))
+        .expect("the login script is not mounted");
+    let script = read(&deploy_dir().join(script_path));
+    let migrations = read(&deploy_dir().join("../sql/migrations/V3__roles.sql"));
+    for (login, group, attributes, password_var) in [
+        (&ingest, "myhealth_ingest", "LOGIN", "INGEST_DB_PASSWORD"),
+        (
+            &daemon,
+            "myhealth_replication",
+            "LOGIN REPLICATION",
+            "CDC_DB_PASSWORD",
+        ),
+    ] {
+        assert!(
+            migrations.contains(&format!("'{group}'")),
+            "{group} is not a role of sql/"
+        );
+        assert!(
+            script.contains(&format!(
+                "CREATE ROLE {login} {attributes} IN ROLE {group}'"
+            )),
+            "the script does not make {login} a {attributes} member of {group}"
+        );
+        let alter = script
+            .lines()
+            .find(|line| line.starts_with(&format!("ALTER ROLE {login} ")))
+            .unwrap_or_else(|| panic!("the script never sets {login}'s password"));
+        for denied in ["NOSUPERUSER", "NOCREATEDB", "NOCREATEROLE"] {
+            assert!(alter.contains(denied), "{alter}");
+        }
+        assert_eq!(
+            alter.contains("NOREPLICATION"),
+            login == &ingest,
+            "only the daemon's login replicates: {alter}"
+        );
+        let variable = alter
+            .split_once("PASSWORD :'")
+            .and_then(|(_, rest)| rest.strip_suffix("';"))
+            .unwrap_or_else(|| panic!("{login}'s password is not a psql variable: {alter}"));
+        assert!(
+            script.contains(&format!("\\getenv {variable} {password_var}\n"))
+                && step_env[password_var].contains(":?"),
+            "{login}'s password does not come from the required {password_var}"
+        );
+    }
+    // Every connection needs a password; no `trust` line.
+    let hba = read(&deploy_dir().join("postgres/pg_hba.conf"));
+    let rules: Vec<Vec<&str>> = hba
+        .lines()
+        .filter(|line| !line.trim_start().starts_with('#') && !line.trim().is_empty())
+        .map(|line| line.split_whitespace().collect())
+        .collect();
+    assert!(!rules.is_empty());
+    for rule in &rules {
+        assert_eq!(rule.last(), Some(&"scram-sha-256"), "{rule:?}");
+    }
+    let command: Vec<String> = compose["services"]["postgres"]["command"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(str_of)
+        .collect();
+    assert!(command.contains(&"hba_file=/etc/postgresql/pg_hba.conf".to_string()));
+}
+
+#[test]
+fn compose_mongodb_requires_authentication_with_a_writer_and_a_read_only_user() {
+    let compose = yaml(&deploy_dir().join("docker-compose.yml"));
+    let mongodb = &compose["services"]["mongodb"];
+    let env = compose_environment(&compose, "mongodb");
+    // The image turns authentication on when a root user is configured; a replica set with
+    // authentication also needs a key file.
+    assert!(env.contains_key("MONGO_INITDB_ROOT_USERNAME"));
+    assert!(env["MONGO_INITDB_ROOT_PASSWORD"].contains(":?"));
+    let entrypoint: String = mongodb["entrypoint"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(str_of)
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(entrypoint.contains("--keyFile"), "{entrypoint}");
+    assert!(entrypoint.contains("--replSet rs0"), "{entrypoint}");
+    assert!(!entrypoint.contains("--noauth"), "{entrypoint}");
+    let check = str_of(&mongodb["healthcheck"]["test"][1]);
+    assert!(
+        check.contains("--password"),
+        "the healthcheck cannot log in"
+    );
+
+    let user_of = |service: &str| -> String {
+        let env = compose_environment(&compose, service);
+        let uri = &env["MYHEALTH_MONGODB_URI"];
+        assert!(uri.contains("authSource=admin"), "{service}: {uri}");
+        url_credentials(uri).0.to_string()
+    };
+    let writer = user_of("cdc-daemon");
+    let reader = user_of("reports-api");
+    assert_ne!(writer, reader);
+
+    let volumes: Vec<String> = mongodb["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(str_of)
+        .collect();
+    let script_path = volumes
+        .iter()
+        .find_map(|volume| {
+            volume
+                .split_once(":/docker-entrypoint-initdb.d/")
+                .map(|(host, _)| host.to_string())
+        })
+        .expect("no user script in /docker-entrypoint-initdb.d");
+    let script = read(&deploy_dir().join(script_path));
+    let users: Vec<&str> = script.split("createUser(").skip(1).collect();
+    assert_eq!(users.len(), 2, "{script}");
+    let roles_of = |user: &str| -> &str {
+        users
+            .iter()
+            .find(|call| call.contains(&format!("user: \"{user}\"")))
+            .unwrap_or_else(|| panic!("{user} is not created"))
+            .split_once("roles:")
+            .unwrap()
+            .1
+            .split_once(']')
+            .unwrap()
+            .0
+    };
+    let database = &compose_environment(&compose, "cdc-daemon")["MYHEALTH_MONGODB_DATABASE"];
+    assert_eq!(
+        roles_of(&writer).trim(),
+        format!("[{{ role: \"readWrite\", db: \"{database}\" }}"),
+        "the daemon's user"
+    );
+    assert_eq!(
+        roles_of(&reader).trim(),
+        format!("[{{ role: \"read\", db: \"{database}\" }}"),
+        "the reports API's user may only read"
+    );
+    for call in &users {
+        assert!(
+            call.contains("pwd: process.env.MONGO_"),
+            "a literal password in {call}"
+        );
+    }
+}
+
+#[test]
+fn compose_publishes_only_the_two_public_apis_beyond_loopback() {
+    let compose = yaml(&deploy_dir().join("docker-compose.yml"));
+    let mut public = BTreeSet::new();
+    for (service, spec) in compose["services"].as_mapping().unwrap() {
+        let service = str_of(service);
+        for port in spec["ports"].as_sequence().into_iter().flatten() {
+            let port = str_of(port);
+            if port.starts_with("127.0.0.1:") {
+                continue;
+            }
+            public.insert(service.clone());
+            assert!(
+                ["ingest-api", "reports-api"].contains(&service.as_str()),
+                "{service} publishes {port} on every interface"
+            );
+        }
+    }
+    assert_eq!(
+        public,
+        BTreeSet::from(["ingest-api".to_string(), "reports-api".to_string()])
+    );
+    for store in ["postgres", "mongodb"] {
+        assert!(
+            compose["services"][store]["ports"].is_null(),
+            "{store} is published"
+        );
+    }
+}
+
+#[test]
+fn compose_grafana_has_no_anonymous_access_and_a_required_admin_password() {
+    let compose = yaml(&deploy_dir().join("docker-compose.yml"));
+    let env = compose_environment(&compose, "grafana");
+    assert_eq!(
+        env.get("GF_AUTH_ANONYMOUS_ENABLED").map(String::as_str),
+        Some("false")
+    );
+    assert!(!env.contains_key("GF_AUTH_ANONYMOUS_ORG_ROLE"));
+    assert_eq!(
+        env.get("GF_USERS_ALLOW_SIGN_UP").map(String::as_str),
+        Some("false")
+    );
+    let password = &env["GF_SECURITY_ADMIN_PASSWORD"];
+    assert!(
+        password.starts_with("${") && password.contains(":?"),
+        "{password}"
     );
 }
 
@@ -410,14 +735,23 @@ fn kubernetes_manifests_probe_budget_and_configure_the_services() {
     let dir = deploy_dir().join("k8s");
     let mut objects = Vec::new();
     let kustomization = yaml(&dir.join("kustomization.yaml"));
-    let mut files: Vec<String> = kustomization["resources"]
+    let files: Vec<String> = kustomization["resources"]
         .as_sequence()
         .unwrap()
         .iter()
         .map(str_of)
         .collect();
-    files.push("migrate-job.yaml".to_string());
     for file in &files {
+        for object in yaml_documents(&dir.join(file)) {
+            assert_ne!(
+                object["kind"].as_str(),
+                Some("Secret"),
+                "{file}: `kubectl apply -k` would overwrite the operator's Secrets"
+            );
+            objects.push(object);
+        }
+    }
+    for file in ["migrate-job.yaml", "secrets.example.yaml"] {
         objects.extend(yaml_documents(&dir.join(file)));
     }
     let of_kind = |kind: &str| -> Vec<&Value> {
@@ -502,6 +836,23 @@ fn kubernetes_manifests_probe_budget_and_configure_the_services() {
         for key in own {
             assert!(read.contains(&key), "{name} does not read its own {key}");
         }
+        // One Secret of its own, holding only what this service reads.
+        let secret_refs: Vec<String> = container["envFrom"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .filter_map(|source| source.get("secretRef"))
+            .map(|reference| str_of(&reference["name"]))
+            .collect();
+        assert_eq!(secret_refs, [format!("{name}-secrets")], "{name}'s Secrets");
+        for (owner, key, _) in &secrets {
+            if *owner == secret_refs[0] {
+                assert!(
+                    read.contains(key),
+                    "{owner} holds {key}, which {name} does not read"
+                );
+            }
+        }
         shared_keys_read.extend(read);
 
         let deadline_ms: u64 = env["MYHEALTH_HTTP__SHUTDOWN_DEADLINE_MS"].parse().unwrap();
@@ -544,6 +895,182 @@ fn kubernetes_manifests_probe_budget_and_configure_the_services() {
         env.keys().cloned().collect(),
         "the migration Job's environment"
     );
+}
+
+#[test]
+fn kubernetes_secrets_are_created_by_the_operator_with_the_documented_commands() {
+    let dir = deploy_dir().join("k8s");
+    let kustomization = yaml(&dir.join("kustomization.yaml"));
+    let listed: Vec<String> = kustomization["resources"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(str_of)
+        .collect();
+    assert!(
+        !listed.contains(&"secrets.example.yaml".to_string()),
+        "`kubectl apply -k` would overwrite the Secrets"
+    );
+    // Each example Secret has a command in the runbook creating exactly its keys.
+    let runbook = read(&deploy_dir().join("../docs/operations.md"));
+    let section = runbook
+        .split_once("\n## Secrets\n")
+        .expect("docs/operations.md has no Secrets section")
+        .1
+        .split("\n## ")
+        .next()
+        .unwrap();
+    let examples = yaml_documents(&dir.join("secrets.example.yaml"));
+    assert_eq!(examples.len(), 4);
+    for secret in &examples {
+        assert_eq!(secret["kind"].as_str(), Some("Secret"));
+        let name = str_of(&secret["metadata"]["name"]);
+        let keys: BTreeSet<String> = secret["stringData"]
+            .as_mapping()
+            .unwrap()
+            .keys()
+            .map(str_of)
+            .collect();
+        let command = section
+            .split_once(&format!("create secret generic {name} "))
+            .unwrap_or_else(|| panic!("no command creates {name}"))
+            .1
+            .split("| kubectl apply -f -")
+            .next()
+            .unwrap();
+        assert!(command.contains("--dry-run=client -o yaml"), "{command}");
+        let documented: BTreeSet<String> = command
+            .split("--from-")
+            .skip(1)
+            .map(|option| {
+                let (_, rest) = option.split_once('=').unwrap();
+                rest.split_once('=').unwrap().0.to_string()
+            })
+            .collect();
+        assert_eq!(documented, keys, "the command creating {name}");
+    }
+}
+
+#[test]
+fn kubernetes_denies_all_traffic_but_what_each_workload_needs() {
+    let dir = deploy_dir().join("k8s");
+    let kustomization = yaml(&dir.join("kustomization.yaml"));
+    let objects: Vec<Value> = kustomization["resources"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .flat_map(|file| yaml_documents(&dir.join(str_of(file))))
+        .collect();
+    let policies: Vec<&Value> = objects
+        .iter()
+        .filter(|object| object["kind"].as_str() == Some("NetworkPolicy"))
+        .collect();
+    let policy_types = |policy: &Value| -> Vec<String> {
+        policy["spec"]["policyTypes"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(str_of)
+            .collect()
+    };
+    let deny_all = policies
+        .iter()
+        .find(|policy| {
+            policy["spec"]["podSelector"]
+                .as_mapping()
+                .is_some_and(|selector| selector.is_empty())
+        })
+        .expect("no default-deny policy for the namespace");
+    assert_eq!(policy_types(deny_all), ["Ingress", "Egress"]);
+    assert!(deny_all["spec"]["ingress"].is_null() && deny_all["spec"]["egress"].is_null());
+
+    // (protocol, port) pairs of a policy's ingress or egress rules.
+    let ports = |policy: &Value, direction: &str| -> BTreeSet<(String, u64)> {
+        policy["spec"][direction]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .flat_map(|rule| {
+                rule["ports"]
+                    .as_sequence()
+                    .unwrap_or_else(|| panic!("a {direction} rule without ports"))
+                    .iter()
+                    .map(|port| (str_of(&port["protocol"]), port["port"].as_u64().unwrap()))
+            })
+            .collect()
+    };
+    let dns = [("UDP".to_string(), 53), ("TCP".to_string(), 53)];
+    let postgres = ("TCP".to_string(), 5432);
+    let mongodb = ("TCP".to_string(), 27017);
+    let mut workloads: Vec<(Value, Vec<(String, u64)>)> = objects
+        .iter()
+        .filter(|object| object["kind"].as_str() == Some("Deployment"))
+        .map(|deployment| {
+            let needs = match deployment["metadata"]["name"].as_str().unwrap() {
+                "ingest-api" => vec![postgres.clone()],
+                "cdc-daemon" => vec![postgres.clone(), mongodb.clone()],
+                "reports-api" => vec![mongodb.clone()],
+                other => panic!("unknown Deployment {other}"),
+            };
+            (deployment.clone(), needs)
+        })
+        .collect();
+    assert_eq!(workloads.len(), 3);
+    let job = yaml_documents(&dir.join("migrate-job.yaml")).remove(0);
+    workloads.push((job, vec![postgres.clone()]));
+    for (workload, needs) in &workloads {
+        let name = str_of(&workload["metadata"]["name"]);
+        let labels = &workload["spec"]["template"]["metadata"]["labels"];
+        let own: Vec<&&Value> = policies
+            .iter()
+            .filter(|policy| {
+                let selector = policy["spec"]["podSelector"]["matchLabels"].as_mapping();
+                selector.is_some_and(|selector| {
+                    !selector.is_empty()
+                        && selector
+                            .iter()
+                            .all(|(key, value)| labels.get(key) == Some(value))
+                })
+            })
+            .collect();
+        assert_eq!(own.len(), 1, "{name} has {} NetworkPolicies", own.len());
+        let policy = own[0];
+        assert_eq!(policy_types(policy), ["Ingress", "Egress"], "{name}");
+        let served: BTreeSet<(String, u64)> = workload["spec"]["template"]["spec"]["containers"][0]
+            ["ports"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .map(|port| ("TCP".to_string(), port["containerPort"].as_u64().unwrap()))
+            .collect();
+        assert_eq!(
+            ports(policy, "ingress"),
+            served,
+            "{name} accepts other ports"
+        );
+        let mut expected: BTreeSet<(String, u64)> = needs.iter().cloned().collect();
+        expected.extend(dns.iter().cloned());
+        assert_eq!(ports(policy, "egress"), expected, "{name}'s egress");
+        // DNS only to the cluster's resolver.
+        for rule in policy["spec"]["egress"].as_sequence().unwrap() {
+            let is_dns = rule["ports"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .any(|port| port["port"].as_u64() == Some(53));
+            if is_dns {
+                assert!(!rule["to"].is_null(), "{name} may send DNS anywhere");
+            }
+        }
+    }
+    // The daemon serves nothing public: only the monitoring namespace may scrape it.
+    let daemon = policies
+        .iter()
+        .find(|policy| policy["metadata"]["name"].as_str() == Some("cdc-daemon"))
+        .unwrap();
+    for rule in daemon["spec"]["ingress"].as_sequence().unwrap() {
+        assert!(!rule["from"].is_null(), "anyone may reach the daemon");
+    }
 }
 
 /// A usable value for a Secret placeholder: the reports API parses its public key at start.

@@ -170,7 +170,11 @@ impl LocalStack {
         env.push(("PROMETHEUS_URL".to_string(), prometheus.url()));
         env.push(("DEVICE_TOKEN".to_string(), device_token));
         env.push(("DEMO_PATIENT_ID".to_string(), patient.id.to_string()));
+        // The token rides in the fragment, which the browser never sends; the app moves it to
+        // sessionStorage and out of the address bar.
+        let app_url = format!("{}/app/#token={patient_token}", running[1].url());
         env.push(("PATIENT_TOKEN".to_string(), patient_token));
+        env.push(("APP_SIGN_IN_URL".to_string(), app_url));
         write_env_file(&options.env_file, &env)?;
         Ok(LocalStack {
             services: running,
@@ -219,9 +223,11 @@ impl LocalStack {
             eprintln!("  logs                         {}", log_dir.display());
         }
         eprintln!(
-            "devstack: {} has two demo checkups; their reports, as the patient app sees them:",
+            "devstack: {} has {DEMO_CHECKUPS} demo checkups; open the patient app signed in as them:",
             self.demo_patient_name
         );
+        eprintln!("  {}", self.var("APP_SIGN_IN_URL").unwrap_or_default());
+        eprintln!("devstack: their reports as JSON:");
         eprintln!(
             "  curl -s -H 'Authorization: Bearer {}' '{}/v1/me/reports?min_lsn={}&wait_ms=3000'",
             self.var("PATIENT_TOKEN").unwrap_or_default(),
@@ -304,8 +310,13 @@ async fn run_tool(
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
 }
 
-/// Posts two demo checkups for each of three patients through the ingest API, as a tablet
-/// would; returns the first patient and the last upload's commit LSN.
+/// Checkups of the first demo patient, a month apart: enough for the app's trend charts to
+/// show a trend and its report list to have more than one page.
+const DEMO_CHECKUPS: i64 = 8;
+
+/// Posts demo checkups through the ingest API, as a tablet would: [`DEMO_CHECKUPS`] for the
+/// first of three patients, two for the others; returns the first patient and the last
+/// upload's commit LSN.
 async fn seed(
     ingest_url: &str,
     device_token: &str,
@@ -314,9 +325,10 @@ async fn seed(
     let patients: Vec<tablet::Patient> = (0..3).map(|_| tablet.patient()).collect();
     let mut commit_lsn = String::new();
     for (index, patient) in patients.iter().enumerate() {
-        for day in 0..2_i64 {
+        let checkups = if index == 0 { DEMO_CHECKUPS } else { 2 };
+        for month in 0..checkups {
             let at =
-                time::OffsetDateTime::now_utc() - time::Duration::days(30 * day + index as i64);
+                time::OffsetDateTime::now_utc() - time::Duration::days(30 * month + index as i64);
             let upload = tablet.upload(patient, at);
             let result = tablet
                 .post(&upload)

@@ -18,9 +18,10 @@ pub enum AuthError {
     Store(StoreError),
 }
 
-/// The device whose token the request carries.
+/// The device whose token the request carries. A token that cannot be one the service issued
+/// is refused without asking the database ([`shaped_token`]).
 pub async fn authenticate(pool: &Pool, headers: &HeaderMap) -> Result<Device, AuthError> {
-    let token = bearer_token(headers)?;
+    let token = shaped_token(headers)?;
     let client = connection(pool).await.map_err(AuthError::Store)?;
     devices::authenticate(&client, token)
         .await
@@ -28,6 +29,20 @@ pub async fn authenticate(pool: &Pool, headers: &HeaderMap) -> Result<Device, Au
         .ok_or(AuthError::Unauthorized(
             "the device token is unknown or revoked",
         ))
+}
+
+/// The bearer token, if it has the shape of a token the service issues
+/// ([`devices::is_token_shaped`]): a cheap check, made before any database round trip and
+/// before an upload takes one of its permits.
+pub fn shaped_token(headers: &HeaderMap) -> Result<&str, AuthError> {
+    let token = bearer_token(headers)?;
+    if devices::is_token_shaped(token) {
+        Ok(token)
+    } else {
+        Err(AuthError::Unauthorized(
+            "the device token is unknown or revoked",
+        ))
+    }
 }
 
 fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
@@ -50,4 +65,52 @@ pub fn unauthorized(detail: &str) -> Problem {
     };
     Problem::new(StatusCode::UNAUTHORIZED, detail)
         .with_header(WWW_AUTHENTICATE, HeaderValue::from_static(challenge))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use secrecy::SecretString;
+
+    use super::*;
+
+    /// A pool whose every connection attempt fails (nothing listens on port 1).
+    fn unreachable_pool() -> Pool {
+        let url = SecretString::from("postgres://nobody@127.0.0.1:1/nothing");
+        service_plumbing::postgres::pool(&url, 1, "auth-test").unwrap()
+    }
+
+    fn bearer(token: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+        );
+        headers
+    }
+
+    #[tokio::test]
+    async fn malformed_tokens_are_refused_without_a_database_round_trip() {
+        let pool = unreachable_pool();
+        let well_formed = devices::new_token().unwrap();
+        for forged in [
+            "mhd_".to_string(),
+            format!("{}0", well_formed),
+            well_formed[..well_formed.len() - 1].to_string(),
+            well_formed.to_uppercase(),
+            well_formed.replace("mhd_", "xyz_"),
+            format!("mhd_{}", "g".repeat(64)),
+            "' OR 1=1 --".to_string(),
+            "a".repeat(16 * 1024),
+        ] {
+            let outcome = authenticate(&pool, &bearer(&forged)).await;
+            assert!(
+                matches!(outcome, Err(AuthError::Unauthorized(_))),
+                "{forged:.40}: {outcome:?}"
+            );
+        }
+        // A well-formed token is looked up: here the lookup fails, which proves it was tried.
+        let outcome = authenticate(&pool, &bearer(&well_formed)).await;
+        assert!(matches!(outcome, Err(AuthError::Store(_))), "{outcome:?}");
+    }
 }

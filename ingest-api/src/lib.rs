@@ -47,9 +47,14 @@ pub struct Config {
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
     /// Uploads processed at once; more are refused with 503 and `Retry-After`
-    /// (`MYHEALTH_MAX_CONCURRENT_UPLOADS`).
+    /// (`MYHEALTH_MAX_CONCURRENT_UPLOADS`). With `max_body_bytes` and `max_json_values` it sets
+    /// the worst-case memory: see docs/security.md#memory.
     #[serde(default = "default_max_concurrent_uploads")]
     pub max_concurrent_uploads: usize,
+    /// Most JSON values read from one upload body, counted while parsing; more is 413
+    /// (`MYHEALTH_MAX_JSON_VALUES`).
+    #[serde(default = "default_max_json_values")]
+    pub max_json_values: usize,
     /// The CDC daemon's replication slot, whose confirmed position tells whether an upload is
     /// in the read store (`MYHEALTH_SLOT`).
     #[serde(default = "default_slot")]
@@ -65,7 +70,11 @@ fn default_max_body_bytes() -> usize {
 }
 
 fn default_max_concurrent_uploads() -> usize {
-    32
+    8
+}
+
+fn default_max_json_values() -> usize {
+    validation::Limits::default().max_upload_values
 }
 
 fn default_slot() -> String {
@@ -96,7 +105,10 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     let state = Arc::new(routes::State {
         pool,
         max_body_bytes: config.max_body_bytes,
-        limits: validation::Limits::default(),
+        limits: validation::Limits {
+            max_upload_values: config.max_json_values,
+            ..validation::Limits::default()
+        },
         slot: config.slot.clone(),
         upload_permits: Arc::new(Semaphore::new(config.max_concurrent_uploads)),
         metrics: metrics::IngestMetrics::register(&metrics).context("failed to set up metrics")?,

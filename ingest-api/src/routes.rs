@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
-use crate::auth::{AuthError, authenticate, unauthorized};
+use crate::auth::{AuthError, authenticate, shaped_token, unauthorized};
 use crate::body::read_json;
 use crate::metrics::IngestMetrics;
 use crate::store::StoreError;
@@ -29,8 +29,9 @@ use crate::validation::{self, Limits, Rejection};
 /// How long a client should wait before retrying when the service sheds load or the database
 /// is down.
 const RETRY_AFTER: Duration = Duration::from_secs(2);
-/// The largest amendment body.
-const MAX_AMENDMENT_BYTES: usize = 1024 * 1024;
+/// The largest amendment body: 4,000 characters of notes and 20 measurements fit many times
+/// over, and every concurrent request may hold one.
+const MAX_AMENDMENT_BYTES: usize = 64 * 1024;
 
 /// What the handlers share.
 #[derive(Debug)]
@@ -107,7 +108,9 @@ async fn upload(
     request: Request<Incoming>,
     context: &RequestContext,
 ) -> Result<(&'static str, HttpResponse), (&'static str, Problem)> {
-    // Shed load before reading a body: memory stays bounded by permits × body limit.
+    // A token that cannot be valid is refused first, so a flood of them takes no permit; then
+    // load is shed before reading a body: memory stays bounded by permits × body limit.
+    shaped_token(request.headers()).map_err(|error| auth_problem(error, context))?;
     let _permit = state
         .upload_permits
         .clone()
@@ -305,6 +308,13 @@ fn rejection_problem(rejection: Rejection) -> (&'static str, Problem) {
             ),
         ),
         Rejection::Invalid(problems) => ("invalid", invalid(problems)),
+        Rejection::TooManyValues { max } => (
+            "malformed",
+            Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body holds more than {max} JSON values"),
+            ),
+        ),
     }
 }
 

@@ -9,7 +9,9 @@ use crate::REPORTS;
 
 /// A patient's reports, newest first: `GET /v1/me/reports` and the daemon's fan-outs by patient.
 pub const REPORTS_BY_PATIENT: &str = "patient_taken_at";
-/// A patient's reports of one instrument type, newest first.
+/// A patient's reports of one instrument type, newest first; also a patient's trend of one
+/// code (`GET /v1/me/trends`), asked for as the instrument types the catalogue says may report
+/// it, whose index ranges MongoDB merges in `taken_at` order.
 pub const REPORTS_BY_PATIENT_INSTRUMENT: &str = "patient_instrument_taken_at";
 
 fn index(name: &str, keys: Document) -> IndexModel {

@@ -479,13 +479,29 @@ impl Verifier {
     }
 
     fn verify_token(&self, token: &str) -> Result<Uuid, AuthError> {
-        if token.len() > MAX_TOKEN_BYTES {
+        if token.len() > MAX_TOKEN_BYTES || !is_compact_jws(token) {
             return Err(AuthError::Malformed);
         }
         let data = jsonwebtoken::decode::<VerifiedClaims>(token, &self.key, &self.validation)
             .map_err(|error| AuthError::from_jwt(error.kind()))?;
         patient_id(&data.claims.sub)
     }
+}
+
+/// Whether `token` has the shape of a compact JWS: three non-empty base64url segments. Checked
+/// before any decoding or signature work, so garbage costs one pass over its bytes.
+fn is_compact_jws(token: &str) -> bool {
+    let mut segments = 0;
+    for segment in token.split('.') {
+        segments += 1;
+        let base64url = segment
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_');
+        if segment.is_empty() || !base64url {
+            return false;
+        }
+    }
+    segments == 3
 }
 
 /// The patient id in `sub`: a uuid in its canonical hyphenated form, not the nil uuid.
@@ -1048,6 +1064,31 @@ mod tests {
             verifier.verify(Some(&format!("Bearer {}", "a".repeat(MAX_TOKEN_BYTES + 1)))),
             Err(AuthError::Malformed)
         );
+    }
+
+    #[test]
+    fn tokens_not_shaped_like_a_compact_jws_are_refused_before_decoding() {
+        let verifier = Verifier::new(&hs256_config()).unwrap();
+        let good = sign_hs256(&claims(), SECRET);
+        let (header, rest) = good.split_once('.').unwrap();
+        let (payload, signature) = rest.split_once('.').unwrap();
+        for forged in [
+            "abc".to_string(),
+            format!("{header}.{payload}"),
+            format!("{header}.{payload}."),
+            format!(".{payload}.{signature}"),
+            format!("{header}.{payload}.{signature}.{signature}"),
+            format!("{header}.{payload}.{signature}="),
+            format!("{header}.{payload}.{signature}%00"),
+            format!("{header}.{{\"$ne\":null}}.{signature}"),
+        ] {
+            assert_eq!(
+                verifier.verify(Some(&format!("Bearer {forged}"))),
+                Err(AuthError::Malformed),
+                "{forged}"
+            );
+        }
+        assert!(verifier.verify(Some(&format!("Bearer {good}"))).is_ok());
     }
 
     #[test]

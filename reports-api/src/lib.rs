@@ -3,9 +3,11 @@
 //! A request flows through [`routes`]: [`auth`] (the bearer JWT names the patient), [`params`]
 //! (query parameters parsed into types, bad ones refused with pointers), [`freshness`]
 //! (read-your-upload and `X-Data-LSN`), one query of [`store`], and [`views`] (documents → the
-//! app's JSON). [`build`] binds the listener and creates the MongoDB client without waiting for
-//! a connection, so tests start the service in-process on port 0.
+//! app's JSON). [`app`] serves the patient web app, whose files are compiled in. [`build`] binds
+//! the listener and creates the MongoDB client without waiting for a connection, so tests start
+//! the service in-process on port 0.
 
+pub mod app;
 pub mod auth;
 pub mod freshness;
 pub mod params;
@@ -25,7 +27,7 @@ use service_plumbing::metrics::Metrics;
 use service_plumbing::shutdown::Shutdown;
 use tokio::net::TcpListener;
 
-/// Store query latency by query (list, get, summary).
+/// Store query latency by query (list, get, summary, trend).
 pub const STORE_QUERY_SECONDS: &str = "reports_store_query_duration_seconds";
 
 /// Name of the service in logs and in MongoDB's `appName`.

@@ -1,7 +1,8 @@
 //! Query parameters of the read endpoints, parsed into types at the edge.
 //!
-//! `GET /v1/me/reports` takes [`ListQuery`] ([`parse_list_query`]); the other read endpoints
-//! take only the read-your-writes parameters of [`Freshness`] ([`parse_freshness`]). Parsing is
+//! `GET /v1/me/reports` takes [`ListQuery`] ([`parse_list_query`]), `GET /v1/me/trends`
+//! [`TrendQuery`] ([`parse_trend_query`]); the other read endpoints take only the
+//! read-your-writes parameters of [`Freshness`] ([`parse_freshness`]). Parsing is
 //! strict and reports every problem at once, each as a [`FieldError`] whose pointer names the
 //! parameter (`/query/limit`); [`invalid_query`] turns them into a `400` problem.
 //!
@@ -33,6 +34,10 @@ pub const DEFAULT_LIMIT: u32 = 20;
 /// Largest accepted `limit`.
 pub const MAX_LIMIT: u32 = 100;
 
+/// Points of a trend when `limit` is not given, and the most one answer holds: about ten
+/// years of weekly checkups, and still a small answer (a point is about 130 bytes of JSON).
+pub const MAX_TREND_POINTS: u32 = 500;
+
 /// Largest accepted `wait_ms`: how long a request may wait for the read store to catch up.
 pub const MAX_WAIT_MS: u64 = 5_000;
 
@@ -49,6 +54,14 @@ const LIST_PARAMETERS: &[&str] = &[
     "to",
     "min_lsn",
     "wait_ms",
+];
+
+/// Detail of the problem when `code` is missing from a trend query.
+const CODE_REQUIRED: &str = "is required: a measurement code like 8480-6";
+
+/// Parameters accepted by [`parse_trend_query`].
+const TREND_PARAMETERS: &[&str] = &[
+    "code", "since", "until", "limit", "cursor", "min_lsn", "wait_ms",
 ];
 
 /// Parameters accepted by [`parse_freshness`].
@@ -88,6 +101,25 @@ impl Default for ListQuery {
             freshness: Freshness::default(),
         }
     }
+}
+
+/// The parameters of `GET /v1/me/trends`: the patient's series of one measurement code.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrendQuery {
+    /// The measurement (`code`, required): a LOINC code of the catalogue, like `8480-6`.
+    pub code: &'static clinical_catalogue::Code,
+    /// Only points taken at or after this instant (`since`, RFC 3339 with an offset).
+    pub since: Option<OffsetDateTime>,
+    /// Only points taken at or before this instant (`until`, RFC 3339 with an offset); never
+    /// before `since`.
+    pub until: Option<OffsetDateTime>,
+    /// Most points in the answer (`limit`): 1 to [`MAX_TREND_POINTS`], default the maximum.
+    /// The answer holds the newest ones of the window.
+    pub limit: u32,
+    /// Only points older than this one (`cursor`, the `next_cursor` of the previous answer).
+    pub cursor: Option<Cursor>,
+    /// Read-your-writes parameters (`min_lsn`, `wait_ms`).
+    pub freshness: Freshness,
 }
 
 /// Read-your-writes parameters: a client that has just uploaded passes the LSN the ingest API
@@ -190,10 +222,7 @@ pub fn parse_list_query(query: Option<&str>) -> Result<ListQuery, Vec<FieldError
     let limit = parameters
         .parse("limit", parse_limit)
         .unwrap_or(DEFAULT_LIMIT);
-    let cursor = parameters.parse("cursor", |text| {
-        Cursor::decode(text)
-            .map_err(|error| format!("is not a cursor returned by this API: {error}"))
-    });
+    let cursor = parameters.parse("cursor", parse_cursor);
     let instrument = parameters.parse("instrument", parse_instrument);
     let from = parameters.parse("from", parse_instant);
     let to = parameters.parse("to", parse_instant);
@@ -211,6 +240,40 @@ pub fn parse_list_query(query: Option<&str>) -> Result<ListQuery, Vec<FieldError
         instrument,
         from,
         to,
+        freshness,
+    })
+}
+
+/// Parses the query string of `GET /v1/me/trends`, collecting every problem.
+pub fn parse_trend_query(query: Option<&str>) -> Result<TrendQuery, Vec<FieldError>> {
+    let mut parameters = Parameters::split(query, TREND_PARAMETERS);
+    let code = parameters.parse("code", parse_code);
+    if code.is_none() && !parameters.has("code") {
+        parameters.errors.push(field_error("code", CODE_REQUIRED));
+    }
+    let since = parameters.parse("since", parse_instant);
+    let until = parameters.parse("until", parse_instant);
+    let limit = parameters
+        .parse("limit", |text| parse_bounded(text, MAX_TREND_POINTS))
+        .unwrap_or(MAX_TREND_POINTS);
+    let cursor = parameters.parse("cursor", parse_cursor);
+    let freshness = parse_freshness_parameters(&mut parameters);
+    if let (Some(since), Some(until)) = (since, until)
+        && since > until
+    {
+        parameters
+            .errors
+            .push(field_error("since", "must not be after `until`"));
+    }
+    parameters.finish(())?;
+    // Not reached without a code: its absence or refusal is an error above.
+    let code = code.ok_or_else(|| vec![field_error("code", CODE_REQUIRED)])?;
+    Ok(TrendQuery {
+        code,
+        since,
+        until,
+        limit,
+        cursor,
         freshness,
     })
 }
@@ -244,13 +307,35 @@ fn parse_freshness_parameters(parameters: &mut Parameters) -> Freshness {
 }
 
 fn parse_limit(text: &str) -> Result<u32, String> {
-    const DETAIL: &str = "must be an integer from 1 to 100";
+    parse_bounded(text, MAX_LIMIT)
+}
+
+/// An integer from 1 to `max`.
+fn parse_bounded(text: &str, max: u32) -> Result<u32, String> {
+    let detail = || format!("must be an integer from 1 to {max}");
     match parse_decimal(text) {
-        Some(limit) if (1..=u64::from(MAX_LIMIT)).contains(&limit) => {
-            u32::try_from(limit).map_err(|_| DETAIL.to_owned())
+        Some(value) if (1..=u64::from(max)).contains(&value) => {
+            u32::try_from(value).map_err(|_| detail())
         }
-        _ => Err(DETAIL.to_owned()),
+        _ => Err(detail()),
     }
+}
+
+fn parse_cursor(text: &str) -> Result<Cursor, String> {
+    Cursor::decode(text).map_err(|error| format!("is not a cursor returned by this API: {error}"))
+}
+
+fn parse_code(text: &str) -> Result<&'static clinical_catalogue::Code, String> {
+    clinical_catalogue::lookup(text).ok_or_else(|| {
+        let codes: Vec<&str> = clinical_catalogue::CODES
+            .iter()
+            .map(|code| code.code)
+            .collect();
+        format!(
+            "must be a measurement code of the catalogue: {}",
+            codes.join(", ")
+        )
+    })
 }
 
 fn parse_wait_ms(text: &str) -> Result<u64, String> {
@@ -359,6 +444,15 @@ impl Parameters {
             }
         }
         Parameters { values, errors }
+    }
+
+    /// Whether `name` was given at all (even if refused).
+    fn has(&self, name: &str) -> bool {
+        self.values.iter().any(|(given, _)| *given == name)
+            || self
+                .errors
+                .iter()
+                .any(|error| error.pointer == pointer(name))
     }
 
     /// Parses the value of `name`, if given and not yet refused, recording a refusal.
@@ -674,6 +768,31 @@ mod tests {
     }
 
     #[test]
+    fn a_trend_query_needs_a_catalogue_code_and_takes_a_window() {
+        let query = parse_trend_query(Some(
+            "code=8480-6&since=2024-05-01T00:00:00Z&until=2024-06-01T00:00:00Z&limit=500",
+        ))
+        .unwrap();
+        assert_eq!(query.code.code, "8480-6");
+        assert_eq!(query.since, Some(datetime!(2024-05-01 00:00:00 UTC)));
+        assert_eq!(query.until, Some(datetime!(2024-06-01 00:00:00 UTC)));
+        assert_eq!(query.limit, MAX_TREND_POINTS);
+        assert_eq!(
+            parse_trend_query(Some("code=8867-4")).unwrap().limit,
+            MAX_TREND_POINTS
+        );
+        let trend_errors = |query: &str| parse_trend_query(Some(query)).unwrap_err();
+        assert_eq!(pointers(&trend_errors("")), ["/query/code"]);
+        assert_eq!(trend_errors("")[0].detail, CODE_REQUIRED);
+        let detail = &trend_errors("code=8480")[0].detail;
+        assert!(detail.contains("8480-6, 8462-4"), "{detail}");
+        assert_eq!(
+            pointers(&trend_errors("code=8480-6&limit=501&instrument=scale")),
+            ["/query/instrument", "/query/limit"]
+        );
+    }
+
+    #[test]
     fn the_problem_is_a_400_listing_every_error() {
         let problem = invalid_query(errors("limit=0&x=1"));
         assert_eq!(problem.status, StatusCode::BAD_REQUEST);
@@ -695,6 +814,15 @@ mod tests {
             ..cursor()
         };
         assert_eq!(Cursor::decode(&negative.encode()), Ok(negative));
+        let lengths = [0, i64::MIN].map(|taken_at_millis| {
+            Cursor {
+                taken_at_millis,
+                ..cursor()
+            }
+            .encode()
+            .len()
+        });
+        assert_eq!(lengths, [55, 80], "the bounds the OpenAPI document gives");
     }
 
     #[test]
@@ -742,6 +870,9 @@ mod tests {
             };
             let text = cursor.encode();
             prop_assert!(text.len() <= MAX_CURSOR_CHARS);
+            // The OpenAPI document describes a cursor by this shape.
+            prop_assert!((55..=80).contains(&text.len()), "{}", text);
+            prop_assert!(text.starts_with("djE6"), "{}", text);
             prop_assert_eq!(Cursor::decode(&text), Ok(cursor));
         }
 

@@ -1,14 +1,16 @@
-//! The endpoints: `GET /v1/me/reports`, `GET /v1/me/reports/{id}`, `GET /v1/me/summary`.
+//! The endpoints: `GET /v1/me/reports`, `GET /v1/me/reports/{id}`, `GET /v1/me/summary`,
+//! `GET /v1/me/trends`, and the patient web app's files under `/app/` (see [`crate::app`]).
 //!
 //! Each request: authenticate (the patient is the token's `sub`), parse the parameters into
 //! types, wait for `min_lsn` if asked, run one query scoped to that patient, answer with an
-//! `ETag` (`304` when `If-None-Match` matches) and the `X-Data-LSN` it was served at.
+//! `ETag` (`304` when `If-None-Match` matches) and the `X-Data-LSN` it was served at (not on a
+//! `401`). Every answer carries `Cache-Control: no-store`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{ETAG, HeaderValue, IF_NONE_MATCH};
+use http::header::{CACHE_CONTROL, ETAG, HeaderValue, IF_NONE_MATCH};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -23,7 +25,7 @@ use uuid::Uuid;
 use crate::auth::Verifier;
 use crate::freshness::Watch;
 use crate::params::{self, Cursor};
-use crate::{store, views};
+use crate::{app, store, views};
 
 /// The header carrying the store position an answer reflects.
 pub const DATA_LSN_HEADER: &str = "x-data-lsn";
@@ -66,14 +68,24 @@ pub fn router(state: Arc<State>) -> Result<Router, RouteError> {
             }
         },
     )?;
+    let shared = state.clone();
     router.route(
         Method::GET,
         "/v1/me/summary",
         move |request: Request<Incoming>, context: RequestContext| {
-            let state = state.clone();
+            let state = shared.clone();
             async move { answer(&state, &request, &context, summary(&state, &request)).await }
         },
     )?;
+    router.route(
+        Method::GET,
+        "/v1/me/trends",
+        move |request: Request<Incoming>, context: RequestContext| {
+            let state = state.clone();
+            async move { answer(&state, &request, &context, trend(&state, &request)).await }
+        },
+    )?;
+    app::routes(&mut router)?;
     Ok(router)
 }
 
@@ -93,7 +105,14 @@ async fn answer(
             .with_request_id(context.request_id())
             .into_response(),
     };
-    if let Ok(lsn) = HeaderValue::from_str(&read_model::lsn::format(served_at)) {
+    // Patient data, and answers about it: never kept by browsers or shared caches.
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // A caller that is not authenticated learns nothing of the store, not even its position.
+    if response.status() != StatusCode::UNAUTHORIZED
+        && let Ok(lsn) = HeaderValue::from_str(&read_model::lsn::format(served_at))
+    {
         response.headers_mut().insert(DATA_LSN_HEADER, lsn);
     }
     response
@@ -111,23 +130,44 @@ async fn list(state: &State, request: &Request<Incoming>) -> Result<Value, Probl
         .await
         .map_err(store_unavailable)?;
     observe(state, "list", started);
-    let next_cursor = match (more, page.last()) {
-        (true, Some(last)) => Some(
-            Cursor {
-                taken_at_millis: last
-                    .get_datetime("taken_at")
-                    .map(|t| t.timestamp_millis())
-                    .unwrap_or(0),
-                report_id: last.get_str("_id").unwrap_or_default().to_string(),
-            }
-            .encode(),
-        ),
-        _ => None,
-    };
     Ok(json!({
         "items": page.iter().map(views::list_item).collect::<Vec<_>>(),
-        "next_cursor": next_cursor,
+        "next_cursor": next_cursor(&page, more),
     }))
+}
+
+async fn trend(state: &State, request: &Request<Incoming>) -> Result<Value, Problem> {
+    let patient = state
+        .verifier
+        .verify(authorization(request))
+        .map_err(|error| error.to_problem())?;
+    let query = params::parse_trend_query(request.uri().query()).map_err(bad_request)?;
+    wait_for(state, query.freshness.min_lsn, query.freshness.wait_ms).await?;
+    let started = Instant::now();
+    let (newest_first, more) = store::trend(&state.database, patient, &query)
+        .await
+        .map_err(store_unavailable)?;
+    observe(state, "trend", started);
+    Ok(views::trend(
+        query.code,
+        &newest_first,
+        next_cursor(&newest_first, more),
+    ))
+}
+
+/// The cursor continuing after the last document of a page, if more follow.
+fn next_cursor(page: &[mongodb::bson::Document], more: bool) -> Option<String> {
+    let last = page.last().filter(|_| more)?;
+    Some(
+        Cursor {
+            taken_at_millis: last
+                .get_datetime("taken_at")
+                .map(|t| t.timestamp_millis())
+                .unwrap_or(0),
+            report_id: last.get_str("_id").unwrap_or_default().to_string(),
+        }
+        .encode(),
+    )
 }
 
 async fn report(state: &State, request: &Request<Incoming>, id: String) -> Result<Value, Problem> {

@@ -1,5 +1,8 @@
 //! The reports API's queries: one round trip each, served by the indexes the daemon creates
 //! (`patient_taken_at`, `patient_instrument_taken_at`), fetching only what the answer needs.
+//! A trend is served by `patient_instrument_taken_at` too: the catalogue names the instruments
+//! that may report a code, so the query asks for those instrument types and reads, in index
+//! order, only reports that (nearly always) carry the code.
 //! Every query is scoped to the caller's patient id; parameters arrive parsed into types, so no
 //! client text ever becomes part of a filter as an operator.
 
@@ -8,7 +11,10 @@ use mongodb::bson::{DateTime, Document, doc};
 use read_model::{PATIENTS, REPORTS};
 use uuid::Uuid;
 
-use crate::params::ListQuery;
+use crate::params::{Cursor, ListQuery, TrendQuery};
+
+/// The status of a report withdrawn at the clinic; its values are no one's trend.
+const ENTERED_IN_ERROR: &str = "entered-in-error";
 
 /// Fields a list item does not need.
 const LIST_PROJECTION: &[&str] = &["raw", "_cdc", "patient", "patient_id", "checkup_id"];
@@ -34,22 +40,72 @@ pub async fn list(
         filter.insert("taken_at", taken_at);
     }
     if let Some(cursor) = &query.cursor {
-        // Keyset pagination: strictly after the last item of the previous page in
-        // (taken_at desc, _id desc) order, so new reports never shift a walk in progress.
-        let at = DateTime::from_millis(cursor.taken_at_millis);
-        filter.insert(
-            "$or",
-            vec![
-                doc! { "taken_at": { "$lt": at } },
-                doc! { "taken_at": at, "_id": { "$lt": &cursor.report_id } },
-            ],
-        );
+        filter.insert("$or", after(cursor));
     }
     let projection: Document = LIST_PROJECTION
         .iter()
         .map(|field| (field.to_string(), 0.into()))
         .collect();
-    let limit = i64::from(query.limit) + 1;
+    newest_first(database, filter, projection, query.limit).await
+}
+
+/// The patient's reports carrying `query.code` (entered-in-error ones excluded), newest first,
+/// at most `query.limit`, with the report id, time and that one measurement; and whether older
+/// ones follow.
+pub async fn trend(
+    database: &Database,
+    patient: Uuid,
+    query: &TrendQuery,
+) -> Result<(Vec<Document>, bool), mongodb::error::Error> {
+    let instruments: Vec<&str> = query
+        .code
+        .instruments
+        .iter()
+        .map(|instrument| instrument.as_str())
+        .collect();
+    let measurement = format!("measurements.{}", query.code.code);
+    let mut filter = doc! {
+        "patient_id": patient.to_string(),
+        "instrument.type": { "$in": instruments },
+        &measurement: { "$exists": true },
+        "status": { "$ne": ENTERED_IN_ERROR },
+    };
+    let mut taken_at = Document::new();
+    if let Some(since) = query.since {
+        taken_at.insert("$gte", millis(since));
+    }
+    if let Some(until) = query.until {
+        taken_at.insert("$lte", millis(until));
+    }
+    if !taken_at.is_empty() {
+        filter.insert("taken_at", taken_at);
+    }
+    if let Some(cursor) = &query.cursor {
+        filter.insert("$or", after(cursor));
+    }
+    let projection = doc! { "taken_at": 1, &measurement: 1 };
+    newest_first(database, filter, projection, query.limit).await
+}
+
+/// Keyset pagination: strictly after `cursor` in (taken_at desc, _id desc) order, so new
+/// reports never shift a walk in progress.
+fn after(cursor: &Cursor) -> Vec<Document> {
+    let at = DateTime::from_millis(cursor.taken_at_millis);
+    vec![
+        doc! { "taken_at": { "$lt": at } },
+        doc! { "taken_at": at, "_id": { "$lt": &cursor.report_id } },
+    ]
+}
+
+/// Up to `limit` reports matching `filter`, newest first, and whether more follow.
+async fn newest_first(
+    database: &Database,
+    filter: Document,
+    projection: Document,
+    limit: u32,
+) -> Result<(Vec<Document>, bool), mongodb::error::Error> {
+    let wanted = limit as usize;
+    let limit = i64::from(limit) + 1;
     let mut cursor = database
         .collection::<Document>(REPORTS)
         .find(filter)
@@ -62,8 +118,8 @@ pub async fn list(
     while cursor.advance().await? {
         page.push(cursor.deserialize_current()?);
     }
-    let more = page.len() > query.limit as usize;
-    page.truncate(query.limit as usize);
+    let more = page.len() > wanted;
+    page.truncate(wanted);
     Ok((page, more))
 }
 

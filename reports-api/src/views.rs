@@ -89,6 +89,45 @@ pub fn summary(patient: &Document) -> Value {
     })
 }
 
+/// A trend: the points of `code` from reports given newest first, listed oldest to newest
+/// (the order a chart draws them in).
+pub fn trend(
+    code: &clinical_catalogue::Code,
+    newest_first: &[Document],
+    next_cursor: Option<String>,
+) -> Value {
+    let points: Vec<Value> = newest_first
+        .iter()
+        .rev()
+        .filter_map(|report| {
+            let measurement = report
+                .get_document("measurements")
+                .ok()?
+                .get_document(code.code)
+                .ok()?;
+            Some(json!({
+                "taken_at": instant(report.get("taken_at")),
+                "value": number(measurement.get("value")),
+                "unit": text(measurement.get("unit")),
+                "flag": text(measurement.get("flag")),
+                "report_id": text(report.get("_id")),
+            }))
+        })
+        .collect();
+    let reference_range = code.reference.map_or(
+        Value::Null,
+        |range| json!({ "low": range.low, "high": range.high }),
+    );
+    json!({
+        "code": code.code,
+        "name": code.display,
+        "unit": code.unit,
+        "reference_range": reference_range,
+        "points": points,
+        "next_cursor": next_cursor,
+    })
+}
+
 /// Measurements in catalogue order (codes the catalogue does not know last, by code).
 fn measurements(measurements: Option<&Document>) -> Vec<Value> {
     let mut items: Vec<(usize, &String, &Document)> = measurements

@@ -23,6 +23,8 @@ struct Stack {
     /// Kept alive for the test: dropping it stops the services and drops the databases.
     _services: InProcessStack,
     reports: String,
+    ingest: String,
+    device_token: String,
     tablet: Tablet,
     http: reqwest::Client,
 }
@@ -39,6 +41,8 @@ impl Stack {
         Stack {
             reports: services.reports.url.clone(),
             tablet: Tablet::new(&services.ingest.url, &services.device_token, 7),
+            ingest: services.ingest.url.clone(),
+            device_token: services.device_token.clone(),
             http: reqwest::Client::new(),
             _services: services,
         }
@@ -105,6 +109,7 @@ async fn a_patient_lists_reads_and_summarizes_their_own_reports() {
         .await;
     assert!(response.headers().contains_key("x-data-lsn"));
     assert!(response.headers().contains_key("etag"));
+    assert_eq!(response.headers()["cache-control"], "no-store");
     let page = json(response, 200).await;
     let items = page["items"].as_array().unwrap();
     assert_eq!(items.len(), 10);
@@ -185,6 +190,24 @@ async fn tokens_are_checked_and_other_patients_reports_do_not_exist() {
             .unwrap()
             .starts_with("Bearer")
     );
+    // An unauthenticated caller learns nothing of the store, not even its position.
+    assert!(!anonymous.headers().contains_key("x-data-lsn"));
+    assert_eq!(anonymous.headers()["cache-control"], "no-store");
+    // Every patient-data route, with a forged token: the same.
+    for path in [
+        "/v1/me/reports".to_string(),
+        format!("/v1/me/reports/{adas_report}"),
+        "/v1/me/summary".to_string(),
+    ] {
+        let forged = stack.get("not.a.jwt", &path).await;
+        assert_eq!(forged.status(), 401, "{path}");
+        assert!(!forged.headers().contains_key("x-data-lsn"), "{path}");
+        assert_eq!(forged.headers()["cache-control"], "no-store", "{path}");
+        let own = stack.get(&token(ada.id), &path).await;
+        assert_eq!(own.status(), 200, "{path}");
+        assert_eq!(own.headers()["cache-control"], "no-store", "{path}");
+        assert!(own.headers().contains_key("x-data-lsn"), "{path}");
+    }
 
     let now = OffsetDateTime::now_utc().unix_timestamp();
     let claims = |patch: Value| {
@@ -414,6 +437,16 @@ async fn answers_match_the_openapi_document_and_every_operation_is_served() {
     assert!(schema("Report").is_valid(&report), "{report}");
     let summary = json(stack.get(&token, "/v1/me/summary").await, 200).await;
     assert!(schema("Summary").is_valid(&summary), "{summary}");
+    let trend = json(stack.get(&token, "/v1/me/trends?code=8867-4").await, 200).await;
+    assert!(schema("Trend").is_valid(&trend), "{trend}");
+    assert_eq!(trend["points"].as_array().unwrap().len(), 3, "{trend}");
+    let bounded = json(
+        stack.get(&token, "/v1/me/trends?code=8867-4&limit=1").await,
+        200,
+    )
+    .await;
+    assert!(schema("Trend").is_valid(&bounded), "{bounded}");
+    assert!(bounded["next_cursor"].is_string(), "{bounded}");
     let problem = json(stack.get(&token, "/v1/me/reports?limit=0").await, 400).await;
     assert!(schema("Problem").is_valid(&problem), "{problem}");
 
@@ -470,4 +503,220 @@ async fn a_store_outage_gives_503_with_retry_after_and_the_service_recovers() {
     }
     assert_eq!(status, 200);
     service.stop().await.unwrap();
+}
+
+/// The `taken_at` and report id of every point of a trend answer, checked oldest to newest.
+fn points(trend: &Value) -> Vec<(String, String)> {
+    let points: Vec<(String, String)> = trend["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["taken_at"].as_str().unwrap().to_string(),
+                p["report_id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        points.windows(2).all(|pair| pair[0] <= pair[1]),
+        "not oldest to newest: {points:?}"
+    );
+    points
+}
+
+#[tokio::test]
+async fn trends_are_one_codes_values_bounded_and_without_reports_entered_in_error() {
+    let mut stack = Stack::start().await;
+    let ada = stack.tablet.patient();
+    let grace = stack.tablet.patient();
+    let now = OffsetDateTime::now_utc();
+    let mut uploads = Vec::new();
+    let mut last = Value::Null;
+    for day in (1..=4).rev() {
+        let upload = stack.tablet.upload(&ada, now - time::Duration::days(day));
+        last = stack.tablet.post(&upload).await.unwrap();
+        uploads.push(upload);
+    }
+    let graces_upload = stack.upload(&grace, now).await;
+    let graces_token = token(grace.id);
+    let token = token(ada.id);
+    // Every systolic value uploaded, oldest first, with its report.
+    let systolic: Vec<(String, f64)> = uploads
+        .iter()
+        .map(|upload| {
+            let report = &upload["checkups"][0]["reports"][0];
+            assert_eq!(report["instrument"]["type"], "blood_pressure");
+            assert_eq!(report["measurements"][0]["code"], "8480-6");
+            (
+                report["id"].as_str().unwrap().to_string(),
+                report["measurements"][0]["value"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+
+    let response = stack
+        .get(
+            &token,
+            &format!("/v1/me/trends?code=8480-6&{}", fresh(&last)),
+        )
+        .await;
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    assert!(response.headers().contains_key("x-data-lsn"));
+    let etag = response.headers()["etag"].to_str().unwrap().to_string();
+    let trend = json(response, 200).await;
+    assert_eq!(trend["code"], "8480-6");
+    assert_eq!(trend["name"], "Systolic blood pressure");
+    assert_eq!(trend["unit"], "mm[Hg]");
+    assert_eq!(trend["next_cursor"], Value::Null);
+    let served: Vec<(String, f64)> = trend["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            assert_eq!(p["unit"], "mm[Hg]");
+            assert!(
+                ["L", "N", "H"].contains(&p["flag"].as_str().unwrap()),
+                "{p}"
+            );
+            (
+                p["report_id"].as_str().unwrap().to_string(),
+                p["value"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(served, systolic, "the uploaded values, oldest to newest");
+    points(&trend);
+    let again = stack
+        .http
+        .get(format!("{}/v1/me/trends?code=8480-6", stack.reports))
+        .bearer_auth(&token)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+
+    // Heart rate comes from three instruments per checkup: 12 points, walked 5 at a time from
+    // the newest back, never repeating or skipping one.
+    let all = points(&json(stack.get(&token, "/v1/me/trends?code=8867-4").await, 200).await);
+    assert_eq!(all.len(), 12);
+    let mut walked: Vec<(String, String)> = Vec::new();
+    let mut path = "/v1/me/trends?code=8867-4&limit=5".to_string();
+    loop {
+        let page = json(stack.get(&token, &path).await, 200).await;
+        let mut chunk = points(&page);
+        assert!(chunk.len() <= 5);
+        if let (Some(newest), Some(oldest_seen)) = (chunk.last(), walked.first()) {
+            assert!(newest < oldest_seen, "pages go back in time");
+        }
+        chunk.append(&mut walked);
+        walked = chunk;
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/v1/me/trends?code=8867-4&limit=5&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(walked, all);
+
+    let since = (now - time::Duration::days(2) - time::Duration::hours(12))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let recent = json(
+        stack
+            .get(
+                &token,
+                &format!("/v1/me/trends?code=8480-6&since={}", urlencode(&since)),
+            )
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(points(&recent).len(), 2);
+    let graces = json(
+        stack
+            .get(
+                &graces_token,
+                &format!("/v1/me/trends?code=8480-6&{}", fresh(&graces_upload)),
+            )
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(graces["points"].as_array().unwrap().len(), 1);
+    assert!(
+        !graces.to_string().contains(&systolic[0].0),
+        "another patient's report"
+    );
+
+    // A report entered in error leaves the trend.
+    let (withdrawn, _) = &systolic[3];
+    let response = stack
+        .http
+        .patch(format!("{}/v1/reports/{withdrawn}", stack.ingest))
+        .bearer_auth(&stack.device_token)
+        .json(&json!({ "status": "entered-in-error" }))
+        .send()
+        .await
+        .unwrap();
+    let changed = json(response, 200).await;
+    let trend = json(
+        stack
+            .get(
+                &token,
+                &format!("/v1/me/trends?code=8480-6&{}", fresh(&changed)),
+            )
+            .await,
+        200,
+    )
+    .await;
+    let left: Vec<String> = points(&trend).into_iter().map(|(_, id)| id).collect();
+    let expected: Vec<String> = systolic[..3].iter().map(|(id, _)| id.clone()).collect();
+    assert_eq!(left, expected);
+
+    for (query, pointer) in [
+        ("", &["/query/code"][..]),
+        ("code=1234-5", &["/query/code"]),
+        ("code=", &["/query/code"]),
+        ("code=8480-6&code=8462-4", &["/query/code"]),
+        ("code%5B%24ne%5D=x", &["/query/code[$ne]", "/query/code"]),
+        ("code=%7B%22%24gt%22%3A%22%22%7D", &["/query/code"]),
+        ("code=8480-6&limit=501", &["/query/limit"]),
+        ("code=8480-6&limit=0", &["/query/limit"]),
+        ("code=8480-6&cursor=nope", &["/query/cursor"]),
+        ("code=8480-6&since=yesterday", &["/query/since"]),
+        (
+            "code=8480-6&since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z",
+            &["/query/since"],
+        ),
+        ("code=8480-6&from=2026-01-01T00:00:00Z", &["/query/from"]),
+    ] {
+        let response = stack.get(&token, &format!("/v1/me/trends?{query}")).await;
+        let problem = json(response, 400).await;
+        assert!(schema("Problem").is_valid(&problem), "{problem}");
+        let pointers: Vec<&str> = problem["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["pointer"].as_str().unwrap())
+            .collect();
+        assert_eq!(pointers, pointer, "{query}");
+    }
+}
+
+#[test]
+fn the_documented_trend_codes_are_the_catalogues() {
+    let document: Value = serde_json::from_str(include_str!("../openapi.json")).unwrap();
+    let codes: Vec<&str> = clinical_catalogue::CODES.iter().map(|c| c.code).collect();
+    let parameter = document["paths"]["/v1/me/trends"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "code")
+        .unwrap();
+    assert_eq!(parameter["schema"]["enum"], json!(codes));
+    assert_eq!(
+        document["components"]["schemas"]["Trend"]["properties"]["code"]["enum"],
+        json!(codes)
+    );
 }

@@ -161,18 +161,25 @@ async fn readyz_is_ok_when_every_check_passes() {
 async fn readyz_is_a_503_problem_naming_the_failing_dependency() {
     let readiness = Readiness::new()
         .with_check("postgres", || async { Ok(()) })
-        .with_check("mongodb", || async { Err("connection refused".to_owned()) });
+        .with_check("mongodb", || async {
+            Err("connection to db.internal:27017 as user reports_api refused".to_owned())
+        });
     let server = TestServer::start(Router::new(), readiness, HttpSettings::default()).await;
     let response = client().get(server.url("/readyz")).send().await.unwrap();
     assert_problem(&response, StatusCode::SERVICE_UNAVAILABLE);
     assert!(response.headers().contains_key("retry-after"));
     let id = request_id_of(&response);
-    let body: Value = response.json().await.unwrap();
+    let text = response.text().await.unwrap();
+    // The driver's error names hosts and users: logged, never shown to an unauthenticated caller.
+    for leak in ["db.internal", "reports_api", "refused"] {
+        assert!(!text.contains(leak), "{text}");
+    }
+    let body: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(body["status"], 503);
     assert_eq!(body["request_id"], id.as_str());
     assert_eq!(
         body["errors"],
-        json!([{"pointer": "#/dependencies/mongodb", "detail": "connection refused"}])
+        json!([{"pointer": "#/dependencies/mongodb", "detail": "unavailable"}])
     );
     assert!(body["detail"].as_str().unwrap().contains("mongodb"));
     assert!(!body["detail"].as_str().unwrap().contains("postgres"));
@@ -338,4 +345,69 @@ async fn shutdown_returns_within_the_deadline_despite_a_stuck_request() {
         .await
         .unwrap();
     assert!(outcome.unwrap().is_err());
+}
+
+#[tokio::test]
+async fn requests_beyond_the_concurrency_limit_are_shed_before_the_handler_and_probes_still_answer()
+{
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let started = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut router = Router::new();
+    let (wait, count) = (release.clone(), started.clone());
+    router
+        .route(
+            Method::GET,
+            "/slow",
+            move |_: Request<Incoming>, _: RequestContext| {
+                let (wait, count) = (wait.clone(), count.clone());
+                async move {
+                    count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    wait.notified().await;
+                    json_response(StatusCode::OK, &json!({}))
+                }
+            },
+        )
+        .unwrap();
+    let settings = HttpSettings {
+        max_concurrent_requests: 2,
+        ..HttpSettings::default()
+    };
+    let readiness = Readiness::new().with_check("db", || async { Ok(()) });
+    let server = TestServer::start(router, readiness, settings).await;
+    let held: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(client().get(server.url("/slow")).send()))
+        .collect();
+    while started.load(std::sync::atomic::Ordering::SeqCst) < 2 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    for _ in 0..20 {
+        let response = client().get(server.url("/slow")).send().await.unwrap();
+        assert_problem(&response, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()["retry-after"], "1");
+    }
+    assert_eq!(
+        started.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "a shed request never reaches its handler"
+    );
+    for probe in ["/healthz", "/readyz", "/metrics"] {
+        let response = client().get(server.url(probe)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{probe} while every slot is taken");
+    }
+
+    release.notify_waiters();
+    for request in held {
+        assert_eq!(request.await.unwrap().unwrap().status(), 200);
+    }
+    let again = tokio::spawn(client().get(server.url("/slow")).send());
+    while started.load(std::sync::atomic::Ordering::SeqCst) < 3 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    release.notify_waiters();
+    assert_eq!(
+        again.await.unwrap().unwrap().status(),
+        200,
+        "slots are given back"
+    );
 }

@@ -13,29 +13,15 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use cdc_daemon::decode::{Message, decode_bytes};
-use cdc_daemon::mapping::lookups::LookupStore;
+use cdc_daemon::mapping::lookups::MemoryStore;
 use cdc_daemon::mapping::{LatestWork, Mapper, Transaction, latest};
 use cdc_daemon::replication::unix_millis;
 use cdc_daemon::sink::{Batch, Write};
 use mongodb::Database;
-use mongodb::bson::{Bson, DateTime, Document, doc};
+use mongodb::bson::{Bson, DateTime, doc};
 
 /// Statements per command, as the daemon sends them to FerretDB.
 const STATEMENTS_PER_COMMAND: usize = 32;
-
-/// A lookup store with nothing in it: every parent was inserted earlier in the same stream and
-/// sits in the mapper's caches.
-struct EmptyStore;
-
-impl LookupStore for EmptyStore {
-    async fn find(
-        &self,
-        _collection: &'static str,
-        _id: &str,
-    ) -> Result<Option<Document>, mongodb::error::Error> {
-        Ok(None)
-    }
-}
 
 /// One batch as the daemon would flush it.
 pub struct PreparedBatch {
@@ -67,7 +53,9 @@ pub async fn prepare(
     max_changes: usize,
     max_bytes: usize,
 ) -> Result<(Vec<PreparedBatch>, usize)> {
-    let mut mapper = Mapper::new(EmptyStore, usize::MAX);
+    // An empty store: every parent a change needs was inserted earlier in the same stream, so
+    // the mapper finds it in its caches.
+    let mut mapper = Mapper::new(MemoryStore::default(), usize::MAX);
     let mut batch = Batch::default();
     let mut batches = Vec::new();
     let mut transaction = Transaction {
@@ -90,7 +78,7 @@ pub async fn prepare(
             | Message::Delete(_)
             | Message::Truncate(_)) => {
                 let mapped = mapper
-                    .map(&message, &transaction, &mut batch)
+                    .map_change(&message, &transaction, &mut batch)
                     .await
                     .context("mapping the reference stream failed")?;
                 anyhow::ensure!(

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use mongodb::bson::{DateTime, Document, doc};
 use read_model::{LOOKUP_CHECKUPS, LOOKUP_CLINICS, LOOKUP_DEVICES, PATIENTS, REPORTS};
 
-/// Where cache misses are read from: the store (an in-memory map in unit tests).
+/// Where cache misses are read from: the store, or a [`MemoryStore`].
 pub trait LookupStore {
     /// The document `id` of `collection`, if there is one.
     fn find(
@@ -27,6 +27,31 @@ impl LookupStore for mongodb::Database {
         self.collection::<Document>(collection)
             .find_one(doc! { "_id": id })
             .await
+    }
+}
+
+/// Lookup documents held in memory: for the mapper's unit tests (documents a daemon would find
+/// in the store after a restart) and for benchmarks that time the mapping without a store.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    documents: HashMap<(&'static str, String), Document>,
+}
+
+impl MemoryStore {
+    /// Stores `document` as document `id` of `collection`, replacing any.
+    pub fn insert(&mut self, collection: &'static str, id: &str, document: Document) {
+        self.documents
+            .insert((collection, id.to_string()), document);
+    }
+}
+
+impl LookupStore for MemoryStore {
+    async fn find(
+        &self,
+        collection: &'static str,
+        id: &str,
+    ) -> Result<Option<Document>, mongodb::error::Error> {
+        Ok(self.documents.get(&(collection, id.to_string())).cloned())
     }
 }
 

@@ -17,20 +17,45 @@
 //! amendment, a status or time change) marks the patient for recomputation from its reports.
 //! A change that cannot be mapped becomes a [`DeadLetter`] and the stream goes on.
 
+mod checkups;
+mod clinics;
+mod devices;
 pub mod documents;
 pub mod latest;
 pub mod lookups;
+mod measurements;
+mod patients;
+mod reports;
+#[cfg(test)]
+mod tests;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use mongodb::bson::{Bson, DateTime, Document, doc};
-use read_model::{LOOKUP_CHECKUPS, LOOKUP_CLINICS, LOOKUP_DEVICES, PATIENTS, REPORTS};
+use read_model::PATIENTS;
+
+pub use self::latest::{Candidate, Dirty, LatestWork};
 
 use self::documents::FieldError;
-use self::lookups::{LookupStore, Lookups, ReportInfo};
+use self::lookups::{LookupStore, Lookups};
 use crate::decode::relations::{RelationCache, Row, row};
+use crate::decode::values::{
+    DATE as DATE_OID, FLOAT4, FLOAT8, INT2, INT4, INT8, JSON as JSON_OID, JSONB, NUMERIC, TEXT,
+    TIMESTAMP, TIMESTAMPTZ, UUID, VARCHAR,
+};
 use crate::decode::{ColumnData, Message, Relation, TupleData};
 use crate::sink::{Batch, Write};
+
+/// Column names with the type oids the mapping accepts for each.
+pub type ColumnTypes = &'static [(&'static str, &'static [u32])];
+
+// The kinds of column the mapping accepts: each table's `COLUMNS` names one per column.
+const ID: &[u32] = &[UUID];
+const TEXTUAL: &[u32] = &[TEXT, VARCHAR];
+const INSTANT: &[u32] = &[TIMESTAMPTZ, TIMESTAMP];
+const NUMBER: &[u32] = &[NUMERIC, INT2, INT4, INT8, FLOAT4, FLOAT8];
+const DATE: &[u32] = &[DATE_OID];
+const JSON: &[u32] = &[JSONB, JSON_OID];
 
 /// A published table the mapping knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -55,70 +80,36 @@ impl Table {
         if relation.namespace != "public" {
             return None;
         }
-        Some(match relation.name.as_str() {
-            "clinics" => Table::Clinics,
-            "devices" => Table::Devices,
-            "patients" => Table::Patients,
-            "checkups" => Table::Checkups,
-            "reports" => Table::Reports,
-            "measurements" => Table::Measurements,
-            _ => return None,
-        })
+        Table::named(&relation.name)
     }
 
-    /// The columns the mapping reads, with the types it accepts for each. A published schema
-    /// without one of them (dropped, renamed) or with another type cannot be mapped: its
-    /// inserts and updates become dead letters rather than documents with silent gaps.
-    pub fn needed_columns(self) -> &'static [(&'static str, &'static [u32])] {
-        use crate::decode::values::{
-            DATE, FLOAT4, FLOAT8, INT2, INT4, INT8, JSON, JSONB, NUMERIC, TEXT, TIMESTAMP,
-            TIMESTAMPTZ, UUID, VARCHAR,
-        };
-        const ID: &[u32] = &[UUID];
-        const TEXTUAL: &[u32] = &[TEXT, VARCHAR];
-        const INSTANT: &[u32] = &[TIMESTAMPTZ, TIMESTAMP];
-        const NUMBER: &[u32] = &[NUMERIC, INT2, INT4, INT8, FLOAT4, FLOAT8];
+    /// The table called `name` (in `public`), if the mapping knows it.
+    pub fn named(name: &str) -> Option<Table> {
+        Table::ALL.into_iter().find(|table| table.name() == name)
+    }
+
+    /// Every table the mapping knows, parents before children.
+    pub const ALL: [Table; 6] = [
+        Table::Clinics,
+        Table::Devices,
+        Table::Patients,
+        Table::Checkups,
+        Table::Reports,
+        Table::Measurements,
+    ];
+
+    /// The columns the mapping reads, with the types it accepts for each (each table's file
+    /// lists its own). A published schema without one of them (dropped, renamed) or with
+    /// another type cannot be mapped: its inserts and updates become dead letters rather than
+    /// documents with silent gaps.
+    pub fn needed_columns(self) -> ColumnTypes {
         match self {
-            Table::Clinics => &[("id", ID), ("name", TEXTUAL)],
-            Table::Devices => &[("id", ID), ("clinic_id", ID), ("label", TEXTUAL)],
-            Table::Patients => &[
-                ("id", ID),
-                ("external_ref", TEXTUAL),
-                ("full_name", TEXTUAL),
-                ("birth_date", &[DATE]),
-                ("sex", TEXTUAL),
-                ("phone", TEXTUAL),
-                ("email", TEXTUAL),
-            ],
-            Table::Checkups => &[
-                ("id", ID),
-                ("patient_id", ID),
-                ("clinic_id", ID),
-                ("device_id", ID),
-                ("started_at", INSTANT),
-                ("completed_at", INSTANT),
-            ],
-            Table::Reports => &[
-                ("id", ID),
-                ("checkup_id", ID),
-                ("patient_id", ID),
-                ("instrument_type", TEXTUAL),
-                ("instrument_serial", TEXTUAL),
-                ("taken_at", INSTANT),
-                ("status", TEXTUAL),
-                ("notes", TEXTUAL),
-                ("raw", &[JSONB, JSON]),
-            ],
-            Table::Measurements => &[
-                ("report_id", ID),
-                ("code", TEXTUAL),
-                ("display_name", TEXTUAL),
-                ("value", NUMBER),
-                ("unit", TEXTUAL),
-                ("reference_low", NUMBER),
-                ("reference_high", NUMBER),
-                ("flag", TEXTUAL),
-            ],
+            Table::Clinics => clinics::COLUMNS,
+            Table::Devices => devices::COLUMNS,
+            Table::Patients => patients::COLUMNS,
+            Table::Checkups => checkups::COLUMNS,
+            Table::Reports => reports::COLUMNS,
+            Table::Measurements => measurements::COLUMNS,
         }
     }
 
@@ -192,22 +183,35 @@ impl Transaction {
     }
 }
 
-/// Which `latest` codes of a patient must be recomputed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Dirty {
-    /// Every code.
-    All,
-    /// These codes.
-    Codes(BTreeSet<String>),
+/// Where a dead letter came from; stored as its `table` field.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Origin {
+    /// A row change of a table the mapping knows.
+    Table(Table),
+    /// A row change of a relation id no Relation message announced.
+    UnknownRelation(u32),
+    /// Bytes from the stream that do not decode as a pgoutput message.
+    Undecodable,
+}
+
+impl Origin {
+    /// The stored `table` field and the `table` label of `cdc_dead_letters_total`.
+    pub fn label(&self) -> String {
+        match self {
+            Origin::Table(table) => table.name().to_string(),
+            Origin::UnknownRelation(id) => format!("relation {id}"),
+            Origin::Undecodable => "(undecodable)".to_string(),
+        }
+    }
 }
 
 /// A change the mapping could not turn into writes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeadLetter {
-    /// The table.
-    pub table: String,
-    /// The operation.
-    pub operation: Operation,
+    /// What the change was a change of.
+    pub origin: Origin,
+    /// The row change's kind; `None` for undecodable bytes.
+    pub operation: Option<Operation>,
     /// The row's values as sent (text), by column.
     pub values: Document,
     /// Why it could not be mapped.
@@ -238,46 +242,6 @@ impl From<FieldError> for MapError {
 impl From<mongodb::error::Error> for MapError {
     fn from(error: mongodb::error::Error) -> Self {
         MapError::Store(error)
-    }
-}
-
-/// A measurement that may become its patient's newest value of its code.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Candidate {
-    /// When its report was taken.
-    pub taken_at: DateTime,
-    /// Its report.
-    pub report_id: String,
-    /// The `latest.<code>` entry it would be.
-    pub entry: Document,
-}
-
-impl Candidate {
-    /// Whether this candidate is newer than the entry `other` (by time, then report id).
-    pub fn newer_than(&self, other: &Document) -> bool {
-        let (Ok(taken_at), Ok(report_id)) =
-            (other.get_datetime("taken_at"), other.get_str("report_id"))
-        else {
-            return true;
-        };
-        (self.taken_at, self.report_id.as_str()) > (*taken_at, report_id)
-    }
-}
-
-/// What the batch changed about patients' newest values: patients to recompute from their
-/// reports, and per patient and code the newest inserted measurement.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct LatestWork {
-    /// Patients whose newest values may have gone down.
-    pub dirty: BTreeMap<String, Dirty>,
-    /// Per patient, per code, the batch's newest measurement.
-    pub candidates: BTreeMap<String, BTreeMap<String, Candidate>>,
-}
-
-impl LatestWork {
-    /// Whether there is nothing to do.
-    pub fn is_empty(&self) -> bool {
-        self.dirty.is_empty() && self.candidates.is_empty()
     }
 }
 
@@ -344,7 +308,7 @@ impl<S: LookupStore> Mapper<S> {
     /// Maps one row change (Insert, Update, Delete, Truncate) into `batch`. Other messages map
     /// to nothing. A store error (reading a lookup) is returned; anything wrong with the change
     /// itself comes back as a dead letter.
-    pub async fn map(
+    pub async fn map_change(
         &mut self,
         message: &Message,
         transaction: &Transaction,
@@ -368,8 +332,8 @@ impl<S: LookupStore> Mapper<S> {
             return Ok(Mapped {
                 change: None,
                 dead_letter: Some(DeadLetter {
-                    table: format!("relation {relation_id}"),
-                    operation,
+                    origin: Origin::UnknownRelation(relation_id),
+                    operation: Some(operation),
                     values: Document::new(),
                     error: "a change arrived before its table's Relation message".to_string(),
                 }),
@@ -384,8 +348,8 @@ impl<S: LookupStore> Mapper<S> {
             return Ok(Mapped {
                 change: Some((table, operation)),
                 dead_letter: Some(DeadLetter {
-                    table: table.name().to_string(),
-                    operation,
+                    origin: Origin::Table(table),
+                    operation: Some(operation),
                     values: raw_values(relation, tuple),
                     error: problem.clone(),
                 }),
@@ -397,8 +361,8 @@ impl<S: LookupStore> Mapper<S> {
                 return Ok(Mapped {
                     change: Some((table, operation)),
                     dead_letter: Some(DeadLetter {
-                        table: table.name().to_string(),
-                        operation,
+                        origin: Origin::Table(table),
+                        operation: Some(operation),
                         values: raw_values(relation, tuple),
                         error: error.to_string(),
                     }),
@@ -421,8 +385,8 @@ impl<S: LookupStore> Mapper<S> {
         // The raw values are collected only for a change that failed: for every change, they
         // cost about as much as mapping it.
         let dead_letter = error.map(|error| DeadLetter {
-            table: table.name().to_string(),
-            operation,
+            origin: Origin::Table(table),
+            operation: Some(operation),
             values: self
                 .relations
                 .get(relation_id)
@@ -449,6 +413,7 @@ impl<S: LookupStore> Mapper<S> {
         }
     }
 
+    /// Maps an insert or update of `table`.
     async fn upsert(
         &mut self,
         table: Table,
@@ -457,181 +422,26 @@ impl<S: LookupStore> Mapper<S> {
         transaction: &Transaction,
         batch: &mut Batch,
     ) -> Result<(), MapError> {
-        let id = || documents::uuid(row, "id").map(|id| id.to_string());
-        let cdc = transaction.cdc();
         match table {
-            Table::Clinics => {
-                let id = id()?;
-                let name = documents::text(row, "name")?;
-                let previous = match operation {
-                    Operation::Update => self.lookups.clinic_name(&id).await?,
-                    _ => None,
-                };
-                batch.push(Write::upsert(
-                    LOOKUP_CLINICS,
-                    id.as_str(),
-                    doc! { "name": name },
-                ));
-                self.lookups.set_clinic(&id, name);
-                if operation == Operation::Update && previous.as_deref() != Some(name) {
-                    batch.push(Write::update_many(
-                        REPORTS,
-                        doc! { "checkup.clinic_id": &id },
-                        doc! { "$set": { "checkup.clinic_name": name, "_cdc": cdc } },
-                    ));
-                }
-            }
-            Table::Devices => {
-                let id = id()?;
-                let label = documents::text(row, "label")?;
-                let previous = match operation {
-                    Operation::Update => self.lookups.device_label(&id).await?,
-                    _ => None,
-                };
-                let clinic_id = documents::uuid(row, "clinic_id")?.to_string();
-                batch.push(Write::upsert(
-                    LOOKUP_DEVICES,
-                    id.as_str(),
-                    doc! { "clinic_id": clinic_id, "label": label },
-                ));
-                self.lookups.set_device(&id, label);
-                if operation == Operation::Update && previous.as_deref() != Some(label) {
-                    batch.push(Write::update_many(
-                        REPORTS,
-                        doc! { "checkup.device_id": &id },
-                        doc! { "$set": { "checkup.device_label": label, "_cdc": cdc } },
-                    ));
-                }
-            }
+            Table::Clinics => self.upsert_clinic(operation, row, transaction, batch).await,
+            Table::Devices => self.upsert_device(operation, row, transaction, batch).await,
             Table::Patients => {
-                let id = id()?;
-                let previous = match operation {
-                    Operation::Update => self.lookups.patient(&id).await?,
-                    _ => None,
-                };
-                let mut fields = documents::patient_fields(row);
-                fields.insert("_cdc", cdc.clone());
-                batch.push(Write::upsert(PATIENTS, id.as_str(), fields));
-                let snapshot = documents::patient_snapshot(row)?;
-                self.lookups.set_patient(&id, snapshot.clone());
-                if operation == Operation::Update && previous.as_ref() != Some(&snapshot) {
-                    batch.push(Write::update_many(
-                        REPORTS,
-                        doc! { "patient_id": &id },
-                        doc! { "$set": { "patient": snapshot, "_cdc": cdc } },
-                    ));
-                }
+                self.upsert_patient(operation, row, transaction, batch)
+                    .await
             }
             Table::Checkups => {
-                let id = id()?;
-                let fields = documents::checkup_fields(row)?;
-                batch.push(Write::upsert(LOOKUP_CHECKUPS, id.as_str(), fields.clone()));
-                self.lookups.set_checkup(&id, fields.clone());
-                if operation == Operation::Update {
-                    let embedded = self.embedded_checkup(&id, &fields).await?;
-                    batch.push(Write::update_many(
-                        REPORTS,
-                        doc! { "checkup_id": &id },
-                        doc! { "$set": { "checkup": embedded, "_cdc": cdc } },
-                    ));
-                }
+                self.upsert_checkup(operation, row, transaction, batch)
+                    .await
             }
-            Table::Reports => {
-                let id = id()?;
-                let mut fields = documents::report_fields(row)?;
-                let patient_id = fields.get_str("patient_id").unwrap_or_default().to_string();
-                let checkup_id = fields.get_str("checkup_id").unwrap_or_default().to_string();
-                let patient =
-                    self.lookups.patient(&patient_id).await?.ok_or_else(|| {
-                        MapError::Orphan(format!("patient {patient_id} is unknown"))
-                    })?;
-                let checkup =
-                    self.lookups.checkup(&checkup_id).await?.ok_or_else(|| {
-                        MapError::Orphan(format!("checkup {checkup_id} is unknown"))
-                    })?;
-                fields.insert("patient", patient);
-                fields.insert(
-                    "checkup",
-                    self.embedded_checkup(&checkup_id, &checkup).await?,
-                );
-                fields.insert("_cdc", cdc);
-                let info = ReportInfo {
-                    patient_id: patient_id.clone(),
-                    taken_at: documents::timestamp(row, "taken_at")?,
-                    entered_in_error: documents::text(row, "status")? == "entered-in-error",
-                };
-                let previous = match operation {
-                    Operation::Update => self.lookups.report(&id).await?,
-                    _ => None,
-                };
-                batch.push(Write::upsert(REPORTS, id.as_str(), fields));
-                self.lookups.set_report(&id, info.clone());
-                if operation == Operation::Update && previous.as_ref() != Some(&info) {
-                    if let Some(previous) = previous.filter(|p| p.patient_id != patient_id) {
-                        self.mark(&previous.patient_id, Dirty::All);
-                    }
-                    self.mark(&patient_id, Dirty::All);
-                }
-            }
+            Table::Reports => self.upsert_report(operation, row, transaction, batch).await,
             Table::Measurements => {
-                let report_id = documents::uuid(row, "report_id")?.to_string();
-                let (code, measurement) = documents::measurement(row)?;
-                let report =
-                    self.lookups.report(&report_id).await?.ok_or_else(|| {
-                        MapError::Orphan(format!("report {report_id} is unknown"))
-                    })?;
-                batch.push(Write::update(
-                    REPORTS,
-                    report_id.as_str(),
-                    doc! { "$set": { format!("measurements.{code}"): measurement.clone(), "_cdc": cdc } },
-                ));
-                match operation {
-                    Operation::Insert if !report.entered_in_error => {
-                        let candidate = Candidate {
-                            taken_at: report.taken_at,
-                            entry: documents::latest_entry(
-                                &measurement,
-                                &report_id,
-                                report.taken_at,
-                            ),
-                            report_id,
-                        };
-                        let codes = self.latest.candidates.entry(report.patient_id).or_default();
-                        if codes
-                            .get(&code)
-                            .is_none_or(|current| candidate.newer_than(&current.entry))
-                        {
-                            codes.insert(code, candidate);
-                        }
-                    }
-                    Operation::Insert => {}
-                    _ => self.mark(&report.patient_id, Dirty::Codes(BTreeSet::from([code]))),
-                }
+                self.upsert_measurement(operation, row, transaction, batch)
+                    .await
             }
         }
-        Ok(())
     }
 
-    async fn embedded_checkup(
-        &mut self,
-        id: &str,
-        lookup: &Document,
-    ) -> Result<Document, MapError> {
-        let clinic_id = lookup.get_str("clinic_id").unwrap_or_default().to_string();
-        let device_id = lookup.get_str("device_id").unwrap_or_default().to_string();
-        let clinic = self
-            .lookups
-            .clinic_name(&clinic_id)
-            .await?
-            .ok_or_else(|| MapError::Orphan(format!("clinic {clinic_id} is unknown")))?;
-        let device = self
-            .lookups
-            .device_label(&device_id)
-            .await?
-            .ok_or_else(|| MapError::Orphan(format!("device {device_id} is unknown")))?;
-        Ok(documents::checkup_embedded(id, lookup, &clinic, &device))
-    }
-
+    /// Maps a delete of `table`, routed by its replica identity `key` alone.
     async fn delete(
         &mut self,
         table: Table,
@@ -639,91 +449,33 @@ impl<S: LookupStore> Mapper<S> {
         transaction: &Transaction,
         batch: &mut Batch,
     ) -> Result<(), MapError> {
-        let id = || documents::uuid(key, "id").map(|id| id.to_string());
         match table {
-            Table::Clinics => {
-                let id = id()?;
-                batch.push(Write::delete(LOOKUP_CLINICS, id.as_str()));
-                self.lookups.forget(&id);
-            }
-            Table::Devices => {
-                let id = id()?;
-                batch.push(Write::delete(LOOKUP_DEVICES, id.as_str()));
-                self.lookups.forget(&id);
-            }
-            Table::Patients => {
-                let id = id()?;
-                batch.push(Write::delete(PATIENTS, id.as_str()));
-                batch.push(Write::delete_many(REPORTS, doc! { "patient_id": &id }));
-                self.lookups.forget(&id);
-                self.latest.dirty.remove(&id);
-                self.latest.candidates.remove(&id);
-            }
-            Table::Checkups => {
-                let id = id()?;
-                let patient_id = documents::uuid(key, "patient_id")?.to_string();
-                batch.push(Write::delete(LOOKUP_CHECKUPS, id.as_str()));
-                batch.push(Write::delete_many(REPORTS, doc! { "checkup_id": &id }));
-                self.lookups.forget(&id);
-                self.mark(&patient_id, Dirty::All);
-            }
-            Table::Reports => {
-                let id = id()?;
-                let patient_id = documents::uuid(key, "patient_id")?.to_string();
-                batch.push(Write::delete(REPORTS, id.as_str()));
-                self.lookups.forget(&id);
-                self.mark(&patient_id, Dirty::All);
-            }
-            Table::Measurements => {
-                let report_id = documents::uuid(key, "report_id")?.to_string();
-                let code = documents::text(key, "code")?.to_string();
-                batch.push(Write::update(
-                    REPORTS,
-                    report_id.as_str(),
-                    doc! {
-                        "$unset": { format!("measurements.{code}"): "" },
-                        "$set": { "_cdc": transaction.cdc() },
-                    },
-                ));
-                if let Some(report) = self.lookups.report(&report_id).await? {
-                    self.mark(&report.patient_id, Dirty::Codes(BTreeSet::from([code])));
-                }
-            }
+            Table::Clinics => self.delete_clinic(key, batch),
+            Table::Devices => self.delete_device(key, batch),
+            Table::Patients => self.delete_patient(key, batch),
+            Table::Checkups => self.delete_checkup(key, batch),
+            Table::Reports => self.delete_report(key, batch),
+            Table::Measurements => self.delete_measurement(key, transaction, batch).await,
         }
-        Ok(())
     }
 
+    /// Maps a TRUNCATE of `table`; every cached lookup may be stale after it.
     fn truncate(&mut self, table: Table, batch: &mut Batch) {
-        let everything = Document::new;
-        let forget_latest =
-            || Write::update_many(PATIENTS, doc! {}, doc! { "$unset": { "latest": "" } });
         match table {
-            Table::Clinics => batch.push(Write::delete_many(LOOKUP_CLINICS, everything())),
-            Table::Devices => batch.push(Write::delete_many(LOOKUP_DEVICES, everything())),
-            Table::Patients => {
-                batch.push(Write::delete_many(PATIENTS, everything()));
-                batch.push(Write::delete_many(REPORTS, everything()));
-            }
-            Table::Checkups => {
-                batch.push(Write::delete_many(LOOKUP_CHECKUPS, everything()));
-                batch.push(Write::delete_many(REPORTS, everything()));
-                batch.push(forget_latest());
-            }
-            Table::Reports => {
-                batch.push(Write::delete_many(REPORTS, everything()));
-                batch.push(forget_latest());
-            }
-            Table::Measurements => {
-                batch.push(Write::update_many(
-                    REPORTS,
-                    everything(),
-                    doc! { "$set": { "measurements": {} } },
-                ));
-                batch.push(forget_latest());
-            }
+            Table::Clinics => clinics::truncate_clinics(batch),
+            Table::Devices => devices::truncate_devices(batch),
+            Table::Patients => patients::truncate_patients(batch),
+            Table::Checkups => checkups::truncate_checkups(batch),
+            Table::Reports => reports::truncate_reports(batch),
+            Table::Measurements => measurements::truncate_measurements(batch),
         }
         self.lookups.clear();
     }
+}
+
+/// The write that empties every patient's `latest` (after a truncate of what it derives from).
+fn forget_every_latest() -> Write {
+    Write::update_many(PATIENTS, doc! {}, doc! { "$unset": { "latest": "" } })
 }
 
 /// The values of a tuple as text by column name, for a dead letter.

@@ -221,7 +221,9 @@ async fn dropping_a_mapped_column_dead_letters_its_changes_until_fixed_and_repla
         stored.is_some(),
         "a change behind the dead letters was not applied"
     );
-    let letters = cdc_daemon::requests::unresolved(&rig.store).await.unwrap();
+    let letters = cdc_daemon::support_requests::unresolved(&rig.store)
+        .await
+        .unwrap();
     let of = |table: &str| {
         letters
             .iter()
@@ -276,7 +278,7 @@ async fn dropping_a_mapped_column_dead_letters_its_changes_until_fixed_and_repla
         String::from_utf8_lossy(&replay.stderr)
     );
     assert!(
-        cdc_daemon::requests::unresolved(&rig.store)
+        cdc_daemon::support_requests::unresolved(&rig.store)
             .await
             .unwrap()
             .is_empty()
@@ -312,7 +314,7 @@ async fn with_stop_on_dead_letter_the_daemon_halts_before_the_poison_change() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(
-        cdc_daemon::requests::unresolved(&rig.store)
+        cdc_daemon::support_requests::unresolved(&rig.store)
             .await
             .unwrap()
             .is_empty(),

@@ -23,6 +23,20 @@ pub fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
+/// Length of a token: the prefix and 64 hex digits.
+const TOKEN_LEN: usize = TOKEN_PREFIX.len() + 64;
+
+/// Whether `token` has the shape of a token [`new_token`] makes (the prefix, then 64 lowercase
+/// hex digits): anything else cannot belong to a device and is refused before hashing and
+/// looking it up.
+pub fn is_token_shaped(token: &str) -> bool {
+    token.len() == TOKEN_LEN
+        && token.starts_with(TOKEN_PREFIX)
+        && token[TOKEN_PREFIX.len()..]
+            .bytes()
+            .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// A new random token: the prefix and 256 random bits in hex.
 pub fn new_token() -> Result<String, getrandom::Error> {
     let mut secret = [0u8; 32];

@@ -14,6 +14,7 @@
 //! - `amendment`: report amendments.
 
 mod amendment;
+mod bounded;
 mod measurement;
 mod raw;
 mod upload;
@@ -43,6 +44,12 @@ pub struct Limits {
     /// How far in the future a timestamp may be, for tablets whose clocks run fast (default
     /// five minutes).
     pub max_future_skew: Duration,
+    /// Most JSON values (objects, arrays, strings, numbers, booleans, nulls) read from an upload
+    /// body (default 500,000, about 24 MiB once parsed); counted while parsing, so a hostile
+    /// body is refused before it is inflated.
+    pub max_upload_values: usize,
+    /// Most JSON values read from an amendment body (default 1,000; a full amendment is ~100).
+    pub max_amendment_values: usize,
 }
 
 impl Default for Limits {
@@ -54,6 +61,8 @@ impl Default for Limits {
             max_raw_bytes: 256 * 1024,
             max_raw_depth: 16,
             max_future_skew: Duration::minutes(5),
+            max_upload_values: 500_000,
+            max_amendment_values: 1_000,
         }
     }
 }
@@ -72,6 +81,11 @@ pub enum Rejection {
     },
     /// JSON, but invalid: 422 with every problem.
     Invalid(Vec<FieldError>),
+    /// More JSON values than the limit (`max`): 413, refused while parsing.
+    TooManyValues {
+        /// The limit.
+        max: usize,
+    },
 }
 
 /// Parses an upload body (`POST /v1/uploads`); timestamps are checked against `now`.
@@ -80,7 +94,7 @@ pub fn parse_upload(
     now: OffsetDateTime,
     limits: &Limits,
 ) -> Result<Upload, Rejection> {
-    let value = json(body)?;
+    let value = json(body, limits.max_upload_values)?;
     let mut problems = Problems::default();
     let clock = Clock {
         now,
@@ -97,15 +111,21 @@ pub fn parse_amendment(
     _now: OffsetDateTime,
     limits: &Limits,
 ) -> Result<Amendment, Rejection> {
-    let value = json(body)?;
+    let value = json(body, limits.max_amendment_values)?;
     let mut problems = Problems::default();
     let amendment = amendment::amendment(&Field::root(&value), limits, &mut problems);
     problems.finish(amendment)
 }
 
-/// The body as a JSON value, or where and why it is not JSON.
-fn json(body: &[u8]) -> Result<Value, Rejection> {
-    serde_json::from_slice(body).map_err(|error| {
+/// The body as a JSON value of at most `max_values` values, or where and why it is not JSON.
+fn json(body: &[u8], max_values: usize) -> Result<Value, Rejection> {
+    bounded::from_slice(body, max_values).map_err(|error| {
+        let error = match error {
+            bounded::ReadError::TooManyValues => {
+                return Rejection::TooManyValues { max: max_values };
+            }
+            bounded::ReadError::Json(error) => error,
+        };
         let (line, column) = (error.line(), error.column());
         let text = error.to_string();
         // serde_json appends the position, which the rejection carries on its own.
@@ -477,7 +497,8 @@ mod tests {
                         assert_pointers_resolve(&body, &errors);
                     }
                     Some(Rejection::Malformed { .. }) => prop_assert!(false, "{bytes} is JSON"),
-                    None => {}
+                    // A large generated body may pass the amendment's budget of values.
+                    Some(Rejection::TooManyValues { .. }) | None => {}
                 }
             }
         }

@@ -4,6 +4,7 @@
 
 mod abuse;
 mod amendments;
+mod flood;
 mod limits;
 mod openapi;
 mod support;

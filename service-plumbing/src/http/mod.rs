@@ -5,6 +5,12 @@
 //! passes both to [`HttpServer::new`], and runs [`HttpServer::serve`] on a bound listener until
 //! its [`Shutdown`] is triggered. On shutdown the server stops accepting, lets open requests
 //! finish, and drops the connections still open when `shutdown_deadline_ms` has passed.
+//!
+//! Load is shed before any work: a service's own routes run at most `max_concurrent_requests`
+//! at once, counted before the handler (and so before authentication) runs; beyond it they are
+//! answered `503` with `Retry-After` at once. The built-in routes are exempt because they are
+//! cheap by construction (`/readyz` answers from a cache, [`Readiness::cached`]), so probes keep
+//! answering under a flood.
 
 mod bearer;
 mod context;
@@ -28,6 +34,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts};
 use serde::Deserialize;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -54,6 +61,12 @@ const UNMATCHED_ROUTE: &str = "unmatched";
 /// How long a client is asked to wait before probing `/readyz` again.
 const READY_RETRY_AFTER: Duration = Duration::from_secs(5);
 
+/// How long a client is asked to wait when every request slot is taken.
+const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// The built-in routes, which are not counted against `max_concurrent_requests`.
+const BUILT_IN_ROUTES: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+
 /// The `http` section of every service's configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
@@ -69,6 +82,12 @@ pub struct HttpSettings {
     pub shutdown_deadline_ms: u64,
     /// Time all readiness checks together get before `/readyz` reports them as timed out.
     pub readiness_timeout_ms: u64,
+    /// Age below which `/readyz` answers from the last checks' result instead of checking
+    /// again: the dependencies are checked at most once per this interval.
+    pub readiness_interval_ms: u64,
+    /// Requests to the service's own routes handled at once; beyond it they are answered 503
+    /// with `Retry-After` before any work (the built-in routes are not counted).
+    pub max_concurrent_requests: usize,
 }
 
 impl Default for HttpSettings {
@@ -79,6 +98,8 @@ impl Default for HttpSettings {
             body_read_timeout_ms: 30_000,
             shutdown_deadline_ms: 10_000,
             readiness_timeout_ms: 2_000,
+            readiness_interval_ms: 1_000,
+            max_concurrent_requests: 64,
         }
     }
 }
@@ -129,6 +150,8 @@ pub struct HttpServer {
 struct Inner {
     router: Router,
     settings: HttpSettings,
+    /// One permit per request to a service route in progress.
+    permits: Arc<Semaphore>,
     requests: IntCounterVec,
     durations: HistogramVec,
 }
@@ -137,8 +160,10 @@ impl HttpServer {
     /// A server for `router` plus the built-in routes:
     ///
     /// - `GET /healthz`: `200 {"status":"ok"}` while the process is alive;
-    /// - `GET /readyz`: runs `readiness`; `200 {"status":"ready"}`, or `503` problem+json with one
-    ///   `errors` entry per failed dependency (`pointer` `#/dependencies/<name>`);
+    /// - `GET /readyz`: `readiness`' result, at most `readiness_interval_ms` old;
+    ///   `200 {"status":"ready"}`, or `503` problem+json with one `errors` entry per failed
+    ///   dependency (`pointer` `#/dependencies/<name>`, detail "unavailable" or "no answer in
+    ///   time"; the driver's error, which may name hosts and users, is only logged);
     /// - `GET /metrics`: `metrics` in the Prometheus text format.
     ///
     /// Registers the request metrics ([`HTTP_REQUESTS_TOTAL`],
@@ -157,12 +182,13 @@ impl HttpServer {
             },
         )?;
         let timeout = Duration::from_millis(settings.readiness_timeout_ms);
+        let interval = Duration::from_millis(settings.readiness_interval_ms);
         router.route(
             Method::GET,
             "/readyz",
             move |_: Request<Incoming>, context: RequestContext| {
                 let readiness = readiness.clone();
-                async move { ready(&readiness, timeout, &context).await }
+                async move { ready(&readiness, interval, timeout, &context).await }
             },
         )?;
         let registry = metrics.clone();
@@ -194,6 +220,7 @@ impl HttpServer {
         Ok(Self {
             inner: Arc::new(Inner {
                 router,
+                permits: Arc::new(Semaphore::new(settings.max_concurrent_requests)),
                 settings,
                 requests,
                 durations,
@@ -286,8 +313,27 @@ impl HttpServer {
 
         let mut response = match found {
             RouteMatch::Found {
-                handler, params, ..
-            } => {
+                handler,
+                pattern,
+                params,
+            } => 'found: {
+                // Held by the handler's task, so a client that goes away frees it only when
+                // the work it started is done.
+                let permit = if BUILT_IN_ROUTES.contains(&pattern) {
+                    None
+                } else {
+                    match self.inner.permits.clone().try_acquire_owned() {
+                        Ok(permit) => Some(permit),
+                        Err(_) => {
+                            break 'found Problem::service_unavailable(
+                                "too many requests in progress; retry shortly",
+                                BUSY_RETRY_AFTER,
+                            )
+                            .with_request_id(&request_id)
+                            .into_response();
+                        }
+                    }
+                };
                 let context = RequestContext {
                     request_id: request_id.clone(),
                     params,
@@ -296,7 +342,12 @@ impl HttpServer {
                     ),
                 };
                 let task = tokio::spawn(
-                    async move { handler.call(request, context).await }.instrument(span.clone()),
+                    async move {
+                        let response = handler.call(request, context).await;
+                        drop(permit);
+                        response
+                    }
+                    .instrument(span.clone()),
                 );
                 match task.await {
                     Ok(response) => response,
@@ -346,8 +397,13 @@ impl HttpServer {
 }
 
 /// `GET /readyz`.
-async fn ready(readiness: &Readiness, timeout: Duration, context: &RequestContext) -> HttpResponse {
-    let failed = readiness.run(timeout).await;
+async fn ready(
+    readiness: &Readiness,
+    interval: Duration,
+    timeout: Duration,
+    context: &RequestContext,
+) -> HttpResponse {
+    let failed = readiness.cached(interval, timeout).await;
     if failed.is_empty() {
         return json_response(StatusCode::OK, &serde_json::json!({"status": "ready"}));
     }
@@ -356,12 +412,18 @@ async fn ready(readiness: &Readiness, timeout: Duration, context: &RequestContex
         .map(|check| check.name)
         .collect::<Vec<_>>()
         .join(", ");
-    tracing::warn!(dependencies = %names, "not ready");
     let mut problem =
         Problem::service_unavailable(format!("not ready: {names} unavailable"), READY_RETRY_AFTER)
             .with_request_id(context.request_id());
     for check in failed {
-        problem = problem.with_error(format!("#/dependencies/{}", check.name), check.reason);
+        // The reason may name hosts, users or databases: for the log only.
+        tracing::warn!(dependency = check.name, reason = %check.reason, "not ready");
+        let detail = if check.timed_out {
+            "no answer in time"
+        } else {
+            "unavailable"
+        };
+        problem = problem.with_error(format!("#/dependencies/{}", check.name), detail);
     }
     problem.into_response()
 }

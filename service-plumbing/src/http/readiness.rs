@@ -4,20 +4,36 @@
 //! dependency is unusable. All checks run concurrently, each on its own task, and the probe waits
 //! for them only until a shared deadline. A check that misses the deadline counts as failed and
 //! is left to finish on its own: its future is never dropped half-way, which database drivers
-//! (the MongoDB driver in particular) do not tolerate.
+//! (the MongoDB driver in particular) do not tolerate. While it is still running no second check
+//! of that dependency is started, so a hanging dependency never piles up checks.
+//!
+//! `/readyz` answers from [`Readiness::cached`]: the checks run at most once per interval
+//! however many probes arrive, so a flood of unauthenticated probes costs no database work.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
 use super::response::BoxFuture;
 
-/// An async dependency check: `Ok(())` when usable, else a short reason safe to show.
+/// An async dependency check: `Ok(())` when usable, else a reason for the log.
 type Check = Arc<dyn Fn() -> BoxFuture<Result<(), String>> + Send + Sync>;
 
-/// The named dependency checks of a service. Cloning is cheap.
+/// The named dependency checks of a service. Cloning is cheap (clones share the cache).
 #[derive(Clone, Default)]
 pub struct Readiness {
     checks: Vec<(&'static str, Check)>,
+    state: Arc<Mutex<State>>,
+}
+
+/// The last result and the checks still running past their deadline, by dependency index.
+#[derive(Default)]
+struct State {
+    last: Option<(Instant, Vec<FailedCheck>)>,
+    running: Vec<Option<JoinHandle<Result<(), String>>>>,
 }
 
 /// A dependency whose check failed.
@@ -25,8 +41,10 @@ pub struct Readiness {
 pub struct FailedCheck {
     /// The dependency's name, as given to [`Readiness::with_check`].
     pub name: &'static str,
-    /// Why it failed.
+    /// Why it failed, as the check said: may name hosts or users, so it is logged, not shown.
     pub reason: String,
+    /// Whether it failed by missing the deadline (rather than answering an error).
+    pub timed_out: bool,
 }
 
 impl Readiness {
@@ -46,27 +64,68 @@ impl Readiness {
         self
     }
 
+    /// The result of the last run if it is younger than `interval`, else a new [`Self::run`].
+    /// Concurrent callers wait for the one run in progress instead of starting their own.
+    pub async fn cached(&self, interval: Duration, timeout: Duration) -> Vec<FailedCheck> {
+        let mut state = self.state.lock().await;
+        if let Some((at, failed)) = &state.last
+            && at.elapsed() < interval
+        {
+            return failed.clone();
+        }
+        let failed = self.run_locked(&mut state, timeout).await;
+        state.last = Some((Instant::now(), failed.clone()));
+        failed
+    }
+
     /// Runs every check concurrently and returns the failed ones, in the order they were added.
-    /// A check that has not finished within `timeout` fails with reason "timed out".
+    /// A check that has not finished within `timeout` fails as timed out; a check still running
+    /// from an earlier call is not started again and fails the same way.
     pub async fn run(&self, timeout: Duration) -> Vec<FailedCheck> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let running: Vec<_> = self
-            .checks
-            .iter()
-            .map(|(name, check)| (*name, tokio::spawn(check())))
-            .collect();
+        let mut state = self.state.lock().await;
+        self.run_locked(&mut state, timeout).await
+    }
+
+    async fn run_locked(&self, state: &mut State, timeout: Duration) -> Vec<FailedCheck> {
+        let deadline = Instant::now() + timeout;
+        state.running.resize_with(self.checks.len(), || None);
+        for ((_, check), running) in self.checks.iter().zip(state.running.iter_mut()) {
+            let busy = running.as_ref().is_some_and(|handle| !handle.is_finished());
+            if !busy {
+                *running = Some(tokio::spawn(check()));
+            }
+        }
         let mut failed = Vec::new();
-        for (name, handle) in running {
-            let reason = match tokio::time::timeout_at(deadline, handle).await {
-                Ok(Ok(Ok(()))) => continue,
-                Ok(Ok(Err(reason))) => reason,
+        for ((name, _), running) in self.checks.iter().zip(state.running.iter_mut()) {
+            let Some(handle) = running.as_mut() else {
+                continue;
+            };
+            let outcome = tokio::time::timeout_at(deadline, handle).await;
+            let reason = match outcome {
+                Err(_elapsed) => {
+                    // Left running (kept in `running`); the next call reports it again.
+                    failed.push(FailedCheck {
+                        name,
+                        reason: format!("no answer within {} ms", timeout.as_millis()),
+                        timed_out: true,
+                    });
+                    continue;
+                }
+                Ok(Ok(Ok(()))) => None,
+                Ok(Ok(Err(reason))) => Some(reason),
                 Ok(Err(join_error)) => {
                     tracing::error!(dependency = name, error = %join_error, "readiness check panicked");
-                    "check failed unexpectedly".to_owned()
+                    Some("check failed unexpectedly".to_owned())
                 }
-                Err(_elapsed) => format!("timed out after {} ms", timeout.as_millis()),
             };
-            failed.push(FailedCheck { name, reason });
+            *running = None;
+            if let Some(reason) = reason {
+                failed.push(FailedCheck {
+                    name,
+                    reason,
+                    timed_out: false,
+                });
+            }
         }
         failed
     }
@@ -81,7 +140,10 @@ impl std::fmt::Debug for Readiness {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use super::*;
 
     #[tokio::test]
@@ -110,6 +172,71 @@ mod tests {
         let names: Vec<_> = failed.iter().map(|check| check.name).collect();
         assert_eq!(names, ["down", "slow", "broken"]);
         assert_eq!(failed[0].reason, "connection refused");
-        assert!(failed[1].reason.contains("timed out"));
+        assert!(!failed[0].timed_out);
+        assert!(failed[1].timed_out);
+    }
+
+    #[tokio::test]
+    async fn cached_results_run_each_check_at_most_once_per_interval() {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let counted = runs.clone();
+        let readiness = Readiness::new().with_check("db", move || {
+            let runs = counted.clone();
+            async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Ok(())
+            }
+        });
+        let interval = Duration::from_millis(300);
+        let probes: Vec<_> = (0..200)
+            .map(|_| {
+                let readiness = readiness.clone();
+                tokio::spawn(
+                    async move { readiness.cached(interval, Duration::from_secs(1)).await },
+                )
+            })
+            .collect();
+        for probe in probes {
+            assert!(probe.await.unwrap().is_empty());
+        }
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            1,
+            "200 concurrent probes, one check"
+        );
+        tokio::time::sleep(interval).await;
+        assert!(
+            readiness
+                .cached(interval, Duration::from_secs(1))
+                .await
+                .is_empty()
+        );
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            2,
+            "a new check once the interval passed"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_check_still_running_past_its_deadline_is_not_started_again() {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let counted = runs.clone();
+        let readiness = Readiness::new().with_check("hangs", move || {
+            let runs = counted.clone();
+            async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Ok(())
+            }
+        });
+        for _ in 0..5 {
+            let failed = readiness
+                .cached(Duration::ZERO, Duration::from_millis(50))
+                .await;
+            assert!(failed[0].timed_out);
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
     }
 }

@@ -26,14 +26,29 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 use uuid::Uuid;
 
+use crate::apply::Writer;
 use crate::decode::{Insert, Message, Relation, TupleData, Update};
-use crate::mapping::{Mapper, Transaction};
-use crate::pipeline::{Pipeline, SessionError};
+use crate::mapping::{Mapper, Table, Transaction};
+use crate::metrics::Stage;
+use crate::replication::Source;
+use crate::retry::GaveUp;
 use crate::sink::{Batch, Mode, Write};
 use crate::source_tables::{self, SourceError};
 
 /// The prefix of request messages.
 pub const PREFIX: &str = "myhealth.cdc.request";
+
+/// Why a request could not be carried out; streaming reconnects (or stops) and the request is
+/// read again from the stream.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// Reading the source failed.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// Shutdown gave up waiting for the store.
+    #[error(transparent)]
+    GaveUp(#[from] GaveUp),
+}
 
 /// What the daemon is asked to do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,24 +99,27 @@ pub async fn wait_applied(
     }
 }
 
-/// Carries out `request`, read from the stream at `lsn`.
+/// Carries out `request`, read from the stream at `lsn`, reading `source` and writing through
+/// `writer` with a mapper of its own (caches of `cache_capacity`).
 pub async fn carry_out(
-    pipeline: &Pipeline,
+    writer: &Writer,
+    source: &Source,
+    cache_capacity: usize,
     request: &Request,
     lsn: u64,
-) -> Result<(), SessionError> {
-    let client = source_tables::read_view(&pipeline.source.url, None).await?;
-    let relations = source_tables::relations(&client, &pipeline.source.publication).await?;
+) -> Result<(), RequestError> {
+    let client = source_tables::read_view(&source.url, None).await?;
+    let relations = source_tables::relations(&client, &source.publication).await?;
     let mut rebuild = Rebuild {
         client: &client,
-        mapper: Mapper::new(pipeline.database.clone(), pipeline.settings.cache_capacity),
+        mapper: Mapper::new(writer.database().clone(), cache_capacity),
         batch: Batch::default(),
         transaction: Transaction {
             commit_lsn: lsn,
             commit_time: DateTime::now(),
         },
         relations: &relations,
-        pipeline,
+        writer,
         changes: 0,
     };
     for relation in &relations {
@@ -113,11 +131,11 @@ pub async fn carry_out(
             tracing::info!(patient = %patient_id, "patient resynced");
         }
         Request::ReplayDeadLetters => {
-            let letters = unresolved(&pipeline.database).await;
+            let letters = unresolved(writer.database()).await;
             let letters = match letters {
                 Ok(letters) => letters,
                 Err(error) => {
-                    pipeline.metrics.error("request");
+                    writer.metrics().error(Stage::Request);
                     tracing::warn!(%error, "cannot read the dead letters; replay skipped");
                     return Ok(());
                 }
@@ -125,7 +143,10 @@ pub async fn carry_out(
             let mut patients = BTreeSet::new();
             let mut replayed = Vec::new();
             for letter in &letters {
-                let table = letter.get_str("table").unwrap_or_default();
+                // Undecodable bytes or a write the store refused: nothing to re-read.
+                let Some(table) = letter.get_str("table").ok().and_then(Table::named) else {
+                    continue;
+                };
                 let values = letter.get_document("values").cloned().unwrap_or_default();
                 let id = |column: &str| {
                     values
@@ -134,20 +155,18 @@ pub async fn carry_out(
                         .and_then(|text| Uuid::parse_str(text).ok())
                 };
                 let patient = match table {
-                    "patients" => id("id"),
-                    "checkups" | "reports" => id("patient_id"),
-                    "measurements" => match id("report_id") {
+                    Table::Patients => id("id"),
+                    Table::Checkups | Table::Reports => id("patient_id"),
+                    Table::Measurements => match id("report_id") {
                         Some(report) => rebuild.patient_of(report).await?,
                         None => None,
                     },
-                    "clinics" | "devices" => {
+                    Table::Clinics | Table::Devices => {
                         if let Some(row_id) = id("id") {
                             rebuild.refresh(table, row_id).await?;
                         }
                         None
                     }
-                    // Undecodable bytes or a write the store refused: nothing to re-read.
-                    _ => continue,
                 };
                 patients.extend(patient);
                 replayed.push(letter.get("_id").cloned().unwrap_or(Bson::Null));
@@ -168,7 +187,7 @@ pub async fn carry_out(
             );
         }
     }
-    rebuild.finish().await
+    Ok(rebuild.finish().await?)
 }
 
 /// The dead letters not replayed yet, oldest first.
@@ -201,20 +220,20 @@ struct Rebuild<'a> {
     batch: Batch,
     transaction: Transaction,
     relations: &'a [Relation],
-    pipeline: &'a Pipeline,
+    writer: &'a Writer,
     changes: u32,
 }
 
 impl Rebuild<'_> {
-    fn relation(&self, name: &str) -> Option<&Relation> {
+    fn relation(&self, table: Table) -> Option<&Relation> {
         self.relations
             .iter()
-            .find(|relation| relation.namespace == "public" && relation.name == name)
+            .find(|relation| Table::of(relation) == Some(table))
     }
 
-    /// The rows of table `name` matching `condition` (on alias `t`).
-    async fn rows(&self, name: &str, condition: &str) -> Result<Vec<TupleData>, SessionError> {
-        let Some(relation) = self.relation(name) else {
+    /// The rows of `table` matching `condition` (on alias `t`).
+    async fn rows(&self, table: Table, condition: &str) -> Result<Vec<TupleData>, RequestError> {
+        let Some(relation) = self.relation(table) else {
             return Ok(Vec::new());
         };
         let query = format!(
@@ -227,9 +246,10 @@ impl Rebuild<'_> {
         Ok(rows.into_iter().collect::<Result<_, _>>()?)
     }
 
-    async fn map(&mut self, message: Message) -> Result<(), SessionError> {
+    /// Maps one re-read row into the rebuild's batch.
+    async fn map_row(&mut self, message: Message) -> Result<(), GaveUp> {
         self.changes += 1;
-        self.pipeline
+        self.writer
             .map_source_row(
                 &mut self.mapper,
                 &message,
@@ -240,34 +260,38 @@ impl Rebuild<'_> {
             .await
     }
 
-    async fn insert(&mut self, name: &str, rows: Vec<TupleData>) -> Result<(), SessionError> {
-        let Some(relation_id) = self.relation(name).map(|relation| relation.id) else {
+    async fn insert(&mut self, table: Table, rows: Vec<TupleData>) -> Result<(), GaveUp> {
+        let Some(relation_id) = self.relation(table).map(|relation| relation.id) else {
             return Ok(());
         };
         for new in rows {
-            self.map(Message::Insert(Insert { relation_id, new }))
+            self.map_row(Message::Insert(Insert { relation_id, new }))
                 .await?;
         }
         Ok(())
     }
 
     /// The patient of report `report`, if it still exists.
-    async fn patient_of(&self, report: Uuid) -> Result<Option<Uuid>, SessionError> {
+    async fn patient_of(&self, report: Uuid) -> Result<Option<Uuid>, RequestError> {
+        let query = format!(
+            "SELECT patient_id FROM {} WHERE id = $1",
+            Table::Reports.name()
+        );
         let row = self
             .client
-            .query_opt("SELECT patient_id FROM reports WHERE id = $1", &[&report])
+            .query_opt(&query, &[&report])
             .await
             .map_err(SourceError::from)?;
         Ok(row.map(|row| row.get(0)))
     }
 
     /// Re-reads clinic or device `id` and maps it as an update (renames fan out).
-    async fn refresh(&mut self, table: &str, id: Uuid) -> Result<(), SessionError> {
+    async fn refresh(&mut self, table: Table, id: Uuid) -> Result<(), RequestError> {
         let Some(relation_id) = self.relation(table).map(|relation| relation.id) else {
             return Ok(());
         };
         for new in self.rows(table, &format!("t.id = '{id}'")).await? {
-            self.map(Message::Update(Update {
+            self.map_row(Message::Update(Update {
                 relation_id,
                 old: None,
                 new,
@@ -278,9 +302,11 @@ impl Rebuild<'_> {
     }
 
     /// Rebuilds every document of `patient` from the source.
-    async fn patient(&mut self, patient: Uuid) -> Result<(), SessionError> {
+    async fn patient(&mut self, patient: Uuid) -> Result<(), RequestError> {
         let id = patient.to_string();
-        let patients = self.rows("patients", &format!("t.id = '{id}'")).await?;
+        let patients = self
+            .rows(Table::Patients, &format!("t.id = '{id}'"))
+            .await?;
         self.batch
             .push(Write::delete_many(REPORTS, doc! { "patient_id": &id }));
         if patients.is_empty() {
@@ -292,38 +318,44 @@ impl Rebuild<'_> {
             return Ok(());
         }
         let of_checkups = |column: &str| {
-            format!("t.id IN (SELECT {column} FROM checkups WHERE patient_id = '{id}')")
+            format!(
+                "t.id IN (SELECT {column} FROM {} WHERE patient_id = '{id}')",
+                Table::Checkups.name()
+            )
         };
-        let clinics = self.rows("clinics", &of_checkups("clinic_id")).await?;
-        self.insert("clinics", clinics).await?;
-        let devices = self.rows("devices", &of_checkups("device_id")).await?;
-        self.insert("devices", devices).await?;
-        self.insert("patients", patients).await?;
+        let clinics = self.rows(Table::Clinics, &of_checkups("clinic_id")).await?;
+        self.insert(Table::Clinics, clinics).await?;
+        let devices = self.rows(Table::Devices, &of_checkups("device_id")).await?;
+        self.insert(Table::Devices, devices).await?;
+        self.insert(Table::Patients, patients).await?;
         self.batch.push(Write::delete_many(
             LOOKUP_CHECKUPS,
             doc! { "patient_id": &id },
         ));
         let checkups = self
-            .rows("checkups", &format!("t.patient_id = '{id}'"))
+            .rows(Table::Checkups, &format!("t.patient_id = '{id}'"))
             .await?;
-        self.insert("checkups", checkups).await?;
+        self.insert(Table::Checkups, checkups).await?;
         let reports = self
-            .rows("reports", &format!("t.patient_id = '{id}'"))
+            .rows(Table::Reports, &format!("t.patient_id = '{id}'"))
             .await?;
-        self.insert("reports", reports).await?;
+        self.insert(Table::Reports, reports).await?;
         let measurements = self
             .rows(
-                "measurements",
-                &format!("t.report_id IN (SELECT id FROM reports WHERE patient_id = '{id}')"),
+                Table::Measurements,
+                &format!(
+                    "t.report_id IN (SELECT id FROM {} WHERE patient_id = '{id}')",
+                    Table::Reports.name()
+                ),
             )
             .await?;
-        self.insert("measurements", measurements).await?;
+        self.insert(Table::Measurements, measurements).await?;
         self.mapper.recompute_latest(&id);
         Ok(())
     }
 
-    async fn finish(mut self) -> Result<(), SessionError> {
-        self.pipeline
+    async fn finish(mut self) -> Result<(), GaveUp> {
+        self.writer
             .apply(
                 &mut self.batch,
                 &mut self.mapper,

@@ -1,0 +1,71 @@
+//! `public.patients` → the patient document (demographics; `latest` is settled separately). A
+//! change of what reports embed (the patient snapshot) fans out to every report of the patient;
+//! a delete removes the patient with their reports.
+
+use mongodb::bson::{Document, doc};
+use read_model::{PATIENTS, REPORTS};
+
+use super::lookups::LookupStore;
+use super::{ColumnTypes, DATE, ID, MapError, Mapper, Operation, TEXTUAL, Transaction, documents};
+use crate::decode::relations::Row;
+use crate::sink::{Batch, Write};
+
+/// The columns the mapping reads.
+pub(super) const COLUMNS: ColumnTypes = &[
+    ("id", ID),
+    ("external_ref", TEXTUAL),
+    ("full_name", TEXTUAL),
+    ("birth_date", DATE),
+    ("sex", TEXTUAL),
+    ("phone", TEXTUAL),
+    ("email", TEXTUAL),
+];
+
+impl<S: LookupStore> Mapper<S> {
+    /// Writes the patient document; an update that changes the snapshot reports embed
+    /// rewrites it in every report of the patient.
+    pub(super) async fn upsert_patient(
+        &mut self,
+        operation: Operation,
+        row: &Row,
+        transaction: &Transaction,
+        batch: &mut Batch,
+    ) -> Result<(), MapError> {
+        let id = documents::uuid(row, "id")?.to_string();
+        let previous = match operation {
+            Operation::Update => self.lookups.patient(&id).await?,
+            _ => None,
+        };
+        let cdc = transaction.cdc();
+        let mut fields = documents::patient_fields(row);
+        fields.insert("_cdc", cdc.clone());
+        batch.push(Write::upsert(PATIENTS, id.as_str(), fields));
+        let snapshot = documents::patient_snapshot(row)?;
+        self.lookups.set_patient(&id, snapshot.clone());
+        if operation == Operation::Update && previous.as_ref() != Some(&snapshot) {
+            batch.push(Write::update_many(
+                REPORTS,
+                doc! { "patient_id": &id },
+                doc! { "$set": { "patient": snapshot, "_cdc": cdc } },
+            ));
+        }
+        Ok(())
+    }
+
+    /// Removes the patient document and the patient's reports; nothing is left to settle.
+    pub(super) fn delete_patient(&mut self, key: &Row, batch: &mut Batch) -> Result<(), MapError> {
+        let id = documents::uuid(key, "id")?.to_string();
+        batch.push(Write::delete(PATIENTS, id.as_str()));
+        batch.push(Write::delete_many(REPORTS, doc! { "patient_id": &id }));
+        self.lookups.forget(&id);
+        self.latest.dirty.remove(&id);
+        self.latest.candidates.remove(&id);
+        Ok(())
+    }
+}
+
+/// Removes every patient and every report.
+pub(super) fn truncate_patients(batch: &mut Batch) {
+    batch.push(Write::delete_many(PATIENTS, Document::new()));
+    batch.push(Write::delete_many(REPORTS, Document::new()));
+}

@@ -1,0 +1,107 @@
+//! `public.reports` → the report document, denormalized: the patient snapshot and the checkup
+//! (clinic name, device label) are joined from the daemon's own lookups, never from the source.
+//! A report whose patient or checkup is unknown is an orphan (a dead letter). An update that
+//! moves, re-dates or withdraws a report (`entered-in-error`) makes its patient's `latest` be
+//! recomputed; so does a delete.
+
+use mongodb::bson::Document;
+use read_model::REPORTS;
+
+use super::lookups::{LookupStore, ReportInfo};
+use super::{
+    ColumnTypes, Dirty, ID, INSTANT, JSON, MapError, Mapper, Operation, TEXTUAL, Transaction,
+    documents, forget_every_latest,
+};
+use crate::decode::relations::Row;
+use crate::sink::{Batch, Write};
+
+/// The columns the mapping reads.
+pub(super) const COLUMNS: ColumnTypes = &[
+    ("id", ID),
+    ("checkup_id", ID),
+    ("patient_id", ID),
+    ("instrument_type", TEXTUAL),
+    ("instrument_serial", TEXTUAL),
+    ("taken_at", INSTANT),
+    ("status", TEXTUAL),
+    ("notes", TEXTUAL),
+    ("raw", JSON),
+];
+
+impl<S: LookupStore> Mapper<S> {
+    /// Writes the report document; an update that changes what `latest` depends on marks the
+    /// patient (and a patient it moved away from) for recomputation.
+    pub(super) async fn upsert_report(
+        &mut self,
+        operation: Operation,
+        row: &Row,
+        transaction: &Transaction,
+        batch: &mut Batch,
+    ) -> Result<(), MapError> {
+        let id = documents::uuid(row, "id")?.to_string();
+        let fields = self.report_document(row, transaction).await?;
+        let info = ReportInfo {
+            patient_id: fields.get_str("patient_id").unwrap_or_default().to_string(),
+            taken_at: documents::timestamp(row, "taken_at")?,
+            entered_in_error: documents::text(row, "status")? == "entered-in-error",
+        };
+        let previous = match operation {
+            Operation::Update => self.lookups.report(&id).await?,
+            _ => None,
+        };
+        batch.push(Write::upsert(REPORTS, id.as_str(), fields));
+        self.lookups.set_report(&id, info.clone());
+        if operation == Operation::Update && previous.as_ref() != Some(&info) {
+            if let Some(previous) = previous.filter(|p| p.patient_id != info.patient_id) {
+                self.mark(&previous.patient_id, Dirty::All);
+            }
+            self.mark(&info.patient_id, Dirty::All);
+        }
+        Ok(())
+    }
+
+    /// The report's fields with its patient snapshot and checkup joined in (its measurements
+    /// are written by their own changes).
+    async fn report_document(
+        &mut self,
+        row: &Row,
+        transaction: &Transaction,
+    ) -> Result<Document, MapError> {
+        let mut fields = documents::report_fields(row)?;
+        let patient_id = fields.get_str("patient_id").unwrap_or_default().to_string();
+        let checkup_id = fields.get_str("checkup_id").unwrap_or_default().to_string();
+        let patient = self
+            .lookups
+            .patient(&patient_id)
+            .await?
+            .ok_or_else(|| MapError::Orphan(format!("patient {patient_id} is unknown")))?;
+        let checkup = self
+            .lookups
+            .checkup(&checkup_id)
+            .await?
+            .ok_or_else(|| MapError::Orphan(format!("checkup {checkup_id} is unknown")))?;
+        fields.insert("patient", patient);
+        fields.insert(
+            "checkup",
+            self.embedded_checkup(&checkup_id, &checkup).await?,
+        );
+        fields.insert("_cdc", transaction.cdc());
+        Ok(fields)
+    }
+
+    /// Removes the report document; its patient's `latest` is recomputed.
+    pub(super) fn delete_report(&mut self, key: &Row, batch: &mut Batch) -> Result<(), MapError> {
+        let id = documents::uuid(key, "id")?.to_string();
+        let patient_id = documents::uuid(key, "patient_id")?.to_string();
+        batch.push(Write::delete(REPORTS, id.as_str()));
+        self.lookups.forget(&id);
+        self.mark(&patient_id, Dirty::All);
+        Ok(())
+    }
+}
+
+/// Removes every report, and with them every `latest`.
+pub(super) fn truncate_reports(batch: &mut Batch) {
+    batch.push(Write::delete_many(REPORTS, Document::new()));
+    batch.push(forget_every_latest());
+}
