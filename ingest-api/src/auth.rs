@@ -70,6 +70,7 @@ pub fn unauthorized(detail: &str) -> Problem {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use http::header::AUTHORIZATION;
     use secrecy::SecretString;
 
     use super::*;
