@@ -40,7 +40,6 @@ pub mod heartbeat;
 pub mod lag;
 pub mod mapping;
 pub mod metrics;
-mod mongo;
 pub mod pipeline;
 pub mod replication;
 pub mod retry;
@@ -121,7 +120,7 @@ fn default_database() -> String {
 }
 
 fn default_slot() -> String {
-    "myhealth_cdc".to_owned()
+    read_model::DEFAULT_SLOT.to_owned()
 }
 
 fn default_publication() -> String {
@@ -183,7 +182,15 @@ pub async fn build(config: Config, shutdown: Shutdown) -> anyhow::Result<App> {
     config.validate()?;
     let pool =
         service_plumbing::postgres::pool(&config.database_url, POSTGRES_POOL_SIZE, SERVICE_NAME)?;
-    let database = mongo::database(&config.mongodb_uri, &config.mongodb_database).await?;
+    // Fail a store command within seconds while the store is down, instead of the driver's 30 s:
+    // the pipeline retries on its own, and must notice a shutdown in between.
+    let database = service_plumbing::mongo::database(
+        &config.mongodb_uri,
+        &config.mongodb_database,
+        SERVICE_NAME,
+        std::time::Duration::from_secs(5),
+    )
+    .await?;
     let checked_pool = pool.clone();
     let checked_database = database.clone();
     let readiness = Readiness::new()
@@ -191,7 +198,9 @@ pub async fn build(config: Config, shutdown: Shutdown) -> anyhow::Result<App> {
             let pool = checked_pool.clone();
             async move { service_plumbing::postgres::check(&pool).await }
         })
-        .with_check("mongodb", move || mongo::check(checked_database.clone()));
+        .with_check("mongodb", move || {
+            service_plumbing::mongo::check(checked_database.clone())
+        });
     let registry = Metrics::new().context("failed to set up metrics")?;
     let metrics = metrics::CdcMetrics::register(&registry).context("failed to set up metrics")?;
     let server = HttpServer::new(config.http.clone(), Router::new(), readiness, registry)
@@ -225,13 +234,8 @@ pub async fn build(config: Config, shutdown: Shutdown) -> anyhow::Result<App> {
         lag: std::sync::Arc::new(lag::LagState::new(heartbeat_interval)),
         shutdown,
     };
-    let listen = config.http.listen_or(DEFAULT_LISTEN);
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("failed to listen on {listen}"))?;
-    let local_addr = listener
-        .local_addr()
-        .context("failed to read the bound address")?;
+    let (listener, local_addr) =
+        service_plumbing::http::bind(config.http.listen_or(DEFAULT_LISTEN)).await?;
     Ok(App {
         local_addr,
         listener,

@@ -3,17 +3,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::HashMap;
 use std::time::Duration;
 
+use devstack::in_process::vars;
 use service_plumbing::shutdown::Shutdown;
-
-fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    pairs
-        .iter()
-        .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
-        .collect()
-}
 
 #[tokio::test]
 async fn the_daemon_is_alive_but_reports_both_stores_unready() {

@@ -6,18 +6,19 @@
 //! generator and the checks expect it.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use devstack::ferretdb::Store;
 use devstack::postgres::{ClusterOptions, PostgresServer, connect};
-use devstack::process::{Supervised, free_loopback_port};
+use devstack::process::free_loopback_port;
 use devstack::roles::{self, ServiceLogin};
+use devstack::services::{self, ServiceProcess};
 
 /// The source database and the MongoDB database of a run.
 pub const DATABASE: &str = "chaos";
 /// The slot the daemon uses (its default).
-pub const SLOT: &str = "myhealth_cdc";
+pub const SLOT: &str = read_model::DEFAULT_SLOT;
 
 /// One of the three services.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,9 +43,11 @@ impl Service {
 
 struct Running {
     service: Service,
-    process: Supervised,
-    base: String,
+    process: ServiceProcess,
 }
+
+/// How long a service may take to stop after SIGTERM before it is killed.
+const STOP_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Everything the run starts; dropping it stops every process, the services first (fields drop
 /// in order).
@@ -144,32 +147,14 @@ impl Stack {
     }
 
     fn spawn(&mut self, service: Service, settings: &[(&str, String)]) -> Result<()> {
-        let binary = self.bin_dir.join(service.binary());
-        if !binary.is_file() {
-            bail!(
-                "{} is not built; run `cargo build --workspace --bins` (make chaos does)",
-                binary.display()
-            );
-        }
-        let port = free_loopback_port()?;
-        let mut env: Vec<(String, String)> = settings
+        let binary = services::binary(&self.bin_dir, service.binary())?;
+        let env: Vec<(String, String)> = settings
             .iter()
             .map(|(key, value)| (key.to_string(), value.clone()))
             .collect();
-        env.push((
-            "MYHEALTH_HTTP__LISTEN".to_string(),
-            format!("127.0.0.1:{port}"),
-        ));
-        let dir = tempfile_dir(service.binary())?;
         let log = self.log_dir.join(format!("{}.log", service.binary()));
-        // The supervisor appends; a run's log starts empty.
-        std::fs::write(&log, b"").with_context(|| format!("failed to reset {}", log.display()))?;
-        let process = Supervised::start(&[binary.display().to_string()], &env, &log, &dir)?;
-        self.services.push(Running {
-            service,
-            process,
-            base: format!("http://127.0.0.1:{port}"),
-        });
+        let process = ServiceProcess::spawn(&binary, free_loopback_port()?, &env, Some(&log))?;
+        self.services.push(Running { service, process });
         Ok(())
     }
 
@@ -185,73 +170,39 @@ impl Stack {
         self.services
             .iter()
             .find(|running| running.service == service)
-            .map(|running| running.base.clone())
+            .map(|running| running.process.url().to_string())
             .unwrap_or_default()
     }
 
-    /// Kills `service` with SIGKILL (`crash`) or stops it with a signal it handles, then starts
-    /// it again after `pause`.
+    /// Kills `service` with SIGKILL (`crash`) or stops it with SIGTERM, then starts it again on
+    /// the same port after `pause`.
     pub async fn restart(&mut self, service: Service, crash: bool, pause: Duration) -> Result<()> {
         let running = self.running(service)?;
         if crash {
-            running.process.kill_server().await?;
+            running.process.kill().await?;
         } else {
-            running.process.stop_server().await?;
+            running.process.stop(STOP_DEADLINE).await?;
         }
         tokio::time::sleep(pause).await;
-        running.process.start_server()?;
+        running.process.restart()?;
         Ok(())
     }
 
     /// Waits until the daemon holds its slot (`cdc_connected 1`).
     pub async fn wait_streaming(&self, timeout: Duration) -> Result<()> {
-        let url = format!("{}/metrics", self.base(Service::Daemon));
-        let started = Instant::now();
-        loop {
-            if let Ok(response) = reqwest::get(&url).await {
-                let metrics = response.text().await.unwrap_or_default();
-                if metrics.lines().any(|line| line == "cdc_connected 1") {
-                    return Ok(());
-                }
-            }
-            if started.elapsed() > timeout {
-                bail!(
-                    "the daemon did not start streaming within {} s; see {}",
-                    timeout.as_secs(),
-                    self.log_dir.display()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        services::wait_streaming(&self.base(Service::Daemon), timeout)
+            .await
+            .with_context(|| format!("see {}", self.log_dir.display()))
     }
 
     /// Waits until `service` answers `/readyz` with 200.
     pub async fn wait_ready(&self, service: Service, timeout: Duration) -> Result<()> {
-        let url = format!("{}/readyz", self.base(service));
-        let http = reqwest::Client::new();
-        let started = Instant::now();
-        loop {
-            let last = match http.get(&url).send().await {
-                Ok(response) if response.status().is_success() => return Ok(()),
-                Ok(response) => response.status().to_string(),
-                Err(error) => error.to_string(),
-            };
-            if started.elapsed() > timeout {
-                bail!(
-                    "{} is not ready after {} s ({last}); see {}",
-                    service.binary(),
-                    timeout.as_secs(),
-                    self.log_dir.display()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let running = self
+            .services
+            .iter()
+            .find(|running| running.service == service)
+            .with_context(|| format!("{} was not started", service.binary()))?;
+        running.process.wait_ready(timeout).await?;
+        Ok(())
     }
-}
-
-/// A throwaway directory for a supervised process (removed when it stops for good).
-fn tempfile_dir(prefix: &str) -> Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("chaos-{prefix}-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
-    Ok(dir)
 }

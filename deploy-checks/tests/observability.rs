@@ -8,111 +8,48 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use deploy_checks::{console_expressions, deploy_dir, grafana_expressions, metric_names};
 use devstack::TestContext;
+use devstack::in_process::InProcessStack;
 use devstack::prometheus::{Prometheus, ScrapeTarget};
 use devstack::tablet::{Patient, Tablet};
 use serde_json::Value;
-use service_plumbing::shutdown::Shutdown;
 
 const SECRET: &str = "test-secret-of-the-deploy-checks-0123456789";
 
 /// The three services on one test's databases, a tablet and a patient token.
 struct Services {
-    /// The test's databases, dropped with its slot at the end.
-    databases: TestContext,
+    /// The services and the test's databases, dropped with its slot at the end.
+    stack: InProcessStack,
     /// `(job, base URL)` of each service.
     urls: Vec<(&'static str, String)>,
     tablet: Tablet,
     minter: reports_api::auth::Minter,
-    shutdown: Shutdown,
-}
-
-impl Drop for Services {
-    fn drop(&mut self) {
-        self.shutdown.trigger();
-    }
-}
-
-fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
 }
 
 impl Services {
     async fn start() -> Services {
         let ctx = TestContext::new().await.unwrap();
-        let slot = ctx.unique_name("slot");
-        let shutdown = Shutdown::new();
-
-        let daemon: cdc_daemon::Config = service_plumbing::config::load_from_vars(
-            None,
-            vars(&[
-                ("MYHEALTH_HTTP__LISTEN", "127.0.0.1:0"),
-                ("MYHEALTH_DATABASE_URL", &ctx.database_url),
-                ("MYHEALTH_MONGODB_URI", &ctx.mongodb_uri),
-                ("MYHEALTH_MONGODB_DATABASE", &ctx.database),
-                ("MYHEALTH_SLOT", &slot),
-                ("MYHEALTH_BATCH_MAX_DELAY_MS", "10"),
-            ]),
-        )
-        .unwrap();
-        let daemon = cdc_daemon::build(daemon, shutdown.clone()).await.unwrap();
-        let daemon_url = format!("http://{}", daemon.local_addr());
-        tokio::spawn(daemon.run_until_stopped());
-
-        let ingest: ingest_api::Config = service_plumbing::config::load_from_vars(
-            None,
-            vars(&[
-                ("MYHEALTH_HTTP__LISTEN", "127.0.0.1:0"),
-                ("MYHEALTH_DATABASE_URL", &ctx.database_url),
-                ("MYHEALTH_CDC_SLOT", &slot),
-            ]),
-        )
-        .unwrap();
-        let ingest = ingest_api::build(ingest).await.unwrap();
-        let ingest_url = format!("http://{}", ingest.local_addr());
-        tokio::spawn(ingest.run_until_stopped(shutdown.clone()));
-
-        let reports: reports_api::Config = service_plumbing::config::load_from_vars(
-            None,
-            vars(&[
-                ("MYHEALTH_HTTP__LISTEN", "127.0.0.1:0"),
-                ("MYHEALTH_MONGODB_URI", &ctx.mongodb_uri),
-                ("MYHEALTH_MONGODB_DATABASE", &ctx.database),
-                ("MYHEALTH_SLOT", &slot),
-                ("MYHEALTH_AUTH__ALGORITHM", "HS256"),
-                ("MYHEALTH_AUTH__HS256_SECRET", SECRET),
-            ]),
-        )
-        .unwrap();
-        let minter = reports_api::auth::Minter::new(&reports.auth).unwrap();
-        let reports = reports_api::build(reports).await.unwrap();
-        let reports_url = format!("http://{}", reports.local_addr());
-        tokio::spawn(reports.run_until_stopped(shutdown.clone()));
-
-        // The daemon must hold its slot before the first source row (the clinic) is written.
-        wait_streaming(&daemon_url).await;
-        let mut client = ctx.postgres().await.unwrap();
-        let (_, token) = ingest_api::store::devices::add(&mut client, "SRE Clinic", "tablet")
+        let stack = InProcessStack::start(ctx, SECRET, "SRE Clinic")
             .await
             .unwrap();
+        let auth: reports_api::auth::AuthConfig = serde_json::from_value(
+            serde_json::json!({"algorithm": "HS256", "hs256_secret": SECRET}),
+        )
+        .unwrap();
         Services {
-            databases: ctx,
             urls: vec![
-                ("ingest-api", ingest_url.clone()),
-                ("reports-api", reports_url),
-                ("cdc-daemon", daemon_url),
+                ("ingest-api", stack.ingest.url.clone()),
+                ("reports-api", stack.reports.url.clone()),
+                ("cdc-daemon", stack.daemon.url.clone()),
             ],
-            tablet: Tablet::new(&ingest_url, &token, 11),
-            minter,
-            shutdown,
+            tablet: Tablet::new(&stack.ingest.url, &stack.device_token, 11),
+            minter: reports_api::auth::Minter::new(&auth).unwrap(),
+            stack,
         }
     }
 
@@ -157,7 +94,7 @@ impl Services {
     /// Writes a measurement whose code cannot be a MongoDB key straight into the source (as a
     /// faulty tool could) and waits until the daemon has recorded it as a dead letter.
     async fn record_dead_letter(&self) {
-        let client = self.databases.postgres().await.unwrap();
+        let client = self.stack.ctx.postgres().await.unwrap();
         client
             .execute(
                 "INSERT INTO measurements (report_id, code, display_name, value, unit) \
@@ -186,20 +123,6 @@ impl Services {
             })
             .collect()
     }
-}
-
-async fn wait_streaming(daemon_url: &str) {
-    for _ in 0..600 {
-        let metrics = match reqwest::get(format!("{daemon_url}/metrics")).await {
-            Ok(response) => response.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        };
-        if metrics.lines().any(|line| line == "cdc_connected 1") {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the daemon never started streaming");
 }
 
 /// Every service metric family the rules, the console templates and the Grafana dashboards

@@ -12,6 +12,10 @@
 //! - [`roles`] creates the services' least-privilege logins and their URLs;
 //! - [`certs`] makes a throwaway CA and server certificates, for servers started with TLS;
 //! - [`tablet`] simulates a clinic tablet posting realistic uploads to the ingest API;
+//! - [`services`] runs the service binaries as child processes and waits until they are ready
+//!   (or, for the daemon, streaming); [`in_process`] runs them inside a test process, alone or
+//!   as the whole pipeline on one test's databases;
+//! - [`local`] is the local stack of `devstack run`, which writes `target/devstack/env`;
 //! - [`process`] keeps the server processes tied to their owner: when the owner goes away, even
 //!   by a crash, the server stops and its throwaway data directory is removed.
 //!
@@ -19,10 +23,13 @@
 
 pub mod certs;
 pub mod ferretdb;
+pub mod in_process;
+pub mod local;
 pub mod postgres;
 pub mod process;
 pub mod prometheus;
 pub mod roles;
+pub mod services;
 pub mod stack;
 pub mod tablet;
 pub mod test_context;
@@ -104,6 +111,14 @@ pub enum HarnessError {
     /// Applying the schema migrations failed.
     #[error(transparent)]
     Migration(#[from] source_schema::MigrationError),
+    /// A service could not be configured, started or stopped.
+    #[error("{service}: {detail}")]
+    Service {
+        /// Which service.
+        service: String,
+        /// What went wrong, with its causes.
+        detail: String,
+    },
     /// A URL from the environment could not be used.
     #[error("invalid {name}: {detail}")]
     BadUrl {

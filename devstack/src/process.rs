@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use crate::HarnessError;
 
 /// The supervisor: runs the server (`$3...`) in the background, writes its pid to
-/// `$1/server.pid`, and obeys `stop` (SIGINT), `kill` (SIGKILL) and `start` lines on its standard
-/// input, touching `$2` once a stop has completed; when its input closes, it stops the server and
+/// `$1/server.pid`, and obeys `stop` (SIGINT), `term` (SIGTERM), `kill` (SIGKILL) and `start`
+/// lines on its standard input, touching `$2` once a stop has completed; when its input closes, it stops the server and
 /// removes `$1`.
 const SUPERVISOR: &str = r#"
 cleanup_dir="$1"; stopped_marker="$2"; shift 2
@@ -29,6 +29,7 @@ echo "$server" > "$cleanup_dir/server.pid"
 while read -r command; do
     case "$command" in
         stop) kill -INT "$server" 2>/dev/null; wait "$server"; : > "$stopped_marker" ;;
+        term) kill -TERM "$server" 2>/dev/null; wait "$server"; : > "$stopped_marker" ;;
         kill) kill -KILL "$server" 2>/dev/null; wait "$server"; : > "$stopped_marker" ;;
         start) rm -f "$stopped_marker"; "$@" & server=$!; echo "$server" > "$cleanup_dir/server.pid" ;;
     esac
@@ -104,6 +105,28 @@ impl Supervised {
         self.end_server("stop").await
     }
 
+    /// Sends the server SIGTERM and waits until it has exited; kills it with SIGKILL if it is
+    /// still running after `deadline`. Its data stays.
+    pub async fn terminate_server(&mut self, deadline: Duration) -> Result<(), HarnessError> {
+        let _ = std::fs::remove_file(&self.stopped_marker);
+        self.send("term")?;
+        let started = Instant::now();
+        while !self.stopped_marker.exists() {
+            if started.elapsed() > deadline {
+                // The supervisor is busy waiting for the server: signal the server directly.
+                if let Some(pid) = self.server_pid() {
+                    // It may have exited meanwhile; then there is nothing to kill.
+                    let _ = Command::new("kill")
+                        .args(["-KILL", &pid.to_string()])
+                        .status();
+                }
+                return self.wait_stopped("kill").await;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
     /// Kills the server with SIGKILL (a crash: no chance to clean up) and waits until it is gone.
     pub async fn kill_server(&mut self) -> Result<(), HarnessError> {
         self.end_server("kill").await
@@ -119,6 +142,10 @@ impl Supervised {
     async fn end_server(&mut self, command: &str) -> Result<(), HarnessError> {
         let _ = std::fs::remove_file(&self.stopped_marker);
         self.send(command)?;
+        self.wait_stopped(command).await
+    }
+
+    async fn wait_stopped(&self, command: &str) -> Result<(), HarnessError> {
         let started = Instant::now();
         while !self.stopped_marker.exists() {
             if started.elapsed() > STOP_TIMEOUT {

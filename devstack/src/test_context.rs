@@ -128,7 +128,11 @@ impl Drop for TestContext {
 
 /// Drops the replication slots of `database`, then the database itself, then the MongoDB
 /// database of the same name.
-async fn drop_databases(database: &str, admin_url: &str, mongodb_uri: &str) -> Result<(), String> {
+pub async fn drop_databases(
+    database: &str,
+    admin_url: &str,
+    mongodb_uri: &str,
+) -> Result<(), String> {
     let admin = connect(admin_url)
         .await
         .map_err(|error| format!("{}: {error}", redact(admin_url)))?;

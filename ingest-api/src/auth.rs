@@ -1,8 +1,9 @@
 //! Device authentication: `Authorization: Bearer <device token>`.
 
 use deadpool_postgres::Pool;
-use http::header::{AUTHORIZATION, HeaderValue, WWW_AUTHENTICATE};
+use http::header::{HeaderValue, WWW_AUTHENTICATE};
 use http::{HeaderMap, StatusCode};
+use service_plumbing::http::BearerError;
 use service_plumbing::problem::Problem;
 
 use crate::store::devices::{self, Device};
@@ -23,8 +24,6 @@ pub enum AuthError {
 pub enum Rejection {
     /// No `Authorization` header: the challenge names the realm only.
     Missing,
-    /// The header's value is not visible ASCII.
-    Unreadable,
     /// The header is not `Bearer <token>`.
     NotBearer,
     /// The token is no active device's.
@@ -36,7 +35,6 @@ impl Rejection {
     pub fn detail(self) -> &'static str {
         match self {
             Rejection::Missing => "an Authorization: Bearer <device token> header is required",
-            Rejection::Unreadable => "the Authorization header is not readable",
             Rejection::NotBearer => "the Authorization header must be `Bearer <token>`",
             Rejection::UnknownToken => "the device token is unknown or revoked",
         }
@@ -47,7 +45,7 @@ impl Rejection {
     fn challenge(self) -> &'static str {
         match self {
             Rejection::Missing => r#"Bearer realm="ingest-api""#,
-            Rejection::Unreadable | Rejection::NotBearer | Rejection::UnknownToken => {
+            Rejection::NotBearer | Rejection::UnknownToken => {
                 r#"Bearer realm="ingest-api", error="invalid_token""#
             }
         }
@@ -78,19 +76,12 @@ pub fn shaped_token(headers: &HeaderMap) -> Result<&str, AuthError> {
 }
 
 fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
-    let value = headers
-        .get(AUTHORIZATION)
-        .ok_or(AuthError::Unauthorized(Rejection::Missing))?
-        .to_str()
-        .map_err(|_| AuthError::Unauthorized(Rejection::Unreadable))?;
-    let (scheme, token) = value
-        .split_once(' ')
-        .ok_or(AuthError::Unauthorized(Rejection::NotBearer))?;
-    let token = token.trim();
-    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
-        return Err(AuthError::Unauthorized(Rejection::NotBearer));
-    }
-    Ok(token)
+    service_plumbing::http::bearer_token(headers).map_err(|error| {
+        AuthError::Unauthorized(match error {
+            BearerError::Missing => Rejection::Missing,
+            BearerError::NotBearer | BearerError::Malformed => Rejection::NotBearer,
+        })
+    })
 }
 
 /// The 401 problem of `rejection`, with the challenge RFC 6750 asks for.
@@ -104,6 +95,7 @@ pub fn unauthorized(rejection: Rejection) -> Problem {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use http::header::AUTHORIZATION;
     use secrecy::SecretString;
 
     use super::*;

@@ -56,9 +56,9 @@ pub struct Config {
     #[serde(default = "default_max_json_values")]
     pub max_json_values: usize,
     /// The CDC daemon's replication slot, whose confirmed position tells whether an upload is
-    /// in the read store (`MYHEALTH_CDC_SLOT`).
-    #[serde(default = "default_cdc_slot")]
-    pub cdc_slot: String,
+    /// in the read store (`MYHEALTH_SLOT`).
+    #[serde(default = "default_slot")]
+    pub slot: String,
 }
 
 fn default_pool_size() -> usize {
@@ -77,8 +77,8 @@ fn default_max_json_values() -> usize {
     validation::Limits::default().max_upload_values
 }
 
-fn default_cdc_slot() -> String {
-    "myhealth_cdc".to_string()
+fn default_slot() -> String {
+    read_model::DEFAULT_SLOT.to_owned()
 }
 
 /// A built service, bound to its port but not yet serving.
@@ -109,20 +109,15 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
             max_upload_values: config.max_json_values,
             ..validation::Limits::default()
         },
-        cdc_slot: config.cdc_slot.clone(),
+        slot: config.slot.clone(),
         upload_permits: Arc::new(Semaphore::new(config.max_concurrent_uploads)),
         metrics: metrics::IngestMetrics::register(&metrics).context("failed to set up metrics")?,
     });
     let router = routes::router(state).context("failed to set up routes")?;
     let server = HttpServer::new(config.http.clone(), router, readiness, metrics)
         .context("failed to set up http server")?;
-    let listen = config.http.listen_or(DEFAULT_LISTEN);
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("failed to listen on {listen}"))?;
-    let local_addr = listener
-        .local_addr()
-        .context("failed to read the bound address")?;
+    let (listener, local_addr) =
+        service_plumbing::http::bind(config.http.listen_or(DEFAULT_LISTEN)).await?;
     Ok(App {
         local_addr,
         listener,

@@ -43,7 +43,7 @@ pub struct State {
     /// Validation limits.
     pub limits: Limits,
     /// The CDC daemon's replication slot, for `replicated` in `GET /v1/uploads/{id}`.
-    pub cdc_slot: String,
+    pub slot: String,
     /// Uploads being processed at once; beyond it, requests are shed with 503.
     pub upload_permits: Arc<Semaphore>,
     /// Upload metrics.
@@ -176,7 +176,7 @@ async fn get_upload(
             .map_err(|error| store_problem(error, &context).1)?
             .ok_or_else(|| Problem::not_found(format!("no upload {id} from this clinic")))?;
         let replicated = match &result.commit_lsn {
-            Some(lsn) => uploads::is_replicated(&state.pool, &state.cdc_slot, lsn)
+            Some(lsn) => uploads::is_replicated(&state.pool, &state.slot, lsn)
                 .await
                 .map_err(|error| store_problem(error, &context).1)?,
             None => false,

@@ -19,6 +19,12 @@ pub mod checkpoint;
 pub mod indexes;
 pub mod lsn;
 
+/// The replication slot the daemon streams from unless `slot` (`MYHEALTH_SLOT`) names another:
+/// the daemon's checkpoint in [`CHECKPOINTS`] is keyed by it, the reports API reads that
+/// checkpoint for freshness, and the ingest API reads the slot's confirmed position for
+/// `replicated`.
+pub const DEFAULT_SLOT: &str = "myhealth_cdc";
+
 /// Report documents.
 pub const REPORTS: &str = "reports";
 /// Per-patient documents.

@@ -22,12 +22,13 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use http::header::{AUTHORIZATION, HeaderValue, WWW_AUTHENTICATE};
+use http::header::{HeaderValue, WWW_AUTHENTICATE};
 use http::{HeaderMap, StatusCode};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use service_plumbing::http::BearerError;
 use service_plumbing::problem::Problem;
 use uuid::Uuid;
 
@@ -467,43 +468,24 @@ impl Verifier {
     /// The patient id of the request whose `Authorization` header value is given (`None` when
     /// the request has none).
     pub fn verify(&self, authorization_header: Option<&str>) -> Result<Uuid, AuthError> {
-        let token = bearer_token(authorization_header)?;
-        let data = jsonwebtoken::decode::<VerifiedClaims>(token, &self.key, &self.validation)
-            .map_err(|error| AuthError::from_jwt(error.kind()))?;
-        patient_id(&data.claims.sub)
+        let token = service_plumbing::http::parse_bearer(authorization_header.unwrap_or_default())?;
+        self.verify_token(token)
     }
 
     /// Like [`Verifier::verify`], reading the `Authorization` header from `headers`; several
     /// `Authorization` headers, or one that is not visible ASCII, count as malformed.
     pub fn verify_headers(&self, headers: &HeaderMap) -> Result<Uuid, AuthError> {
-        let mut values = headers.get_all(AUTHORIZATION).iter();
-        let (first, second) = (values.next(), values.next());
-        match (first, second) {
-            (None, _) => self.verify(None),
-            (Some(value), None) => {
-                let value = value.to_str().map_err(|_| AuthError::Malformed)?;
-                self.verify(Some(value))
-            }
-            (Some(_), Some(_)) => Err(AuthError::Malformed),
-        }
+        self.verify_token(service_plumbing::http::bearer_token(headers)?)
     }
-}
 
-/// The token of `Bearer <token>` (scheme matched case-insensitively, RFC 9110 section 11.1).
-fn bearer_token(header: Option<&str>) -> Result<&str, AuthError> {
-    let header = header.map(str::trim).unwrap_or_default();
-    if header.is_empty() {
-        return Err(AuthError::Missing);
+    fn verify_token(&self, token: &str) -> Result<Uuid, AuthError> {
+        if token.len() > MAX_TOKEN_BYTES || !is_compact_jws(token) {
+            return Err(AuthError::Malformed);
+        }
+        let data = jsonwebtoken::decode::<VerifiedClaims>(token, &self.key, &self.validation)
+            .map_err(|error| AuthError::from_jwt(error.kind()))?;
+        patient_id(&data.claims.sub)
     }
-    let (scheme, token) = header.split_once(' ').unwrap_or((header, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(AuthError::NotBearer);
-    }
-    let token = token.trim_start_matches(' ');
-    if token.is_empty() || token.len() > MAX_TOKEN_BYTES || !is_compact_jws(token) {
-        return Err(AuthError::Malformed);
-    }
-    Ok(token)
 }
 
 /// Whether `token` has the shape of a compact JWS: three non-empty base64url segments. Checked
@@ -573,6 +555,16 @@ pub enum AuthError {
     /// `sub` is absent or not a patient id.
     #[error("the token's subject is not a patient id")]
     BadSubject,
+}
+
+impl From<BearerError> for AuthError {
+    fn from(error: BearerError) -> Self {
+        match error {
+            BearerError::Missing => AuthError::Missing,
+            BearerError::NotBearer => AuthError::NotBearer,
+            BearerError::Malformed => AuthError::Malformed,
+        }
+    }
 }
 
 impl AuthError {
@@ -762,6 +754,7 @@ mod tests {
 
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use http::header::AUTHORIZATION;
     use serde_json::{Value, json};
 
     use super::*;

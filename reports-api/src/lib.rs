@@ -10,7 +10,6 @@
 pub mod app;
 pub mod auth;
 pub mod freshness;
-mod mongo;
 pub mod params;
 pub mod routes;
 pub mod store;
@@ -56,7 +55,7 @@ pub struct Config {
 }
 
 fn default_slot() -> String {
-    "myhealth_cdc".to_owned()
+    read_model::DEFAULT_SLOT.to_owned()
 }
 
 fn default_database() -> String {
@@ -75,9 +74,18 @@ pub struct App {
 
 /// Creates the MongoDB client, the routes and the metrics, and binds the listen address.
 pub async fn build(config: Config) -> anyhow::Result<App> {
-    let database = mongo::database(&config.mongodb_uri, &config.mongodb_database).await?;
+    // A patient waiting on a down store gets a 503 within seconds, not after the driver's 30 s.
+    let database = service_plumbing::mongo::database(
+        &config.mongodb_uri,
+        &config.mongodb_database,
+        SERVICE_NAME,
+        std::time::Duration::from_secs(3),
+    )
+    .await?;
     let checked = database.clone();
-    let readiness = Readiness::new().with_check("mongodb", move || mongo::check(checked.clone()));
+    let readiness = Readiness::new().with_check("mongodb", move || {
+        service_plumbing::mongo::check(checked.clone())
+    });
     let metrics = Metrics::new().context("failed to set up metrics")?;
     let query_seconds = HistogramVec::new(
         HistogramOpts::new(
@@ -100,13 +108,8 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     let router = routes::router(state).context("failed to set up routes")?;
     let server = HttpServer::new(config.http.clone(), router, readiness, metrics)
         .context("failed to set up http server")?;
-    let listen = config.http.listen_or(DEFAULT_LISTEN);
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("failed to listen on {listen}"))?;
-    let local_addr = listener
-        .local_addr()
-        .context("failed to read the bound address")?;
+    let (listener, local_addr) =
+        service_plumbing::http::bind(config.http.listen_or(DEFAULT_LISTEN)).await?;
     Ok(App {
         local_addr,
         listener,

@@ -3,15 +3,14 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::Duration;
 
 use devstack::TestContext;
-use devstack::roles::ServiceLogin;
+use devstack::in_process::{self, InProcessStack};
 use devstack::tablet::{Patient, Tablet};
 use jsonwebtoken::{EncodingKey, Header, encode};
 use serde_json::{Value, json};
-use service_plumbing::shutdown::Shutdown;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -21,27 +20,13 @@ const AUDIENCE: &str = "myhealth-reports-api";
 
 /// Ingest API, daemon and reports API on one test's databases, and a tablet.
 struct Stack {
-    /// Kept alive for the test: dropping it drops the test's databases and slot.
-    _databases: TestContext,
+    /// Kept alive for the test: dropping it stops the services and drops the databases.
+    _services: InProcessStack,
     reports: String,
     ingest: String,
     device_token: String,
     tablet: Tablet,
     http: reqwest::Client,
-    shutdown: Shutdown,
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        self.shutdown.trigger();
-    }
-}
-
-fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
 }
 
 impl Stack {
@@ -50,68 +35,16 @@ impl Stack {
             let _ = service_plumbing::telemetry::init_tracing("reports-api-test");
         }
         let ctx = TestContext::new().await.unwrap();
-        let slot = ctx.unique_name("slot");
-        let shutdown = Shutdown::new();
-        let replication_url = ctx.url_as(ServiceLogin::Replication);
-
-        let daemon: cdc_daemon::Config = service_plumbing::config::load_from_vars(
-            None,
-            vars(&[
-                ("MYHEALTH_HTTP__LISTEN", "127.0.0.1:0"),
-                ("MYHEALTH_DATABASE_URL", &replication_url),
-                ("MYHEALTH_MONGODB_URI", &ctx.mongodb_uri),
-                ("MYHEALTH_MONGODB_DATABASE", &ctx.database),
-                ("MYHEALTH_SLOT", &slot),
-                ("MYHEALTH_BATCH_MAX_DELAY_MS", "10"),
-            ]),
-        )
-        .unwrap();
-        let daemon = cdc_daemon::build(daemon, shutdown.clone()).await.unwrap();
-        let daemon_url = format!("http://{}", daemon.local_addr());
-        tokio::spawn(daemon.run_until_stopped());
-
-        let ingest: ingest_api::Config = service_plumbing::config::load_from_vars(
-            None,
-            vars(&[
-                ("MYHEALTH_HTTP__LISTEN", "127.0.0.1:0"),
-                ("MYHEALTH_DATABASE_URL", &ctx.url_as(ServiceLogin::Ingest)),
-            ]),
-        )
-        .unwrap();
-        let ingest = ingest_api::build(ingest).await.unwrap();
-        let ingest_url = format!("http://{}", ingest.local_addr());
-        tokio::spawn(ingest.run_until_stopped(shutdown.clone()));
-
-        let reports: reports_api::Config = service_plumbing::config::load_from_vars(
-            None,
-            vars(&[
-                ("MYHEALTH_HTTP__LISTEN", "127.0.0.1:0"),
-                ("MYHEALTH_MONGODB_URI", &ctx.mongodb_uri),
-                ("MYHEALTH_MONGODB_DATABASE", &ctx.database),
-                ("MYHEALTH_SLOT", &slot),
-                ("MYHEALTH_AUTH__ALGORITHM", "HS256"),
-                ("MYHEALTH_AUTH__HS256_SECRET", SECRET),
-            ]),
-        )
-        .unwrap();
-        let reports = reports_api::build(reports).await.unwrap();
-        let reports_url = format!("http://{}", reports.local_addr());
-        tokio::spawn(reports.run_until_stopped(shutdown.clone()));
-
-        // The daemon must hold its slot before the first source row (the clinic) is written.
-        wait_streaming(&daemon_url).await;
-        let mut client = ctx.postgres().await.unwrap();
-        let (_, token) = ingest_api::store::devices::add(&mut client, "Reports Clinic", "tablet")
+        let services = InProcessStack::start(ctx, SECRET, "Reports Clinic")
             .await
             .unwrap();
         Stack {
-            _databases: ctx,
-            reports: reports_url,
-            tablet: Tablet::new(&ingest_url, &token, 7),
-            ingest: ingest_url,
-            device_token: token,
+            reports: services.reports.url.clone(),
+            tablet: Tablet::new(&services.ingest.url, &services.device_token, 7),
+            ingest: services.ingest.url.clone(),
+            device_token: services.device_token.clone(),
             http: reqwest::Client::new(),
-            shutdown,
+            _services: services,
         }
     }
 
@@ -129,21 +62,6 @@ impl Stack {
             .await
             .unwrap()
     }
-}
-
-/// Waits until the daemon holds its slot (a slot still being created is already "active").
-async fn wait_streaming(daemon_url: &str) {
-    for _ in 0..600 {
-        let metrics = match reqwest::get(format!("{daemon_url}/metrics")).await {
-            Ok(response) => response.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        };
-        if metrics.lines().any(|line| line == "cdc_connected 1") {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the daemon never started streaming");
 }
 
 fn token_with(claims: Value, secret: &str) -> String {
@@ -549,21 +467,15 @@ async fn a_store_outage_gives_503_with_retry_after_and_the_service_recovers() {
     let mut ferretdb = devstack::ferretdb::Store::start_ferretdb(None)
         .await
         .unwrap();
-    let shutdown = Shutdown::new();
-    let config: reports_api::Config = service_plumbing::config::load_from_vars(
-        None,
-        vars(&[
-            ("MYHEALTH_HTTP__LISTEN", "127.0.0.1:0"),
-            ("MYHEALTH_MONGODB_URI", ferretdb.uri()),
-            ("MYHEALTH_MONGODB_DATABASE", "outage"),
-            ("MYHEALTH_AUTH__ALGORITHM", "HS256"),
-            ("MYHEALTH_AUTH__HS256_SECRET", SECRET),
-        ]),
-    )
+    let service = in_process::reports(&[
+        ("MYHEALTH_MONGODB_URI", ferretdb.uri()),
+        ("MYHEALTH_MONGODB_DATABASE", "outage"),
+        ("MYHEALTH_AUTH__ALGORITHM", "HS256"),
+        ("MYHEALTH_AUTH__HS256_SECRET", SECRET),
+    ])
+    .await
     .unwrap();
-    let app = reports_api::build(config).await.unwrap();
-    let base = format!("http://{}", app.local_addr());
-    tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    let base = service.url.clone();
     let http = reqwest::Client::new();
     let token = token(Uuid::new_v4());
     let list = || {
@@ -590,7 +502,7 @@ async fn a_store_outage_gives_503_with_retry_after_and_the_service_recovers() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(status, 200);
-    shutdown.trigger();
+    service.stop().await.unwrap();
 }
 
 /// The `taken_at` and report id of every point of a trend answer, checked oldest to newest.

@@ -1,102 +1,52 @@
-//! The services under test as child processes: started from the built binaries with their
-//! configuration in the environment, each on a free loopback port with its log in a file, polled
-//! for metrics and for their peak resident memory, stopped with SIGTERM.
+//! The services under test as child processes (devstack's supervised launcher), each on a free
+//! loopback port with its log in the work directory, polled for metrics and for their peak
+//! resident memory, stopped with SIGTERM.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use tokio::process::{Child, Command};
+use devstack::services::{self, READY_TIMEOUT, ServiceProcess};
 
-/// How long a service may take to answer `/readyz`.
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long a service may take to stop after SIGTERM.
-const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a service may take to stop after SIGTERM before it is killed.
+const STOP_DEADLINE: Duration = Duration::from_secs(30);
 
 /// A running service.
 pub struct Service {
-    name: String,
-    child: Child,
-    log: PathBuf,
+    process: ServiceProcess,
     /// Its HTTP base URL (API or operations port).
     pub url: String,
     http: reqwest::Client,
 }
 
 impl Service {
-    /// Starts `bin_dir/name` with `env`, waits until it is ready.
+    /// Starts `bin_dir/name` with `env` (and `RUST_LOG=warn`), waits until it is ready.
     pub async fn start(
         bin_dir: &Path,
         name: &str,
         env: &[(&str, String)],
         log_dir: &Path,
     ) -> Result<Service> {
-        let binary = bin_dir.join(name);
+        let binary = services::binary(bin_dir, name)?;
         let port = devstack::process::free_loopback_port()?;
         let log = log_dir.join(format!("{name}-{port}.log"));
-        let log_file = std::fs::File::create(&log)
-            .with_context(|| format!("failed to create {}", log.display()))?;
-        let child = Command::new(&binary)
-            .envs(env.iter().map(|(key, value)| (key, value)))
-            .env("MYHEALTH_HTTP__LISTEN", format!("127.0.0.1:{port}"))
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(
-                log_file
-                    .try_clone()
-                    .context("failed to duplicate a log handle")?,
-            )
-            .stderr(log_file)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("failed to start {} (is it built?)", binary.display()))?;
-        let mut service = Service {
-            name: name.to_string(),
-            child,
-            log,
-            url: format!("http://127.0.0.1:{port}"),
+        let mut settings: Vec<(String, String)> = env
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.clone()))
+            .collect();
+        settings.push(("RUST_LOG".to_string(), "warn".to_string()));
+        let process = ServiceProcess::spawn(&binary, port, &settings, Some(&log))?;
+        process.wait_ready(READY_TIMEOUT).await?;
+        Ok(Service {
+            url: process.url().to_string(),
+            process,
             http: reqwest::Client::new(),
-        };
-        service.wait_ready().await?;
-        Ok(service)
-    }
-
-    async fn wait_ready(&mut self) -> Result<()> {
-        let started = Instant::now();
-        loop {
-            let answer = self.http.get(format!("{}/readyz", self.url)).send().await;
-            if answer.is_ok_and(|response| response.status().is_success()) {
-                return Ok(());
-            }
-            if !matches!(self.child.try_wait(), Ok(None)) || started.elapsed() > READY_TIMEOUT {
-                bail!(
-                    "{} did not become ready{}",
-                    self.name,
-                    devstack::process::log_tail(&self.log)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
     }
 
     /// The process's peak resident set size so far (`VmHWM`), in bytes.
     pub fn peak_rss_bytes(&self) -> Result<u64> {
-        let pid = self.child.id().context("the service has exited")?;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .context("failed to read the service's /proc status")?;
-        let kib = status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmHWM:"))
-            .and_then(|rest| {
-                rest.trim()
-                    .trim_end_matches("kB")
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-            })
-            .context("no VmHWM in /proc status")?;
-        Ok(kib * 1024)
+        Ok(self.process.peak_rss_bytes()?)
     }
 
     /// The service's `/metrics` text.
@@ -107,7 +57,7 @@ impl Service {
             .send()
             .await
             .and_then(|response| response.error_for_status())
-            .with_context(|| format!("failed to scrape {}", self.name))?
+            .with_context(|| format!("failed to scrape {}", self.process.name()))?
             .text()
             .await
             .context("failed to read metrics")?;
@@ -116,34 +66,19 @@ impl Service {
 
     /// Fails if the process exited.
     pub fn ensure_running(&mut self) -> Result<()> {
-        if matches!(self.child.try_wait(), Ok(None)) {
+        if self.process.is_running() {
             return Ok(());
         }
         bail!(
             "{} exited unexpectedly{}",
-            self.name,
-            devstack::process::log_tail(&self.log)
+            self.process.name(),
+            devstack::process::log_tail(self.process.log())
         )
     }
 
     /// SIGTERM, then waits (kills it after a deadline).
     pub async fn stop(mut self) -> Result<()> {
-        if let Some(pid) = self.child.id() {
-            Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status()
-                .await
-                .context("failed to run kill")?;
-        }
-        if tokio::time::timeout(STOP_TIMEOUT, self.child.wait())
-            .await
-            .is_err()
-        {
-            self.child
-                .kill()
-                .await
-                .context("failed to kill a service")?;
-        }
+        self.process.stop(STOP_DEADLINE).await?;
         Ok(())
     }
 }

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use crate::support::{Rig, Source, load, wait_connected};
+use devstack::services;
+
+use crate::support::{Rig, Source, load};
 
 #[tokio::test]
 async fn a_daemon_killed_with_sigkill_mid_stream_loses_and_duplicates_nothing() {
@@ -113,7 +115,9 @@ async fn a_second_daemon_takes_over_when_the_first_dies() {
         "the standby must wait"
     );
     active.kill9().await;
-    wait_connected(&standby.base).await;
+    services::wait_streaming(&standby.base, services::STREAMING_TIMEOUT)
+        .await
+        .unwrap();
     writer.await.unwrap();
     rig.assert_verified().await;
 }

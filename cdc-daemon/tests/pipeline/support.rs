@@ -5,42 +5,30 @@ use std::time::{Duration, Instant};
 
 use devstack::TestContext;
 use devstack::ferretdb::Store as FerretDb;
+use devstack::in_process::{self, Running};
 use devstack::postgres::{ClusterOptions, PostgresServer};
-use devstack::process::Supervised;
 use devstack::roles::{ServiceLogin, url_as};
+use devstack::services::{self, ServiceProcess};
 use mongodb::Database;
 use service_plumbing::shutdown::Shutdown;
-use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 /// A daemon running in this process.
 pub struct Daemon {
-    pub shutdown: Shutdown,
     pub base: String,
-    handle: Option<JoinHandle<anyhow::Result<()>>>,
+    running: Running,
 }
 
 impl Daemon {
     /// Waits until the daemon holds its slot (changes from now on reach it).
     pub async fn wait_streaming(&self) {
-        wait_connected(&self.base).await;
+        services::wait_streaming(&self.base, services::STREAMING_TIMEOUT)
+            .await
+            .unwrap();
     }
 
-    pub async fn stop(mut self) {
-        self.shutdown.trigger();
-        if let Some(handle) = self.handle.take() {
-            tokio::time::timeout(Duration::from_secs(30), handle)
-                .await
-                .expect("the daemon stops within its deadline")
-                .unwrap()
-                .unwrap();
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.shutdown.trigger();
+    pub async fn stop(self) {
+        self.running.stop().await.unwrap();
     }
 }
 
@@ -142,16 +130,15 @@ impl Rig {
         if std::env::var_os("RUST_LOG").is_some() {
             let _ = service_plumbing::telemetry::init_tracing("cdc-daemon-test");
         }
-        let config: cdc_daemon::Config =
-            service_plumbing::config::load_from_vars(None, self.settings(extra)).unwrap();
-        let shutdown = Shutdown::new();
-        let app = cdc_daemon::build(config, shutdown.clone()).await.unwrap();
-        let base = format!("http://{}", app.local_addr());
-        let handle = tokio::spawn(app.run_until_stopped());
+        let settings = self.settings(extra);
+        let pairs: Vec<(&str, &str)> = settings
+            .iter()
+            .map(|(key, value)| (key.as_str(), value.as_str()))
+            .collect();
+        let running = in_process::daemon(&pairs).await.unwrap();
         Daemon {
-            shutdown,
-            base,
-            handle: Some(handle),
+            base: running.url.clone(),
+            running,
         }
     }
 
@@ -215,34 +202,30 @@ pub struct Ingest {
     pub base: String,
     /// A device token of clinic `clinic`.
     pub token: String,
+    /// Triggering it stops the ingest API.
     pub stop: Shutdown,
+    _running: Running,
 }
 
 impl Rig {
     /// Starts an ingest API and registers the device `label` of `clinic` with it.
     pub async fn start_ingest(&self, clinic: &str, label: &str) -> Ingest {
-        let vars = HashMap::from([
-            (
-                "MYHEALTH_HTTP__LISTEN".to_string(),
-                "127.0.0.1:0".to_string(),
-            ),
-            (
-                "MYHEALTH_DATABASE_URL".to_string(),
-                self.database_url.clone(),
-            ),
-            ("MYHEALTH_CDC_SLOT".to_string(), self.slot.clone()),
-        ]);
-        let config: ingest_api::Config =
-            service_plumbing::config::load_from_vars(None, vars).unwrap();
-        let app = ingest_api::build(config).await.unwrap();
-        let base = format!("http://{}", app.local_addr());
-        let stop = Shutdown::new();
-        tokio::spawn(app.run_until_stopped(stop.clone()));
+        let running = in_process::ingest(&[
+            ("MYHEALTH_DATABASE_URL", &self.database_url),
+            ("MYHEALTH_SLOT", &self.slot),
+        ])
+        .await
+        .unwrap();
         let mut client = self.client().await;
         let (_, token) = ingest_api::store::devices::add(&mut client, clinic, label)
             .await
             .unwrap();
-        Ingest { base, token, stop }
+        Ingest {
+            base: running.url.clone(),
+            token,
+            stop: running.shutdown.clone(),
+            _running: running,
+        }
     }
 
     /// Runs `cdc-daemon <args>` with the rig's settings.
@@ -349,31 +332,20 @@ impl Source {
 /// The daemon binary running as a child process under the harness's supervisor (so that it can
 /// be killed with SIGKILL, its memory measured, and it never outlives the test process).
 pub struct Process {
-    supervised: Supervised,
+    process: ServiceProcess,
     pub base: String,
 }
 
 impl Rig {
-    /// Starts `cdc-daemon` as a child process on a free port; its log is kept when `RUST_LOG`
-    /// is set (printed on failure of a `wait_streaming`).
+    /// Starts `cdc-daemon` as a child process on a free port.
     pub async fn spawn_binary(&self) -> Process {
         let port = devstack::process::free_loopback_port().unwrap();
-        let mut settings = self.settings(&[]);
-        settings.insert(
-            "MYHEALTH_HTTP__LISTEN".to_string(),
-            format!("127.0.0.1:{port}"),
-        );
-        let env: Vec<(String, String)> = settings.into_iter().collect();
-        let dir = tempfile::Builder::new()
-            .prefix("cdc-daemon-")
-            .tempdir()
-            .unwrap()
-            .keep();
-        let command = vec![env!("CARGO_BIN_EXE_cdc-daemon").to_string()];
-        let supervised = Supervised::start(&command, &env, &dir.join("daemon.log"), &dir).unwrap();
+        let env: Vec<(String, String)> = self.settings(&[]).into_iter().collect();
+        let binary = std::path::Path::new(env!("CARGO_BIN_EXE_cdc-daemon"));
+        let process = ServiceProcess::spawn(binary, port, &env, None).unwrap();
         Process {
-            supervised,
-            base: format!("http://127.0.0.1:{port}"),
+            base: process.url().to_string(),
+            process,
         }
     }
 }
@@ -381,42 +353,19 @@ impl Rig {
 impl Process {
     /// Waits until this process holds its slot.
     pub async fn wait_streaming(&self) {
-        wait_connected(&self.base).await;
+        services::wait_streaming(&self.base, services::STREAMING_TIMEOUT)
+            .await
+            .unwrap();
     }
 
     /// SIGKILL: no chance to flush or checkpoint.
     pub async fn kill9(&mut self) {
-        self.supervised.kill_server().await.unwrap();
+        self.process.kill().await.unwrap();
     }
 
     /// Peak resident memory so far, in bytes (VmHWM).
     pub fn peak_rss(&self) -> u64 {
-        let pid = self.supervised.server_pid().unwrap();
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        let line = status
-            .lines()
-            .find(|line| line.starts_with("VmHWM:"))
-            .unwrap();
-        let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-        kib * 1024
-    }
-}
-
-/// Waits until the daemon at `base` reports `cdc_connected 1`.
-pub async fn wait_connected(base: &str) {
-    let started = Instant::now();
-    loop {
-        if let Ok(response) = reqwest::get(format!("{base}/metrics")).await {
-            let text = response.text().await.unwrap_or_default();
-            if text.lines().any(|line| line == "cdc_connected 1") {
-                return;
-            }
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the daemon at {base} did not start streaming"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.process.peak_rss_bytes().unwrap()
     }
 }
 

@@ -1,23 +1,23 @@
 //! Starting the service in-process against a test database, tablets, and example uploads.
 
-use std::collections::HashMap;
 use std::io::Write;
 
 use devstack::TestContext;
+use devstack::in_process::{self, Running};
 use devstack::roles::ServiceLogin;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use ingest_api::store::devices;
 use serde_json::{Value, json};
-use service_plumbing::shutdown::Shutdown;
 use uuid::Uuid;
 
 /// A running ingest API on its own test database.
 pub struct Api {
-    pub ctx: TestContext,
     pub base: String,
     pub http: reqwest::Client,
-    shutdown: Shutdown,
+    /// Dropped before the databases: the service is told to stop first.
+    _running: Running,
+    pub ctx: TestContext,
 }
 
 impl Api {
@@ -30,30 +30,15 @@ impl Api {
 
     /// Starts the service on `ctx`'s database with extra `MYHEALTH_*` settings.
     pub async fn start_on(ctx: TestContext, settings: &[(&str, &str)]) -> Api {
-        let mut vars: HashMap<String, String> = HashMap::from([
-            (
-                "MYHEALTH_HTTP__LISTEN".to_string(),
-                "127.0.0.1:0".to_string(),
-            ),
-            (
-                "MYHEALTH_DATABASE_URL".to_string(),
-                ctx.url_as(ServiceLogin::Ingest),
-            ),
-        ]);
-        for (key, value) in settings {
-            vars.insert((*key).to_string(), (*value).to_string());
-        }
-        let config: ingest_api::Config =
-            service_plumbing::config::load_from_vars(None, vars).unwrap();
-        let app = ingest_api::build(config).await.unwrap();
-        let base = format!("http://{}", app.local_addr());
-        let shutdown = Shutdown::new();
-        tokio::spawn(app.run_until_stopped(shutdown.clone()));
+        let database_url = ctx.url_as(ServiceLogin::Ingest);
+        let mut all = vec![("MYHEALTH_DATABASE_URL", database_url.as_str())];
+        all.extend_from_slice(settings);
+        let running = in_process::ingest(&all).await.unwrap();
         Api {
-            ctx,
-            base,
+            base: running.url.clone(),
             http: reqwest::Client::new(),
-            shutdown,
+            _running: running,
+            ctx,
         }
     }
 
@@ -96,12 +81,6 @@ impl Api {
             .await
             .unwrap()
             .get(0)
-    }
-}
-
-impl Drop for Api {
-    fn drop(&mut self) {
-        self.shutdown.trigger();
     }
 }
 

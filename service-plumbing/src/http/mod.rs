@@ -12,6 +12,7 @@
 //! cheap by construction (`/readyz` answers from a cache, [`Readiness::cached`]), so probes keep
 //! answering under a flood.
 
+mod bearer;
 mod context;
 mod readiness;
 mod request_id;
@@ -37,6 +38,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+pub use self::bearer::{BearerError, bearer_token, parse_bearer};
 pub use self::context::{BodyError, PathParams, RequestContext};
 pub use self::readiness::{FailedCheck, Readiness};
 pub use self::request_id::{MAX_REQUEST_ID_LEN, REQUEST_ID_HEADER, request_id};
@@ -107,6 +109,24 @@ impl HttpSettings {
     pub fn listen_or(&self, default: SocketAddr) -> SocketAddr {
         self.listen.unwrap_or(default)
     }
+}
+
+/// Why a service could not listen on its address.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to listen on {address}")]
+pub struct BindError {
+    address: SocketAddr,
+    #[source]
+    source: std::io::Error,
+}
+
+/// Binds `address`; returns the listener and the address it got (with the real port when the
+/// configured port is 0, as tests configure it).
+pub async fn bind(address: SocketAddr) -> Result<(TcpListener, SocketAddr), BindError> {
+    let error = |source| BindError { address, source };
+    let listener = TcpListener::bind(address).await.map_err(error)?;
+    let local_addr = listener.local_addr().map_err(error)?;
+    Ok((listener, local_addr))
 }
 
 /// Why the server could not be set up.

@@ -10,7 +10,6 @@
 //!   any test left a replication slot behind.
 
 mod run;
-mod services;
 
 use std::process::{ExitCode, Stdio};
 

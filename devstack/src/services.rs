@@ -1,0 +1,202 @@
+//! The service binaries as child processes: what `devstack run`, chaos, pipeline-bench and the
+//! tests that kill or measure a process start.
+//!
+//! Each service runs under the [`crate::process`] supervisor on `127.0.0.1:<port>` with its
+//! settings in its environment and its output in a log file, so it never outlives its owner,
+//! can be stopped with SIGTERM (then SIGKILL after a deadline), crashed with SIGKILL and started
+//! again on the same port. Waiting for `/readyz` and for the daemon to hold its slot lives here
+//! once, for in-process services too.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::HarnessError;
+use crate::process::{Supervised, log_tail};
+
+/// How long a service may take to answer `/readyz`.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a daemon may take to hold its slot (it may wait for an earlier one to let go).
+pub const STREAMING_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A service binary running under the supervisor.
+#[derive(Debug)]
+pub struct ServiceProcess {
+    name: String,
+    url: String,
+    log: PathBuf,
+    process: Supervised,
+}
+
+/// `bin_dir/name`, or an error saying how to build it.
+pub fn binary(bin_dir: &Path, name: &str) -> Result<PathBuf, HarnessError> {
+    let binary = bin_dir.join(name);
+    if binary.is_file() {
+        return Ok(binary);
+    }
+    Err(HarnessError::Missing {
+        what: binary.display().to_string(),
+        hint: "run `cargo build --workspace --bins` first".to_string(),
+    })
+}
+
+impl ServiceProcess {
+    /// Starts `binary` listening on `127.0.0.1:port`, with `env` added to the inherited
+    /// environment; its output goes to `log` (emptied first), or, without one, to a file that is
+    /// removed with the process. Does not wait for it.
+    pub fn spawn(
+        binary: &Path,
+        port: u16,
+        env: &[(String, String)],
+        log: Option<&Path>,
+    ) -> Result<ServiceProcess, HarnessError> {
+        let name = binary
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let dir = std::env::temp_dir().join(format!("devstack-{name}-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).map_err(HarnessError::io(format!(
+            "failed to create {}",
+            dir.display()
+        )))?;
+        let log = log.map_or_else(|| dir.join("service.log"), Path::to_path_buf);
+        std::fs::write(&log, b"").map_err(HarnessError::io(format!(
+            "failed to create {}",
+            log.display()
+        )))?;
+        let mut env = env.to_vec();
+        env.push((
+            "MYHEALTH_HTTP__LISTEN".to_string(),
+            format!("127.0.0.1:{port}"),
+        ));
+        let process = Supervised::start(&[binary.display().to_string()], &env, &log, &dir)?;
+        Ok(ServiceProcess {
+            name,
+            url: format!("http://127.0.0.1:{port}"),
+            log,
+            process,
+        })
+    }
+
+    /// The binary's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Where its output goes.
+    pub fn log(&self) -> &Path {
+        &self.log
+    }
+
+    /// Waits until the service answers `/readyz` with 200; fails early if it exits.
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<(), HarnessError> {
+        let http = reqwest::Client::new();
+        let url = format!("{}/readyz", self.url);
+        let started = Instant::now();
+        loop {
+            let last = match http.get(&url).send().await {
+                Ok(response) if response.status().is_success() => return Ok(()),
+                Ok(response) => format!(
+                    "{}: {}",
+                    response.status(),
+                    response.text().await.unwrap_or_default()
+                ),
+                Err(error) => error.to_string(),
+            };
+            if !self.is_running() || started.elapsed() > timeout {
+                return Err(HarnessError::NotReady {
+                    what: self.name.clone(),
+                    seconds: timeout.as_secs(),
+                    last_error: last,
+                    log: log_tail(&self.log),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Whether the service process is alive (it has not exited or crashed).
+    pub fn is_running(&self) -> bool {
+        // The supervisor writes the pid just after it starts the server: until then it starts.
+        let Some(pid) = self.process.server_pid() else {
+            return true;
+        };
+        // An exited child stays a zombie (state Z) until the supervisor reaps it.
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                let state = stat.rsplit_once(") ")?.1.chars().next()?;
+                Some(state != 'Z' && state != 'X')
+            })
+            .unwrap_or(false)
+    }
+
+    /// SIGTERM, then SIGKILL if it has not exited after `deadline`; waits until it is gone.
+    pub async fn stop(&mut self, deadline: Duration) -> Result<(), HarnessError> {
+        self.process.terminate_server(deadline).await
+    }
+
+    /// SIGKILL (a crash: no chance to flush or checkpoint); waits until it is gone.
+    pub async fn kill(&mut self) -> Result<(), HarnessError> {
+        self.process.kill_server().await
+    }
+
+    /// Starts it again after [`ServiceProcess::stop`] or [`ServiceProcess::kill`], on the same
+    /// port with the same settings; its log goes on.
+    pub fn restart(&mut self) -> Result<(), HarnessError> {
+        self.process.start_server()
+    }
+
+    /// Its peak resident set size so far (`VmHWM`), in bytes.
+    pub fn peak_rss_bytes(&self) -> Result<u64, HarnessError> {
+        let unreadable = |detail: &str| HarnessError::Command {
+            command: format!("reading the memory of {}", self.name),
+            detail: detail.to_string(),
+        };
+        let pid = self
+            .process
+            .server_pid()
+            .ok_or_else(|| unreadable("it has no process id"))?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .map_err(|error| unreadable(&error.to_string()))?;
+        let kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .ok_or_else(|| unreadable("no VmHWM in /proc status"))?;
+        Ok(kib * 1024)
+    }
+}
+
+/// Waits until the daemon serving `url` reports `cdc_connected 1` (it holds its slot, so every
+/// source change from now on reaches it).
+pub async fn wait_streaming(url: &str, timeout: Duration) -> Result<(), HarnessError> {
+    let http = reqwest::Client::new();
+    let metrics = format!("{url}/metrics");
+    let started = Instant::now();
+    loop {
+        let last = match http.get(&metrics).send().await {
+            Ok(response) => {
+                let text = response.text().await.unwrap_or_default();
+                if text.lines().any(|line| line == "cdc_connected 1") {
+                    return Ok(());
+                }
+                "cdc_connected is not 1".to_string()
+            }
+            Err(error) => error.to_string(),
+        };
+        if started.elapsed() > timeout {
+            return Err(HarnessError::NotReady {
+                what: format!("the daemon at {url} (streaming)"),
+                seconds: timeout.as_secs(),
+                last_error: last,
+                log: String::new(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
