@@ -8,17 +8,16 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use devstack::TestContext;
-use devstack::roles::ServiceLogin;
+use devstack::in_process::InProcessStack;
 use devstack::tablet::{Patient, Tablet};
 use jsonwebtoken::{EncodingKey, Header, encode};
 use serde_json::{Value, json};
-use service_plumbing::shutdown::Shutdown;
 use time::OffsetDateTime;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
@@ -33,87 +32,24 @@ const DESKTOP: (u32, u32) = (1280, 900);
 /// Where to keep the screenshots (the README's come from here), if set.
 const SCREENSHOT_DIR: &str = "REPORTS_APP_SCREENSHOT_DIR";
 
-/// Ingest API, daemon and reports API on one test's databases.
+/// Ingest API, daemon and reports API on one test's databases, and a tablet of their clinic.
 struct Stack {
-    /// Kept alive for the test: dropping it drops the test's databases and slot.
-    _databases: TestContext,
     reports: String,
     tablet: Tablet,
-    shutdown: Shutdown,
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        self.shutdown.trigger();
-    }
-}
-
-fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    /// Kept alive for the test: dropping it stops the services, then drops the databases and slot.
+    _services: InProcessStack,
 }
 
 impl Stack {
     async fn start() -> Stack {
         let ctx = TestContext::new().await.unwrap();
-        let slot = ctx.unique_name("slot");
-        let shutdown = Shutdown::new();
-        let daemon: cdc_daemon::Config = service_plumbing::config::load_from_vars(
-            None,
-            vars(&[
-                ("MYHEALTH_HTTP__LISTEN", "127.0.0.1:0"),
-                (
-                    "MYHEALTH_DATABASE_URL",
-                    &ctx.url_as(ServiceLogin::Replication),
-                ),
-                ("MYHEALTH_MONGODB_URI", &ctx.mongodb_uri),
-                ("MYHEALTH_MONGODB_DATABASE", &ctx.database),
-                ("MYHEALTH_SLOT", &slot),
-                ("MYHEALTH_BATCH_MAX_DELAY_MS", "10"),
-            ]),
-        )
-        .unwrap();
-        let daemon = cdc_daemon::build(daemon, shutdown.clone()).await.unwrap();
-        let daemon_url = format!("http://{}", daemon.local_addr());
-        tokio::spawn(daemon.run_until_stopped());
-        let ingest: ingest_api::Config = service_plumbing::config::load_from_vars(
-            None,
-            vars(&[
-                ("MYHEALTH_HTTP__LISTEN", "127.0.0.1:0"),
-                ("MYHEALTH_DATABASE_URL", &ctx.url_as(ServiceLogin::Ingest)),
-            ]),
-        )
-        .unwrap();
-        let ingest = ingest_api::build(ingest).await.unwrap();
-        let ingest_url = format!("http://{}", ingest.local_addr());
-        tokio::spawn(ingest.run_until_stopped(shutdown.clone()));
-        let reports: reports_api::Config = service_plumbing::config::load_from_vars(
-            None,
-            vars(&[
-                ("MYHEALTH_HTTP__LISTEN", "127.0.0.1:0"),
-                ("MYHEALTH_MONGODB_URI", &ctx.mongodb_uri),
-                ("MYHEALTH_MONGODB_DATABASE", &ctx.database),
-                ("MYHEALTH_SLOT", &slot),
-                ("MYHEALTH_AUTH__ALGORITHM", "HS256"),
-                ("MYHEALTH_AUTH__HS256_SECRET", SECRET),
-            ]),
-        )
-        .unwrap();
-        let reports = reports_api::build(reports).await.unwrap();
-        let reports_url = format!("http://{}", reports.local_addr());
-        tokio::spawn(reports.run_until_stopped(shutdown.clone()));
-        wait_streaming(&daemon_url).await;
-        let mut client = ctx.postgres().await.unwrap();
-        let (_, token) = ingest_api::store::devices::add(&mut client, "App Clinic", "tablet")
+        let services = InProcessStack::start(ctx, SECRET, "App Clinic")
             .await
             .unwrap();
         Stack {
-            _databases: ctx,
-            reports: reports_url,
-            tablet: Tablet::new(&ingest_url, &token, 11),
-            shutdown,
+            reports: services.reports.url.clone(),
+            tablet: Tablet::new(&services.ingest.url, &services.device_token, 11),
+            _services: services,
         }
     }
 
@@ -143,20 +79,6 @@ impl Stack {
         assert_eq!(response.status(), 200, "{path}");
         response.json().await.unwrap()
     }
-}
-
-async fn wait_streaming(daemon_url: &str) {
-    for _ in 0..600 {
-        let metrics = match reqwest::get(format!("{daemon_url}/metrics")).await {
-            Ok(response) => response.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        };
-        if metrics.lines().any(|line| line == "cdc_connected 1") {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the daemon never started streaming");
 }
 
 fn token(patient: Uuid) -> String {

@@ -9,12 +9,12 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use devstack::certs::{ServerTls, TestCa};
 use devstack::ferretdb::Store;
+use devstack::in_process::InProcessStack;
 use devstack::postgres::{ClusterOptions, PostgresServer};
 use devstack::roles::ServiceLogin;
 use devstack::tablet::Tablet;
@@ -22,7 +22,6 @@ use devstack::{Stack, TestContext};
 use jsonwebtoken::{EncodingKey, Header, encode};
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use service_plumbing::shutdown::Shutdown;
 use time::OffsetDateTime;
 use tokio::sync::OnceCell;
 
@@ -288,76 +287,20 @@ async fn the_pipeline_and_verify_run_over_tls() {
     let ctx = TestContext::on(&servers.stack).await.unwrap();
     assert!(ctx.database_url.contains("sslmode=verify-full"));
     assert!(ctx.mongodb_uri.contains("tls=true"));
-    let slot = ctx.unique_name("slot");
-    let shutdown = Shutdown::new();
-    let vars = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(key, value)| (key.to_string(), value.to_string()))
-            .collect()
-    };
-
-    let daemon: cdc_daemon::Config = service_plumbing::config::load_from_vars(
-        None,
-        vars(&[
-            ("MYHEALTH_HTTP__LISTEN", "127.0.0.1:0"),
-            (
-                "MYHEALTH_DATABASE_URL",
-                &ctx.url_as(ServiceLogin::Replication),
-            ),
-            ("MYHEALTH_MONGODB_URI", &ctx.mongodb_uri),
-            ("MYHEALTH_MONGODB_DATABASE", &ctx.database),
-            ("MYHEALTH_SLOT", &slot),
-            ("MYHEALTH_BATCH_MAX_DELAY_MS", "10"),
-        ]),
-    )
-    .unwrap();
-    let daemon = cdc_daemon::build(daemon, shutdown.clone()).await.unwrap();
-    let daemon_url = format!("http://{}", daemon.local_addr());
-    tokio::spawn(daemon.run_until_stopped());
-
-    let ingest: ingest_api::Config = service_plumbing::config::load_from_vars(
-        None,
-        vars(&[
-            ("MYHEALTH_HTTP__LISTEN", "127.0.0.1:0"),
-            ("MYHEALTH_DATABASE_URL", &ctx.url_as(ServiceLogin::Ingest)),
-        ]),
-    )
-    .unwrap();
-    let ingest = ingest_api::build(ingest).await.unwrap();
-    let ingest_url = format!("http://{}", ingest.local_addr());
-    tokio::spawn(ingest.run_until_stopped(shutdown.clone()));
-
-    let reports: reports_api::Config = service_plumbing::config::load_from_vars(
-        None,
-        vars(&[
-            ("MYHEALTH_HTTP__LISTEN", "127.0.0.1:0"),
-            ("MYHEALTH_MONGODB_URI", &ctx.mongodb_uri),
-            ("MYHEALTH_MONGODB_DATABASE", &ctx.database),
-            ("MYHEALTH_SLOT", &slot),
-            ("MYHEALTH_AUTH__ALGORITHM", "HS256"),
-            ("MYHEALTH_AUTH__HS256_SECRET", SECRET),
-        ]),
-    )
-    .unwrap();
-    let reports = reports_api::build(reports).await.unwrap();
-    let reports_url = format!("http://{}", reports.local_addr());
-    tokio::spawn(reports.run_until_stopped(shutdown.clone()));
-
-    for url in [&daemon_url, &ingest_url, &reports_url] {
+    let stack = InProcessStack::start(ctx, SECRET, "TLS Clinic")
+        .await
+        .unwrap();
+    for url in [&stack.daemon.url, &stack.ingest.url, &stack.reports.url] {
         let status = reqwest::get(format!("{url}/readyz"))
             .await
             .unwrap()
             .status();
         assert_eq!(status, 200, "{url}/readyz");
     }
-    wait_streaming(&daemon_url).await;
+    let reports_url = &stack.reports.url;
+    let ctx = &stack.ctx;
 
-    let mut admin = ctx.postgres().await.unwrap();
-    let (_, device) = ingest_api::store::devices::add(&mut admin, "TLS Clinic", "tablet")
-        .await
-        .unwrap();
-    let mut tablet = Tablet::new(&ingest_url, &device, 11);
+    let mut tablet = Tablet::new(&stack.ingest.url, &stack.device_token, 11);
     let patient = tablet.patient();
     let upload = tablet.upload(
         &patient,
@@ -401,24 +344,9 @@ async fn the_pipeline_and_verify_run_over_tls() {
         .await
         .unwrap()
         .database(&ctx.database);
-    let differences = cdc_daemon::verify::verify(&source, &store, &slot, Duration::from_secs(10))
-        .await
-        .unwrap();
+    let differences =
+        cdc_daemon::verify::verify(&source, &store, &stack.slot, Duration::from_secs(10))
+            .await
+            .unwrap();
     assert!(differences.is_empty(), "{differences:?}");
-    shutdown.trigger();
-}
-
-/// Waits until the daemon holds its slot.
-async fn wait_streaming(daemon_url: &str) {
-    for _ in 0..600 {
-        let metrics = match reqwest::get(format!("{daemon_url}/metrics")).await {
-            Ok(response) => response.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        };
-        if metrics.lines().any(|line| line == "cdc_connected 1") {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the daemon never started streaming");
 }
