@@ -309,7 +309,6 @@ mod tests {
         "backoff",
         "lag",
         "heartbeat",
-        "mongo",
     ];
 
     /// The `crate::<module>` paths in code (not comments) of module `name`'s files.
