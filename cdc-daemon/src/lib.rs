@@ -302,14 +302,7 @@ mod tests {
         "checkpoint",
     ];
     /// Modules any step may import; they import no step themselves.
-    const LEAVES: &[&str] = &[
-        "decode",
-        "metrics",
-        "retry",
-        "backoff",
-        "lag",
-        "heartbeat",
-    ];
+    const LEAVES: &[&str] = &["decode", "metrics", "retry", "backoff", "lag", "heartbeat"];
 
     /// The `crate::<module>` paths in code (not comments) of module `name`'s files.
     fn imports(name: &str) -> Vec<String> {
