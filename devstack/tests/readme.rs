@@ -46,7 +46,7 @@ fn runnable_blocks(readme: &str) -> Vec<(usize, String)> {
                     blocks.push((start, text));
                 }
             } else {
-                if !line.trim_start().starts_with("make ") {
+                if !runs_make(line) {
                     text.push_str(line);
                     text.push('\n');
                 }
@@ -205,12 +205,19 @@ fn json_values_are_found_side_by_side_and_among_other_text() {
     );
 }
 
+/// Whether `line` runs `make` (after any `VAR=value` prefixes): a `make run` does not return.
+fn runs_make(line: &str) -> bool {
+    line.split_whitespace()
+        .find(|word| !word.contains('='))
+        .is_some_and(|command| command == "make")
+}
+
 #[test]
 fn blocks_are_found_after_the_local_stack_heading_without_make_lines() {
-    let readme = "```sh\nmake run\n```\n## The local stack\n```sh\nmake run\necho a\n```\n\
+    let readme = "```sh\nmake run\n```\n## The local stack\n```sh\nmake run\nX=1 make run\necho a\n```\n\
                   text\n```json\n{}\n```\n```sh\necho b\n```\n";
     assert_eq!(
         runnable_blocks(readme),
-        vec![(6, "echo a\n".to_string()), (14, "echo b\n".to_string())]
+        vec![(6, "echo a\n".to_string()), (15, "echo b\n".to_string())]
     );
 }
