@@ -19,8 +19,9 @@ const STATEMENTS: usize = 32;
 const STUCK: Duration = Duration::from_secs(60);
 
 /// Runs `check` on a fresh database of each store: both FerretDB backends, each started for
-/// this test, and `MONGODB_URI`'s server if set.
-async fn on_every_store<F, Fut>(check: F)
+/// this test, and `MONGODB_URI`'s server if set. The tests of this file run at once and share
+/// that server, so each names its own database (`test`, made unique per process).
+async fn on_every_store<F, Fut>(test: &str, check: F)
 where
     F: Fn(Database, String) -> Fut,
     Fut: Future<Output = ()>,
@@ -34,7 +35,7 @@ where
     }
     for store in &stores {
         let client = Client::with_uri_str(store.uri()).await.unwrap();
-        let name = format!("rules_{}", std::process::id());
+        let name = format!("rules_{test}_{}", std::process::id());
         let database = client.database(&name);
         check(database.clone(), store.describe()).await;
         database.drop().await.unwrap();
@@ -82,7 +83,7 @@ fn write_error_codes(reply: &Document) -> Vec<i32> {
 
 #[tokio::test]
 async fn commands_of_32_statements_from_several_clients_at_once_complete() {
-    on_every_store(|database, store| async move {
+    on_every_store("concurrent", |database, store| async move {
         // Create the documents, then update them all at once from four clients: each statement
         // matches a document, which is when FerretDB holds a backend connection per statement
         // until the command ends.
@@ -125,7 +126,7 @@ async fn commands_of_32_statements_from_several_clients_at_once_complete() {
 
 #[tokio::test]
 async fn an_insert_of_an_existing_id_is_a_write_error_11000_and_the_others_are_inserted() {
-    on_every_store(|database, store| async move {
+    on_every_store("insert", |database, store| async move {
         let docs = database.collection::<Document>("docs");
         docs.insert_one(doc! { "_id": "b", "value": "old" })
             .await
@@ -154,7 +155,7 @@ async fn an_insert_of_an_existing_id_is_a_write_error_11000_and_the_others_are_i
 #[tokio::test]
 async fn a_failing_statement_is_reported_in_write_errors_and_retrying_one_by_one_applies_the_rest()
 {
-    on_every_store(|database, store| async move {
+    on_every_store("failing", |database, store| async move {
         let docs = database.collection::<Document>("docs");
         docs.insert_one(doc! { "_id": "x", "value": 0 })
             .await
@@ -195,7 +196,7 @@ async fn a_failing_statement_is_reported_in_write_errors_and_retrying_one_by_one
 
 #[tokio::test]
 async fn the_read_models_indexes_are_created_once_and_creating_them_again_changes_nothing() {
-    on_every_store(|database, store| async move {
+    on_every_store("indexes", |database, store| async move {
         read_model::indexes::create(&database).await.unwrap();
         let reports = database.collection::<Document>(read_model::REPORTS);
         let mut first = reports.list_index_names().await.unwrap();
