@@ -100,6 +100,7 @@ impl Writer {
         batch: &mut Batch,
     ) -> Result<Mapped, GaveUp> {
         let mut failures = self.retry.failures(Stage::Mapping);
+        batch.at(transaction.commit_lsn);
         loop {
             match mapper.map_change(message, transaction, batch).await {
                 Ok(mapped) => return Ok(mapped),
@@ -162,6 +163,7 @@ impl Writer {
         mode: Mode,
     ) -> Result<(), GaveUp> {
         let changes = batch.changes();
+        let newest = batch.newest();
         let statements = batch.take();
         self.write(&statements, lsn, mode).await?;
         let work = mapper.take_latest();
@@ -173,7 +175,11 @@ impl Writer {
                     latest::settle(&self.database, &work).await
                 })
                 .await?;
+            // Derived from every change of the batch: as new as the newest of them.
             let mut derived = Batch::default();
+            if let Some(newest) = newest {
+                derived.at(newest);
+            }
             derived.extend(writes);
             self.write(&derived.take(), lsn, Mode::Update).await?;
         }
@@ -192,11 +198,14 @@ impl Writer {
         lsn: u64,
         mode: Mode,
     ) -> Result<(), GaveUp> {
-        let rejected = self.send(statements, mode).await?;
+        let sink::Skipped { rejected, stale } = self.send(statements, mode).await?;
+        let metrics = &self.metrics;
+        for collection in stale {
+            metrics.stale_writes.with_label_values(&[collection]).inc();
+        }
         if rejected.is_empty() {
             return Ok(());
         }
-        let metrics = &self.metrics;
         let mut letters = Batch::default();
         for (index, refused) in rejected.into_iter().enumerate() {
             metrics.error(Stage::Sink);
@@ -233,9 +242,9 @@ impl Writer {
         &self,
         statements: &[(&'static str, Vec<Write>)],
         mode: Mode,
-    ) -> Result<Vec<sink::Rejected>, GaveUp> {
+    ) -> Result<sink::Skipped, GaveUp> {
         if statements.is_empty() || self.settings.sink == SinkMode::Discard {
-            return Ok(Vec::new());
+            return Ok(sink::Skipped::default());
         }
         let metrics = &self.metrics;
         self.retry

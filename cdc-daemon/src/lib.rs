@@ -113,6 +113,52 @@ pub struct Config {
     /// production.
     #[serde(default)]
     pub sink: apply::SinkMode,
+    /// The write concern of every write the daemon sends (`MYHEALTH_WRITE_CONCERN__*`).
+    #[serde(default)]
+    pub write_concern: WriteConcernSettings,
+}
+
+/// How durable a write must be before the store acknowledges it. The daemon confirms a position
+/// to PostgreSQL, which may then recycle the WAL, only after the store acknowledged the writes
+/// below it: a write acknowledged by one member and rolled back by a failover would be lost for
+/// good. Hence `majority` and the journal by default; the timeout bounds how long an
+/// unsatisfiable concern (members down) blocks a write before it is retried like any store
+/// error, so that a shutdown deadline still fires.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct WriteConcernSettings {
+    /// `majority`, a number of members, or a custom write concern's tag set name
+    /// (`MYHEALTH_WRITE_CONCERN__W`).
+    pub w: String,
+    /// Acknowledged only once in the journal (`MYHEALTH_WRITE_CONCERN__JOURNAL`).
+    pub journal: bool,
+    /// `wtimeout` in milliseconds (`MYHEALTH_WRITE_CONCERN__TIMEOUT_MS`).
+    pub timeout_ms: u64,
+}
+
+impl Default for WriteConcernSettings {
+    fn default() -> Self {
+        WriteConcernSettings {
+            w: "majority".to_owned(),
+            journal: true,
+            timeout_ms: 10_000,
+        }
+    }
+}
+
+impl WriteConcernSettings {
+    /// The driver's form; `w` as a number when it is one.
+    pub fn to_options(&self) -> mongodb::options::WriteConcern {
+        let w = match self.w.parse::<u32>() {
+            Ok(nodes) => mongodb::options::Acknowledgment::Nodes(nodes),
+            Err(_) => mongodb::options::Acknowledgment::from(self.w.as_str()),
+        };
+        mongodb::options::WriteConcern::builder()
+            .w(w)
+            .journal(self.journal)
+            .w_timeout(std::time::Duration::from_millis(self.timeout_ms))
+            .build()
+    }
 }
 
 fn default_database() -> String {
@@ -162,6 +208,14 @@ impl Config {
             self.batch_max_changes > 0,
             "batch_max_changes must be positive"
         );
+        anyhow::ensure!(
+            !self.write_concern.w.is_empty() && self.write_concern.w != "0",
+            "write_concern.w must be majority, a number of members (at least 1) or a tag set name"
+        );
+        anyhow::ensure!(
+            self.write_concern.timeout_ms > 0,
+            "write_concern.timeout_ms must be positive (0 would wait forever)"
+        );
         Ok(())
     }
 }
@@ -191,6 +245,14 @@ pub async fn build(config: Config, shutdown: Shutdown) -> anyhow::Result<App> {
         std::time::Duration::from_secs(5),
     )
     .await?;
+    // Every write goes through this handle: the driver's own operations take the write concern
+    // from it, and the sink copies it into the commands it builds.
+    let database = database.client().database_with_options(
+        database.name(),
+        mongodb::options::DatabaseOptions::builder()
+            .write_concern(config.write_concern.to_options())
+            .build(),
+    );
     let checked_pool = pool.clone();
     let checked_database = database.clone();
     let readiness = Readiness::new()

@@ -32,6 +32,9 @@ pub const COMMIT_TO_STORE_SECONDS: &str = "cdc_commit_to_store_seconds";
 pub const ERRORS_TOTAL: &str = "cdc_errors_total";
 /// Changes recorded as dead letters, by table.
 pub const DEAD_LETTERS_TOTAL: &str = "cdc_dead_letters_total";
+/// Writes the store skipped because the document was already newer (written by a later change:
+/// a replay after a crash, or a stale daemon's late batch), by collection.
+pub const STALE_WRITES_TOTAL: &str = "cdc_stale_writes_total";
 /// 1 while the daemon holds the slot and streams, else 0.
 pub const CONNECTED: &str = "cdc_connected";
 /// 1 while the initial snapshot runs.
@@ -74,6 +77,8 @@ pub struct CdcMetrics {
     pub errors: IntCounterVec,
     /// See [`DEAD_LETTERS_TOTAL`].
     pub dead_letters: IntCounterVec,
+    /// See [`STALE_WRITES_TOTAL`].
+    pub stale_writes: IntCounterVec,
     /// See [`CONNECTED`].
     pub connected: IntGauge,
     /// See [`SNAPSHOT_RUNNING`].
@@ -154,6 +159,11 @@ impl CdcMetrics {
                 "Changes recorded as dead letters, by table.",
                 &["table"],
             )?,
+            stale_writes: counter_vec(
+                STALE_WRITES_TOTAL,
+                "Writes skipped because the document was already newer, by collection.",
+                &["collection"],
+            )?,
             connected: IntGauge::new(CONNECTED, "1 while the daemon holds the slot and streams.")
                 .map_err(MetricsError::Register)?,
             snapshot_running: IntGauge::new(SNAPSHOT_RUNNING, "1 while the initial snapshot runs.")
@@ -194,6 +204,7 @@ impl CdcMetrics {
         metrics.register(Box::new(created.commit_to_store_seconds.clone()))?;
         metrics.register(Box::new(created.errors.clone()))?;
         metrics.register(Box::new(created.dead_letters.clone()))?;
+        metrics.register(Box::new(created.stale_writes.clone()))?;
         metrics.register(Box::new(created.connected.clone()))?;
         metrics.register(Box::new(created.snapshot_running.clone()))?;
         metrics.register(Box::new(created.snapshot_rows.clone()))?;

@@ -110,10 +110,13 @@ pub async fn carry_out(
 ) -> Result<(), RequestError> {
     let client = source_tables::read_view(&source.url, None).await?;
     let relations = source_tables::relations(&client, &source.publication).await?;
+    // What the request writes is as new as the request (see `sink::Write`'s guard).
+    let mut batch = Batch::default();
+    batch.at(lsn);
     let mut rebuild = Rebuild {
         client: &client,
         mapper: Mapper::new(writer.database().clone(), cache_capacity),
-        batch: Batch::default(),
+        batch,
         transaction: Transaction {
             commit_lsn: lsn,
             commit_time: DateTime::now(),

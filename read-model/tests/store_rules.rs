@@ -195,6 +195,66 @@ async fn a_failing_statement_is_reported_in_write_errors_and_retrying_one_by_one
 }
 
 #[tokio::test]
+async fn a_write_guarded_by_its_lsn_skips_newer_documents_and_an_upsert_of_one_is_error_11000() {
+    // The daemon's guard (`cdc-daemon/src/sink/batch.rs`): `_cdc.position` not above the
+    // write's LSN, which a document without a position passes; commands carry the daemon's
+    // default write concern.
+    on_every_store("guard", |database, store| async move {
+        let docs = database.collection::<Document>("docs");
+        docs.insert_many([
+            doc! { "_id": "newer", "p": "1", "_cdc": { "position": 20_i64 }, "v": "kept" },
+            doc! { "_id": "older", "p": "1", "_cdc": { "position": 5_i64 }, "v": "old" },
+            doc! { "_id": "unstamped", "p": "1", "v": "old" },
+        ])
+        .await
+        .unwrap();
+        let guard = doc! { "$not": { "$gt": 10_i64 } };
+        let statement = |id: &str| {
+            Bson::Document(doc! {
+                "q": { "_id": id, "p": "1", "_cdc.position": guard.clone() },
+                "u": { "$set": { "v": "new", "_cdc.position": 10_i64 } },
+                "upsert": true,
+            })
+        };
+        let concern = doc! { "w": "majority", "j": true, "wtimeout": 10_000 };
+        for id in ["older", "unstamped", "absent"] {
+            let command = doc! {
+                "update": "docs", "updates": [statement(id)], "ordered": true,
+                "writeConcern": concern.clone(),
+            };
+            let reply = run(&database, command, "a guarded upsert", &store).await;
+            assert!(
+                write_error_codes(&reply).is_empty(),
+                "{store} {id}: {reply}"
+            );
+            let written = docs.find_one(doc! { "_id": id }).await.unwrap().unwrap();
+            assert_eq!(written.get_str("v").unwrap(), "new", "{store} {id}");
+            assert_eq!(written.get_str("p").unwrap(), "1", "{store} {id}");
+        }
+        let command = doc! {
+            "update": "docs", "updates": [statement("newer")], "ordered": true,
+            "writeConcern": concern.clone(),
+        };
+        let reply = run(&database, command, "a stale upsert", &store).await;
+        assert_eq!(write_error_codes(&reply), [11000], "{store}: {reply}");
+        let command = doc! {
+            "delete": "docs",
+            "deletes": [{ "q": { "_id": "newer", "_cdc.position": guard.clone() }, "limit": 1 }],
+            "writeConcern": concern,
+        };
+        let reply = run(&database, command, "a stale delete", &store).await;
+        assert_eq!(reply.get_i32("n").ok(), Some(0), "{store}: {reply}");
+        let kept = docs
+            .find_one(doc! { "_id": "newer" })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(kept.get_str("v").unwrap(), "kept", "{store}");
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn the_read_models_indexes_are_created_once_and_creating_them_again_changes_nothing() {
     on_every_store("indexes", |database, store| async move {
         read_model::indexes::create(&database).await.unwrap();

@@ -37,9 +37,10 @@ impl<S: LookupStore> Mapper<S> {
         self.lookups.set_checkup(&id, fields.clone());
         if operation == Operation::Update {
             let embedded = self.embedded_checkup(&id, &fields).await?;
+            let patient_id = fields.get_str("patient_id").unwrap_or_default();
             batch.push(Write::update_many(
                 REPORTS,
-                doc! { "checkup_id": &id },
+                doc! { "patient_id": patient_id, "checkup_id": &id },
                 doc! { "$set": { "checkup": embedded, "_cdc": transaction.cdc() } },
             ));
         }
@@ -84,7 +85,10 @@ impl<S: LookupStore> Mapper<S> {
         let id = documents::uuid(key, "id")?.to_string();
         let patient_id = documents::uuid(key, "patient_id")?.to_string();
         batch.push(Write::delete(LOOKUP_CHECKUPS, id.as_str()));
-        batch.push(Write::delete_many(REPORTS, doc! { "checkup_id": &id }));
+        batch.push(Write::delete_many(
+            REPORTS,
+            doc! { "patient_id": &patient_id, "checkup_id": &id },
+        ));
         self.lookups.forget(&id);
         self.mark(&patient_id, Dirty::All);
         Ok(())

@@ -2,7 +2,9 @@
 //! `latest.<code>`: an inserted measurement of a report not entered in error is a candidate
 //! that wins if it is newer; an update or delete marks the code for recomputation. A
 //! measurement of an unknown report is an orphan (a dead letter). A delete is routed by its
-//! key `(report_id, code)` alone.
+//! key `(report_id, code)` alone; its write names the report's patient (the shard key of
+//! `reports`) from the report's lookup, and is left out when the report is known nowhere (its
+//! document does not exist either).
 
 use mongodb::bson::{Document, doc};
 use read_model::REPORTS;
@@ -13,7 +15,7 @@ use super::{
     documents, forget_every_latest, known,
 };
 use crate::decode::relations::Row;
-use crate::sink::{Batch, Write};
+use crate::sink::{Batch, Key, Write};
 
 /// The columns the mapping reads.
 pub(super) const COLUMNS: ColumnTypes = &[
@@ -41,7 +43,7 @@ impl<S: LookupStore> Mapper<S> {
         let report = known(self.lookups.report(&report_id).await?, "report", &report_id)?;
         batch.push(Write::update(
             REPORTS,
-            report_id.as_str(),
+            Key::report(&report_id, &report.patient_id),
             doc! { "$set": { format!("measurements.{code}"): measurement.clone(), "_cdc": transaction.cdc() } },
         ));
         match operation {
@@ -79,17 +81,18 @@ impl<S: LookupStore> Mapper<S> {
     ) -> Result<(), MapError> {
         let report_id = documents::uuid(key, "report_id")?.to_string();
         let code = documents::text(key, "code")?.to_string();
+        let Some(report) = self.lookups.report(&report_id).await? else {
+            return Ok(());
+        };
         batch.push(Write::update(
             REPORTS,
-            report_id.as_str(),
+            Key::report(&report_id, &report.patient_id),
             doc! {
                 "$unset": { format!("measurements.{code}"): "" },
                 "$set": { "_cdc": transaction.cdc() },
             },
         ));
-        if let Some(report) = self.lookups.report(&report_id).await? {
-            self.mark(&report.patient_id, Dirty::one(code));
-        }
+        self.mark(&report.patient_id, Dirty::one(code));
         Ok(())
     }
 }

@@ -3,6 +3,13 @@
 //! A report whose patient or checkup is unknown is an orphan (a dead letter). An update that
 //! moves, re-dates or withdraws a report (`entered-in-error`) makes its patient's `latest` be
 //! recomputed; so does a delete.
+//!
+//! Every write names the report's patient as well as its id: `patient_id` is the shard key of
+//! `reports` on a sharded cluster. A report moved to another patient (an operator's correction:
+//! its checkup and patient change together) is updated in place under its old patient, which
+//! keeps its measurements; on a sharded cluster MongoDB refuses that change of shard key outside
+//! a transaction, the refusal becomes a dead letter, and resyncing both patients moves the
+//! report (see docs/operations.md).
 
 use mongodb::bson::Document;
 use read_model::REPORTS;
@@ -13,7 +20,7 @@ use super::{
     documents, forget_every_latest, known,
 };
 use crate::decode::relations::Row;
-use crate::sink::{Batch, Write};
+use crate::sink::{Batch, Key, Write};
 
 /// The columns the mapping reads.
 pub(super) const COLUMNS: ColumnTypes = &[
@@ -49,7 +56,16 @@ impl<S: LookupStore> Mapper<S> {
             Operation::Update => self.lookups.report(&id).await?,
             _ => None,
         };
-        batch.push(Write::upsert(REPORTS, id.as_str(), fields));
+        let stored_under = previous
+            .as_ref()
+            .map_or(info.patient_id.as_str(), |previous| {
+                previous.patient_id.as_str()
+            });
+        batch.push(Write::upsert(
+            REPORTS,
+            Key::report(&id, stored_under),
+            fields,
+        ));
         self.lookups.set_report(&id, info.clone());
         if operation == Operation::Update && previous.as_ref() != Some(&info) {
             if let Some(previous) = previous.filter(|p| p.patient_id != info.patient_id) {
@@ -93,7 +109,7 @@ impl<S: LookupStore> Mapper<S> {
     pub(super) fn delete_report(&mut self, key: &Row, batch: &mut Batch) -> Result<(), MapError> {
         let id = documents::uuid(key, "id")?.to_string();
         let patient_id = documents::uuid(key, "patient_id")?.to_string();
-        batch.push(Write::delete(REPORTS, id.as_str()));
+        batch.push(Write::delete(REPORTS, Key::report(&id, &patient_id)));
         self.lookups.forget(&id);
         self.mark(&patient_id, Dirty::All);
         Ok(())

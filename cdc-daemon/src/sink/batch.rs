@@ -1,11 +1,19 @@
-//! Collecting writes: ordered per collection, conflated per document.
+//! Collecting writes: ordered per collection, conflated per document, each stamped with the
+//! commit LSN of the change that made it (its guard, see [`Write`]).
 
 use std::collections::HashMap;
 
 use mongodb::bson::{Bson, Document, doc};
-use read_model::REPORTS;
+use read_model::{DEAD_LETTERS, REPORTS};
 
 /// One write to the store.
+///
+/// A write made by a change carries the change's commit LSN (`lsn`, stamped by
+/// [`Batch::push`]); the sink sends it conditional on the stored document being no newer, and
+/// records the LSN in the document (`_cdc.position`). So a replay after a crash, or a stale
+/// daemon's late batch, never moves a document back to an older state; a write at the same
+/// LSN applies again, which is harmless (every write is idempotent) and needed (a crash may
+/// have landed only part of a transaction's writes to a document).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Write {
     /// An `update` statement: `filter`, operator-only `update`, `upsert`, `multi`.
@@ -20,6 +28,8 @@ pub enum Write {
         upsert: bool,
         /// Update every match rather than the first.
         multi: bool,
+        /// The commit LSN of the change that made the write, if it is guarded.
+        lsn: Option<u64>,
     },
     /// A `delete` statement.
     Delete {
@@ -29,29 +39,53 @@ pub enum Write {
         filter: Document,
         /// Delete every match rather than the first.
         multi: bool,
+        /// The commit LSN of the change that made the write, if it is guarded.
+        lsn: Option<u64>,
     },
 }
 
+/// The single document a write addresses: its `_id` and, for a report, its patient too. A
+/// sharded cluster routes a statement by the shard key in its filter (`patient_id` for
+/// `reports`); an upsert without it is refused there, and a read or delete without it goes to
+/// every shard.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Key(Document);
+
+impl Key {
+    /// Report `id` of patient `patient_id`.
+    pub fn report(id: &str, patient_id: &str) -> Key {
+        Key(doc! { "_id": id, "patient_id": patient_id })
+    }
+}
+
+impl From<&str> for Key {
+    fn from(id: &str) -> Key {
+        Key(doc! { "_id": id })
+    }
+}
+
 impl Write {
-    /// `$set` `fields` on document `id`, creating it if needed.
-    pub fn upsert(collection: &'static str, id: impl Into<Bson>, fields: Document) -> Write {
+    /// `$set` `fields` on the document `key`, creating it if needed.
+    pub fn upsert(collection: &'static str, key: impl Into<Key>, fields: Document) -> Write {
         Write::Update {
             collection,
-            filter: doc! { "_id": id.into() },
+            filter: key.into().0,
             update: doc! { "$set": fields },
             upsert: true,
             multi: false,
+            lsn: None,
         }
     }
 
-    /// Applies `update` to document `id` if it exists.
-    pub fn update(collection: &'static str, id: impl Into<Bson>, update: Document) -> Write {
+    /// Applies `update` to the document `key` if it exists.
+    pub fn update(collection: &'static str, key: impl Into<Key>, update: Document) -> Write {
         Write::Update {
             collection,
-            filter: doc! { "_id": id.into() },
+            filter: key.into().0,
             update,
             upsert: false,
             multi: false,
+            lsn: None,
         }
     }
 
@@ -63,15 +97,17 @@ impl Write {
             update,
             upsert: false,
             multi: true,
+            lsn: None,
         }
     }
 
-    /// Deletes document `id`.
-    pub fn delete(collection: &'static str, id: impl Into<Bson>) -> Write {
+    /// Deletes the document `key`.
+    pub fn delete(collection: &'static str, key: impl Into<Key>) -> Write {
         Write::Delete {
             collection,
-            filter: doc! { "_id": id.into() },
+            filter: key.into().0,
             multi: false,
+            lsn: None,
         }
     }
 
@@ -81,6 +117,7 @@ impl Write {
             collection,
             filter,
             multi: true,
+            lsn: None,
         }
     }
 
@@ -91,12 +128,62 @@ impl Write {
         }
     }
 
-    /// The document an upsert by `_id` that only `$set`s creates when no document has that
-    /// `_id`: the id and the fields, dotted paths nested. `None` for any other write.
+    /// The commit LSN the write is guarded by, if any.
+    pub fn lsn(&self) -> Option<u64> {
+        match self {
+            Write::Update { lsn, .. } | Write::Delete { lsn, .. } => *lsn,
+        }
+    }
+
+    fn set_lsn(&mut self, position: Option<u64>) {
+        match self {
+            Write::Update { lsn, .. } | Write::Delete { lsn, .. } => *lsn = position,
+        }
+    }
+
+    /// The filter as sent: with the guard, when the write has one, that the stored document is
+    /// no newer than the change (a document without a position is older than any change).
+    pub fn sent_filter(&self) -> Document {
+        let (Write::Update { filter, lsn, .. } | Write::Delete { filter, lsn, .. }) = self;
+        let mut sent = filter.clone();
+        if let Some(lsn) = lsn {
+            sent.insert(POSITION, doc! { "$not": { "$gt": position(*lsn) } });
+        }
+        sent
+    }
+
+    /// The update as sent (`None` for a delete): recording the write's LSN as the document's
+    /// position, inside a `_cdc` the update sets whole or as its own path.
+    pub fn sent_update(&self) -> Option<Document> {
+        let Write::Update { update, lsn, .. } = self else {
+            return None;
+        };
+        let Some(lsn) = lsn else {
+            return Some(update.clone());
+        };
+        let mut sent = update.clone();
+        if sent.get_document("$set").is_err() {
+            sent.insert("$set", Document::new());
+        }
+        if let Ok(set) = sent.get_document_mut("$set") {
+            match set.get_document_mut("_cdc") {
+                Ok(cdc) => {
+                    cdc.insert("position", position(*lsn));
+                }
+                Err(_) => {
+                    set.insert(POSITION, position(*lsn));
+                }
+            }
+        }
+        Some(sent)
+    }
+
+    /// The document an upsert of one document that only `$set`s creates when none matches:
+    /// the filter's fields (`_id`, a report's `patient_id`) and the set fields, dotted paths
+    /// nested, the position included. `None` for any other write.
     pub fn new_document(&self) -> Option<Document> {
         let Write::Update {
             filter,
-            update,
             upsert: true,
             multi: false,
             ..
@@ -104,20 +191,29 @@ impl Write {
         else {
             return None;
         };
-        let id = filter.get("_id").filter(|_| filter.len() == 1)?;
-        if update.len() != 1 {
+        let update = self.sent_update()?;
+        if !filter.contains_key("_id") || update.len() != 1 {
             return None;
         }
-        let mut document = doc! { "_id": id.clone() };
+        let mut document = filter.clone();
+        if document
+            .values()
+            .any(|value| matches!(value, Bson::Document(_)))
+        {
+            return None;
+        }
         for (path, value) in update.get_document("$set").ok()? {
             let mut parts = path.split('.').peekable();
             let mut target = &mut document;
             while let Some(part) = parts.next() {
                 if parts.peek().is_none() {
-                    if target.contains_key(part) {
-                        return None;
+                    match target.get(part) {
+                        Some(existing) if existing == value && filter.contains_key(part) => {}
+                        Some(_) => return None,
+                        None => {
+                            target.insert(part, value.clone());
+                        }
                     }
-                    target.insert(part, value.clone());
                 } else {
                     if !target.contains_key(part) {
                         target.insert(part, Document::new());
@@ -129,14 +225,14 @@ impl Write {
         Some(document)
     }
 
-    /// The `_id` of a single-document update addressed by id alone (the conflatable kind).
+    /// The filter of a single-document update (the conflatable kind), as text.
     fn conflation_key(&self) -> Option<String> {
         match self {
             Write::Update {
                 filter,
                 multi: false,
                 ..
-            } if filter.len() == 1 => filter.get("_id").map(|id| id.to_string()),
+            } if filter.contains_key("_id") => Some(filter.to_string()),
             _ => None,
         }
     }
@@ -153,6 +249,14 @@ impl Write {
     }
 }
 
+/// Where a document records the commit LSN of the last change written to it.
+pub const POSITION: &str = "_cdc.position";
+
+/// An LSN as the store compares it: a 64-bit integer (WAL positions stay far below 2^63).
+fn position(lsn: u64) -> i64 {
+    i64::try_from(lsn).unwrap_or(i64::MAX)
+}
+
 /// Writes waiting to be flushed.
 #[derive(Debug, Default)]
 pub struct Batch {
@@ -163,12 +267,32 @@ pub struct Batch {
     open: HashMap<&'static str, HashMap<String, usize>>,
     changes: usize,
     bytes: usize,
+    /// The commit LSN of the change being mapped, stamped on the writes pushed.
+    lsn: Option<u64>,
+    /// The highest LSN stamped since the batch was last taken.
+    newest: Option<u64>,
 }
 
 impl Batch {
+    /// Writes pushed from now on were made by a change committed at `lsn`.
+    pub fn at(&mut self, lsn: u64) {
+        self.lsn = Some(lsn);
+    }
+
+    /// The highest commit LSN of the writes pushed since the batch was last taken: the
+    /// position of what is derived from them (patients' `latest`).
+    pub fn newest(&self) -> Option<u64> {
+        self.newest
+    }
+
     /// Adds `write`, merging it into an earlier write to the same document when that keeps the
-    /// outcome the same.
-    pub fn push(&mut self, write: Write) {
+    /// outcome the same. A write to any collection but the dead letters (whose ids name their
+    /// change) is stamped with the current LSN (see [`Batch::at`]).
+    pub fn push(&mut self, mut write: Write) {
+        if write.collection() != DEAD_LETTERS && self.lsn.is_some() {
+            write.set_lsn(self.lsn);
+            self.newest = self.newest.max(self.lsn);
+        }
         self.changes += 1;
         self.bytes += write.approximate_size();
         let collection = write.collection();
@@ -220,6 +344,7 @@ impl Batch {
         self.open.clear();
         self.changes = 0;
         self.bytes = 0;
+        self.newest = None;
         let mut taken: Vec<_> = self.statements.drain().collect();
         taken.sort_by_key(|(collection, _)| (*collection != REPORTS, *collection));
         taken
@@ -234,11 +359,13 @@ fn merge(earlier: &mut Write, later: &Write) -> bool {
         Write::Update {
             update: first,
             upsert: first_upsert,
+            lsn: first_lsn,
             ..
         },
         Write::Update {
             update: second,
             upsert: second_upsert,
+            lsn: second_lsn,
             ..
         },
     ) = (earlier, later)
@@ -283,6 +410,7 @@ fn merge(earlier: &mut Write, later: &Write) -> bool {
             first.remove(operator);
         }
     }
+    *first_lsn = (*first_lsn).max(*second_lsn);
     true
 }
 
@@ -341,9 +469,65 @@ mod tests {
                 },
                 upsert: true,
                 multi: false,
+                lsn: None,
             }]
         );
         assert!(batch.is_empty());
+    }
+
+    #[test]
+    fn writes_are_stamped_with_their_changes_lsn_and_a_merge_keeps_the_newest() {
+        let mut batch = Batch::default();
+        batch.at(7);
+        batch.push(set("r1", "a", 1));
+        batch.at(9);
+        batch.push(set("r1", "b", 2));
+        batch.push(Write::upsert(DEAD_LETTERS, "0-1", doc! { "error": "x" }));
+        assert_eq!(batch.newest(), Some(9));
+        let taken = batch.take();
+        let lsns: Vec<Option<u64>> = taken
+            .iter()
+            .flat_map(|(_, writes)| writes.iter().map(Write::lsn))
+            .collect();
+        assert_eq!(lsns, [Some(9), None], "reports first, then the dead letter");
+        assert_eq!(batch.newest(), None);
+    }
+
+    #[test]
+    fn a_guarded_write_is_sent_for_documents_no_newer_and_records_its_position() {
+        let mut batch = Batch::default();
+        batch.at(0x1_0000_0010);
+        batch.push(Write::upsert(
+            "reports",
+            Key::report("r1", "p1"),
+            doc! { "status": "final", "_cdc": { "lsn": "1/10" } },
+        ));
+        batch.push(Write::delete("patients", "p2"));
+        let taken = batch.take();
+        let (upsert, delete) = (&taken[0].1[0], &taken[1].1[0]);
+        let guard = doc! { "$not": { "$gt": 0x1_0000_0010_i64 } };
+        assert_eq!(
+            upsert.sent_filter(),
+            doc! { "_id": "r1", "patient_id": "p1", POSITION: guard.clone() }
+        );
+        assert_eq!(
+            upsert.sent_update(),
+            Some(doc! { "$set": {
+                "status": "final",
+                "_cdc": { "lsn": "1/10", "position": 0x1_0000_0010_i64 },
+            } })
+        );
+        assert_eq!(
+            upsert.new_document(),
+            Some(doc! {
+                "_id": "r1", "patient_id": "p1", "status": "final",
+                "_cdc": { "lsn": "1/10", "position": 0x1_0000_0010_i64 },
+            })
+        );
+        assert_eq!(delete.sent_filter(), doc! { "_id": "p2", POSITION: guard });
+        let plain = Write::update("patients", "p3", doc! { "$unset": { "x": "" } });
+        assert_eq!(plain.sent_filter(), doc! { "_id": "p3" });
+        assert_eq!(plain.sent_update(), Some(doc! { "$unset": { "x": "" } }));
     }
 
     #[test]

@@ -11,5 +11,5 @@
 mod batch;
 mod store;
 
-pub use self::batch::{Batch, Write};
-pub use self::store::{FlushError, Mode, Rejected, flush};
+pub use self::batch::{Batch, Key, Write};
+pub use self::store::{FlushError, Mode, Rejected, Skipped, flush};

@@ -30,7 +30,7 @@ async fn an_inserted_checkup_becomes_its_lookup_and_touches_no_report() {
     assert!(!writes_to(
         &writes,
         REPORTS,
-        &doc! { "checkup_id": CHECKUP }
+        &doc! { "patient_id": PATIENT, "checkup_id": CHECKUP }
     ));
 }
 
@@ -41,11 +41,15 @@ async fn an_updated_checkup_is_rewritten_in_its_reports_with_clinic_and_device_n
         .update(Table::Checkups, checkup("2026-11-27 09:45:00+00"))
         .await;
     let writes = stream.writes();
-    let embedded = update_of(&writes, REPORTS, &doc! { "checkup_id": CHECKUP })
-        .get_document("$set")
-        .unwrap()
-        .get_document("checkup")
-        .unwrap();
+    let embedded = update_of(
+        &writes,
+        REPORTS,
+        &doc! { "patient_id": PATIENT, "checkup_id": CHECKUP },
+    )
+    .get_document("$set")
+    .unwrap()
+    .get_document("checkup")
+    .unwrap();
     assert_eq!(embedded.get_str("id").unwrap(), CHECKUP);
     assert_eq!(embedded.get_str("clinic_name").unwrap(), "North Clinic");
     assert_eq!(embedded.get_str("device_label").unwrap(), "tablet-1");
@@ -87,7 +91,11 @@ async fn a_deleted_checkup_takes_its_reports_and_recomputes_the_patients_latest(
         .await;
     let writes = stream.writes();
     assert!(deletes(&writes, LOOKUP_CHECKUPS, &doc! { "_id": CHECKUP }));
-    assert!(deletes(&writes, REPORTS, &doc! { "checkup_id": CHECKUP }));
+    assert!(deletes(
+        &writes,
+        REPORTS,
+        &doc! { "patient_id": PATIENT, "checkup_id": CHECKUP }
+    ));
     assert_eq!(
         stream.mapper.take_latest().dirty.get(PATIENT),
         Some(&Dirty::All)

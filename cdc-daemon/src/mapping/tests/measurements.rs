@@ -13,9 +13,13 @@ async fn an_inserted_measurement_is_set_in_its_report_and_proposed_for_latest() 
         .insert(Table::Measurements, systolic(REPORT, "120"))
         .await;
     let writes = stream.writes();
-    let set = update_of(&writes, REPORTS, &doc! { "_id": REPORT })
-        .get_document("$set")
-        .unwrap();
+    let set = update_of(
+        &writes,
+        REPORTS,
+        &doc! { "_id": REPORT, "patient_id": PATIENT },
+    )
+    .get_document("$set")
+    .unwrap();
     let measurement = set.get_document("measurements.8480-6").unwrap();
     assert_eq!(measurement.get_f64("value").unwrap(), 120.0);
     assert_eq!(measurement.get_str("unit").unwrap(), "mm[Hg]");
@@ -81,9 +85,13 @@ async fn an_amended_or_deleted_measurement_recomputes_its_code() {
         )
         .await;
     let writes = stream.writes();
-    let unset = update_of(&writes, REPORTS, &doc! { "_id": REPORT })
-        .get_document("$unset")
-        .unwrap();
+    let unset = update_of(
+        &writes,
+        REPORTS,
+        &doc! { "_id": REPORT, "patient_id": PATIENT },
+    )
+    .get_document("$unset")
+    .unwrap();
     assert!(unset.contains_key("measurements.8480-6"));
     assert_eq!(
         stream.mapper.take_latest().dirty.get(PATIENT),

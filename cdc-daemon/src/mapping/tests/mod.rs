@@ -13,7 +13,7 @@ mod patients;
 mod reports;
 
 use bytes::Bytes;
-use mongodb::bson::{DateTime, Document, doc};
+use mongodb::bson::{DateTime, Document};
 
 use super::lookups::MemoryStore;
 use super::{Mapped, Mapper, Table, Transaction};
@@ -297,7 +297,18 @@ pub(super) fn update_of<'w>(
 
 /// The `$set` of the write to document `id` of `collection`.
 pub(super) fn set_of<'w>(writes: &'w [Write], collection: &str, id: &str) -> &'w Document {
-    update_of(writes, collection, &doc! { "_id": id })
+    let filter = writes
+        .iter()
+        .find_map(|write| match write {
+            Write::Update {
+                collection: written,
+                filter,
+                ..
+            } if *written == collection && filter.get_str("_id").ok() == Some(id) => Some(filter),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no write to {collection} {id} in {writes:#?}"));
+    update_of(writes, collection, filter)
         .get_document("$set")
         .unwrap_or_else(|_| panic!("the write to {collection} {id} sets nothing"))
 }

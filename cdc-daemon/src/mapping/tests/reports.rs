@@ -5,7 +5,7 @@ use read_model::REPORTS;
 
 use super::{
     CHECKUP, Cell, LATER, OTHER_PATIENT, PATIENT, REPORT, Stream, TAKEN_AT, deletes, patient,
-    report, set_of, with,
+    report, set_of, update_of, with,
 };
 use crate::decode::{Delete, Insert, Message, OldTuple, TupleData, Update};
 use crate::mapping::{Dirty, Operation, Origin, Table};
@@ -125,6 +125,21 @@ async fn a_report_moved_to_another_patient_recomputes_both() {
         Cell::Text(OTHER_PATIENT),
     );
     stream.update(Table::Reports, moved).await;
+    // Addressed under the patient it is stored under, which it leaves in the same statement.
+    let writes = stream.writes();
+    let moved = update_of(
+        &writes,
+        REPORTS,
+        &doc! { "_id": REPORT, "patient_id": PATIENT },
+    );
+    assert_eq!(
+        moved
+            .get_document("$set")
+            .unwrap()
+            .get_str("patient_id")
+            .ok(),
+        Some(OTHER_PATIENT)
+    );
     let work = stream.mapper.take_latest();
     assert_eq!(work.dirty.get(PATIENT), Some(&Dirty::All));
     assert_eq!(work.dirty.get(OTHER_PATIENT), Some(&Dirty::All));
@@ -143,7 +158,11 @@ async fn a_deleted_report_is_removed_and_its_patients_latest_recomputed() {
         )
         .await;
     let writes = stream.writes();
-    assert!(deletes(&writes, REPORTS, &doc! { "_id": REPORT }));
+    assert!(deletes(
+        &writes,
+        REPORTS,
+        &doc! { "_id": REPORT, "patient_id": PATIENT }
+    ));
     assert_eq!(
         stream.mapper.take_latest().dirty.get(PATIENT),
         Some(&Dirty::All)
@@ -242,5 +261,9 @@ async fn a_table_without_a_column_the_mapping_reads_dead_letters_upserts_but_app
         }))
         .await;
     assert_eq!(mapped.dead_letter, None);
-    assert!(deletes(&stream.writes(), REPORTS, &doc! { "_id": REPORT }));
+    assert!(deletes(
+        &stream.writes(),
+        REPORTS,
+        &doc! { "_id": REPORT, "patient_id": PATIENT }
+    ));
 }
