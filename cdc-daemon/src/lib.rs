@@ -234,8 +234,6 @@ pub struct App {
 /// and binds the operations port.
 pub async fn build(config: Config, shutdown: Shutdown) -> anyhow::Result<App> {
     config.validate()?;
-    let pool =
-        service_plumbing::postgres::pool(&config.database_url, POSTGRES_POOL_SIZE, SERVICE_NAME)?;
     // Fail a store command within seconds while the store is down, instead of the driver's 30 s:
     // the pipeline retries on its own, and must notice a shutdown in between.
     let database = service_plumbing::mongo::database(
@@ -245,10 +243,23 @@ pub async fn build(config: Config, shutdown: Shutdown) -> anyhow::Result<App> {
         std::time::Duration::from_secs(5),
     )
     .await?;
+    build_on(config, database.client().clone(), shutdown).await
+}
+
+/// [`build`] on a store client the caller made (a test's, listening to the commands the
+/// driver sends); `mongodb_uri` is not read.
+pub async fn build_on(
+    config: Config,
+    client: mongodb::Client,
+    shutdown: Shutdown,
+) -> anyhow::Result<App> {
+    config.validate()?;
+    let pool =
+        service_plumbing::postgres::pool(&config.database_url, POSTGRES_POOL_SIZE, SERVICE_NAME)?;
     // Every write goes through this handle: the driver's own operations take the write concern
     // from it, and the sink copies it into the commands it builds.
-    let database = database.client().database_with_options(
-        database.name(),
+    let database = client.database_with_options(
+        &config.mongodb_database,
         mongodb::options::DatabaseOptions::builder()
             .write_concern(config.write_concern.to_options())
             .build(),

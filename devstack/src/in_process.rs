@@ -125,6 +125,23 @@ pub async fn daemon(settings: &[(&str, &str)]) -> Result<Running, HarnessError> 
     })
 }
 
+/// [`daemon`] writing through `client`, a store client of the caller's (one that listens to
+/// the commands the driver sends); `MYHEALTH_MONGODB_URI` is not used.
+pub async fn daemon_on(
+    settings: &[(&str, &str)],
+    client: mongodb::Client,
+) -> Result<Running, HarnessError> {
+    let shutdown = Shutdown::new();
+    let app = cdc_daemon::build_on(config("cdc-daemon", settings)?, client, shutdown.clone())
+        .await
+        .map_err(build_failed("cdc-daemon"))?;
+    Ok(Running {
+        url: format!("http://{}", app.local_addr()),
+        task: Some(tokio::spawn(app.run_until_stopped())),
+        shutdown,
+    })
+}
+
 /// Ingest API, daemon and reports API on one test's databases, with a registered tablet.
 /// Fields drop in order: the services are told to stop before the databases are dropped.
 pub struct InProcessStack {

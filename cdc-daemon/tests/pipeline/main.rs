@@ -9,4 +9,5 @@ mod existing_data;
 mod identity;
 mod replay;
 mod resilience;
+mod store_commands;
 mod support;

@@ -1,0 +1,155 @@
+//! What the daemon sends to the store, as the driver's command monitoring sees it: FerretDB
+//! ignores write concerns and shard keys, so that they are there is proven on the commands
+//! themselves. Over inserts, updates, deletes, renames, amendments, deletes of reports and a
+//! report moved to another patient: every write command carries the configured write concern,
+//! and every statement on `reports` names its patient — except those meant for every patient,
+//! which go to every shard: the fan-outs of a clinic or device rename, and emptying the
+//! collection (before the initial snapshot, or for a `TRUNCATE`).
+
+use std::sync::{Arc, Mutex};
+
+use devstack::in_process;
+use devstack::services;
+use mongodb::bson::{Bson, Document, doc};
+use mongodb::event::EventHandler;
+use mongodb::event::command::CommandEvent;
+use mongodb::options::ClientOptions;
+use uuid::Uuid;
+
+use crate::support::{Rig, Source};
+
+/// Commands that write, by the name the driver reports.
+const WRITES: &[&str] = &[
+    "insert",
+    "update",
+    "delete",
+    "findAndModify",
+    "createIndexes",
+];
+
+#[tokio::test]
+async fn every_write_carries_the_write_concern_and_every_report_statement_its_patient() {
+    let rig = Rig::new().await;
+    let sent: Arc<Mutex<Vec<(String, Document)>>> = Arc::default();
+    let mut options = ClientOptions::parse(&rig.mongodb_uri).await.unwrap();
+    let recorder = Arc::clone(&sent);
+    options.command_event_handler = Some(EventHandler::callback(move |event: CommandEvent| {
+        if let CommandEvent::Started(started) = event {
+            recorder
+                .lock()
+                .unwrap()
+                .push((started.command_name, started.command));
+        }
+    }));
+    let client = mongodb::Client::with_options(options).unwrap();
+    let settings = rig.settings(&[("MYHEALTH_WRITE_CONCERN__TIMEOUT_MS", "7000")]);
+    let pairs: Vec<(&str, &str)> = settings
+        .iter()
+        .map(|(key, value)| (key.as_str(), value.as_str()))
+        .collect();
+    let daemon = in_process::daemon_on(&pairs, client).await.unwrap();
+    services::wait_streaming(&daemon.url, services::STREAMING_TIMEOUT)
+        .await
+        .unwrap();
+
+    let source = Source::new(&rig).await;
+    let ada = source.patient("Ada Lovelace").await;
+    let grace = source.patient("Grace Hopper").await;
+    let ada_reports = source.checkup(ada, 3).await;
+    let grace_reports = source.checkup(grace, 2).await;
+    let grace_checkup: Uuid = source
+        .client
+        .query_one(
+            "SELECT checkup_id FROM reports WHERE id = $1",
+            &[&grace_reports[0]],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    source
+        .client
+        .batch_execute(&format!(
+            "UPDATE reports SET status = 'amended', notes = 'rechecked' WHERE id = '{r0}';
+             DELETE FROM measurements WHERE report_id = '{r0}' AND code = '8462-4';
+             UPDATE measurements SET value = 99 WHERE report_id = '{r0}' AND code = '8480-6';
+             UPDATE reports SET status = 'entered-in-error' WHERE id = '{g0}';
+             UPDATE patients SET full_name = 'Ada King' WHERE id = '{ada}';
+             UPDATE checkups SET completed_at = now() WHERE patient_id = '{ada}';
+             UPDATE clinics SET name = 'North Clinic (renamed)';
+             UPDATE devices SET label = 'tablet-one';
+             UPDATE reports SET checkup_id = '{grace_checkup}', patient_id = '{grace}'
+              WHERE id = '{r1}';
+             DELETE FROM reports WHERE id = '{r2}';",
+            r0 = ada_reports[0],
+            r1 = ada_reports[1],
+            r2 = ada_reports[2],
+            g0 = grace_reports[0],
+        ))
+        .await
+        .unwrap();
+    rig.assert_verified().await;
+    daemon.stop().await.unwrap();
+
+    let sent = sent.lock().unwrap();
+    let writes: Vec<&(String, Document)> = sent
+        .iter()
+        .filter(|(name, _)| WRITES.contains(&name.as_str()))
+        .collect();
+    for kind in ["update", "delete"] {
+        assert!(
+            writes.iter().any(|(name, _)| name == kind),
+            "the workload sends {kind} commands"
+        );
+    }
+    for (name, command) in &writes {
+        let concern = command
+            .get_document("writeConcern")
+            .unwrap_or_else(|_| panic!("{name} without a write concern: {command}"));
+        assert_eq!(concern.get_str("w").ok(), Some("majority"), "{command}");
+        assert_eq!(concern.get_bool("j").ok(), Some(true), "{command}");
+        let timeout = concern.get("wtimeout").and_then(Bson::as_i64_lenient);
+        assert_eq!(timeout, Some(7000), "{command}");
+    }
+
+    let mut report_statements = 0;
+    for (name, command) in &writes {
+        if command.get_str(name).ok() != Some(read_model::REPORTS) {
+            continue;
+        }
+        let statements = match name.as_str() {
+            "update" => command.get_array("updates").unwrap(),
+            "delete" => command.get_array("deletes").unwrap(),
+            _ => continue,
+        };
+        for statement in statements {
+            let filter = statement.as_document().unwrap().get_document("q").unwrap();
+            let broadcast = filter.is_empty()
+                || filter.contains_key("checkup.clinic_id")
+                || filter.contains_key("checkup.device_id");
+            assert!(
+                broadcast || filter.contains_key("patient_id"),
+                "a statement on reports without its patient: {filter}"
+            );
+            report_statements += 1;
+        }
+    }
+    assert!(
+        report_statements > 10,
+        "{report_statements} statements on reports"
+    );
+}
+
+/// `as_i64` for either integer width (the driver writes `wtimeout` as a 32-bit integer).
+trait Lenient {
+    fn as_i64_lenient(&self) -> Option<i64>;
+}
+
+impl Lenient for Bson {
+    fn as_i64_lenient(&self) -> Option<i64> {
+        match self {
+            Bson::Int32(value) => Some(i64::from(*value)),
+            Bson::Int64(value) => Some(*value),
+            _ => None,
+        }
+    }
+}
