@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use devstack::in_process;
 use devstack::services;
-use mongodb::bson::{Bson, Document, doc};
+use mongodb::bson::{Bson, Document};
 use mongodb::event::EventHandler;
 use mongodb::event::command::CommandEvent;
 use mongodb::options::ClientOptions;
