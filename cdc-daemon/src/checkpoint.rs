@@ -42,16 +42,16 @@ impl Checkpoints {
     }
 
     /// Stores `lsn` (reached at `commit_time`) as applied; the caller confirms it to the slot
-    /// after this returns.
+    /// after this returns. A stored checkpoint already further is left alone: another daemon
+    /// took the slot over while this one was cut off, and this one's session is about to end.
     pub async fn advance(&self, lsn: u64, commit_time: DateTime) -> Result<(), CheckpointError> {
-        checkpoint::save(
-            &self.database,
-            &self.slot,
-            Checkpoint {
-                lsn,
-                commit_time_millis: commit_time.timestamp_millis(),
-            },
-        )
-        .await
+        let checkpoint = Checkpoint {
+            lsn,
+            commit_time_millis: commit_time.timestamp_millis(),
+        };
+        if !checkpoint::advance(&self.database, &self.slot, checkpoint).await? {
+            tracing::warn!(slot = %self.slot, lsn = %read_model::lsn::format(lsn), "the stored checkpoint is further than this daemon: another daemon has taken the slot over");
+        }
+        Ok(())
     }
 }

@@ -202,6 +202,17 @@ impl Store {
         self.wait_until_ready().await
     }
 
+    /// Freezes the harness's FerretDB (SIGSTOP): connections stay open, commands sent to it wait
+    /// unanswered until [`Store::thaw`].
+    pub fn freeze(&mut self) -> Result<(), HarnessError> {
+        self.process_mut()?.freeze_server()
+    }
+
+    /// Resumes FerretDB after [`Store::freeze`].
+    pub fn thaw(&mut self) -> Result<(), HarnessError> {
+        self.process_mut()?.thaw_server()
+    }
+
     fn process_mut(&mut self) -> Result<&mut Supervised, HarnessError> {
         self.process.as_mut().ok_or_else(|| HarnessError::Missing {
             what: "the harness's FerretDB".to_string(),

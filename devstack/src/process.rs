@@ -132,6 +132,27 @@ impl Supervised {
         self.end_server("kill").await
     }
 
+    /// Freezes the server (SIGSTOP): it keeps its connections and state but does nothing, as a
+    /// process paused by a long garbage collection, a hung VM or a network partition would.
+    pub fn freeze_server(&self) -> Result<(), HarnessError> {
+        self.signal_server("STOP")
+    }
+
+    /// Resumes a server frozen by [`Supervised::freeze_server`] (SIGCONT).
+    pub fn thaw_server(&self) -> Result<(), HarnessError> {
+        self.signal_server("CONT")
+    }
+
+    fn signal_server(&self, signal: &str) -> Result<(), HarnessError> {
+        let pid = self.server_pid().ok_or_else(|| HarnessError::Missing {
+            what: "the server's process id".to_string(),
+            hint: "the server has not started yet".to_string(),
+        })?;
+        run(Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string()))
+    }
+
     /// The server's process id (of its current run).
     pub fn server_pid(&self) -> Option<u32> {
         std::fs::read_to_string(self.dir.join("server.pid"))

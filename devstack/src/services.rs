@@ -140,6 +140,16 @@ impl ServiceProcess {
         self.process.terminate_server(deadline).await
     }
 
+    /// SIGSTOP: frozen with its connections open, until [`ServiceProcess::thaw`].
+    pub fn freeze(&self) -> Result<(), HarnessError> {
+        self.process.freeze_server()
+    }
+
+    /// SIGCONT after [`ServiceProcess::freeze`].
+    pub fn thaw(&self) -> Result<(), HarnessError> {
+        self.process.thaw_server()
+    }
+
     /// SIGKILL (a crash: no chance to flush or checkpoint); waits until it is gone.
     pub async fn kill(&mut self) -> Result<(), HarnessError> {
         self.process.kill_server().await

@@ -61,7 +61,8 @@ pub async fn load(database: &Database, slot: &str) -> Result<Option<Checkpoint>,
     }))
 }
 
-/// Stores `checkpoint` as the checkpoint of `slot` (the LSN as PostgreSQL writes it).
+/// Stores `checkpoint` as the checkpoint of `slot` (the LSN as PostgreSQL writes it), whatever
+/// was stored before (a new snapshot starts over).
 pub async fn save(
     database: &Database,
     slot: &str,
@@ -69,15 +70,55 @@ pub async fn save(
 ) -> Result<(), CheckpointError> {
     database
         .collection::<Document>(CHECKPOINTS)
-        .update_one(
-            doc! { "_id": slot },
-            doc! { "$set": {
-                "lsn": lsn::format(checkpoint.lsn),
-                "commit_time": DateTime::from_millis(checkpoint.commit_time_millis),
-                "updated_at": DateTime::now(),
-            } },
-        )
+        .update_one(doc! { "_id": slot }, fields(checkpoint))
         .upsert(true)
         .await?;
     Ok(())
+}
+
+/// Moves the checkpoint of `slot` forward to `checkpoint`; false, with nothing written, if the
+/// stored one is already further (a standby took the slot over and went on while this daemon
+/// was cut off): a checkpoint never moves back.
+pub async fn advance(
+    database: &Database,
+    slot: &str,
+    checkpoint: Checkpoint,
+) -> Result<bool, CheckpointError> {
+    let not_ahead = doc! { "$not": { "$gt": position(checkpoint.lsn) } };
+    let written = database
+        .collection::<Document>(CHECKPOINTS)
+        .update_one(
+            doc! { "_id": slot, "position": not_ahead },
+            fields(checkpoint),
+        )
+        .upsert(true)
+        .await;
+    match written {
+        Ok(_) => Ok(true),
+        // The filter matched nothing and the upsert met the existing `_id`: it is ahead.
+        Err(error) if is_duplicate_key(&error) => Ok(false),
+        Err(error) => Err(error.into()),
+    }
+}
+
+fn fields(checkpoint: Checkpoint) -> Document {
+    doc! { "$set": {
+        "lsn": lsn::format(checkpoint.lsn),
+        "position": position(checkpoint.lsn),
+        "commit_time": DateTime::from_millis(checkpoint.commit_time_millis),
+        "updated_at": DateTime::now(),
+    } }
+}
+
+/// The LSN as a number the store compares (WAL positions stay far below 2^63).
+fn position(lsn: u64) -> i64 {
+    i64::try_from(lsn).unwrap_or(i64::MAX)
+}
+
+fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
+    matches!(
+        error.kind.as_ref(),
+        mongodb::error::ErrorKind::Write(mongodb::error::WriteFailure::WriteError(failure))
+            if failure.code == 11000
+    )
 }

@@ -8,7 +8,7 @@ use devstack::tablet::Tablet;
 use mongodb::bson::{Document, doc};
 use uuid::Uuid;
 
-use crate::support::{Rig, Source, load};
+use crate::support::{Rig, Source, load, metric};
 
 /// Fills the source with `patients` patients of `checkups` checkups of 5 reports (2
 /// measurements each).
@@ -39,21 +39,6 @@ async fn history(rig: &Rig, patients: usize, checkups: usize) {
         device = source.device,
     );
     source.client.batch_execute(&sql).await.unwrap();
-}
-
-/// A daemon metric's value (summed over its labels), 0 when absent.
-async fn metric(base: &str, name: &str) -> f64 {
-    let Ok(response) = reqwest::get(format!("{base}/metrics")).await else {
-        return 0.0;
-    };
-    let text = response.text().await.unwrap_or_default();
-    text.lines()
-        .filter(|line| {
-            line.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-        })
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 /// Once the daemon at `base` snapshots, posts up to `most` uploads a second apart while the

@@ -358,6 +358,16 @@ impl Process {
             .unwrap();
     }
 
+    /// SIGSTOP: frozen mid-work, its connections open.
+    pub fn freeze(&self) {
+        self.process.freeze().unwrap();
+    }
+
+    /// SIGCONT after [`Process::freeze`].
+    pub fn thaw(&self) {
+        self.process.thaw().unwrap();
+    }
+
     /// SIGKILL: no chance to flush or checkpoint.
     pub async fn kill9(&mut self) {
         self.process.kill().await.unwrap();
@@ -367,6 +377,21 @@ impl Process {
     pub fn peak_rss(&self) -> u64 {
         self.process.peak_rss_bytes().unwrap()
     }
+}
+
+/// A daemon metric's value (summed over its labels), 0 when absent.
+pub async fn metric(base: &str, name: &str) -> f64 {
+    let Ok(response) = reqwest::get(format!("{base}/metrics")).await else {
+        return 0.0;
+    };
+    let text = response.text().await.unwrap_or_default();
+    text.lines()
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// Writes `checkups` checkups of `reports` reports each over `patients` patients, reconnecting
