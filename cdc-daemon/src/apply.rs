@@ -18,7 +18,7 @@ use crate::decode::Message;
 use crate::mapping::{DeadLetter, Mapped, Mapper, Transaction, latest};
 use crate::metrics::{CdcMetrics, Stage};
 use crate::retry::{GaveUp, Retry};
-use crate::sink::{self, Batch, Mode, Write};
+use crate::sink::{self, Batch, Limits, Mode, Write};
 
 /// When a batch is full and where its writes go.
 #[derive(Debug, Clone)]
@@ -51,17 +51,25 @@ pub struct Writer {
     settings: Settings,
     metrics: CdcMetrics,
     retry: Retry,
+    limits: Limits,
 }
 
 impl Writer {
-    /// A writer to `database`.
+    /// A writer to `database`, cutting commands by FerretDB's limits (which every store
+    /// takes) until told the store's own ([`Writer::set_limits`]).
     pub fn new(database: Database, settings: Settings, metrics: CdcMetrics, retry: Retry) -> Self {
         Writer {
             database,
             settings,
             metrics,
             retry,
+            limits: Limits::FERRETDB,
         }
+    }
+
+    /// Cuts commands by `limits` from now on (the store's, [`sink::limits::detect`]).
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
     }
 
     /// The read store, for what is read or written outside batches (checkpoints, indexes).
@@ -244,6 +252,7 @@ impl Writer {
                     &self.database,
                     statements,
                     mode,
+                    self.limits,
                     |collection, count, elapsed| {
                         metrics
                             .store_writes

@@ -141,8 +141,8 @@ impl Write {
         }
     }
 
-    /// Rough size in bytes, for bounding a batch.
-    fn approximate_size(&self) -> usize {
+    /// Size in bytes of the filter and update, for bounding a batch and a command.
+    pub(super) fn approximate_size(&self) -> usize {
         let size = |document: &Document| {
             mongodb::bson::RawDocumentBuf::try_from(document).map_or(0, |raw| raw.as_bytes().len())
         };
