@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use mongodb::bson::{Bson, Document, doc};
+use mongodb::bson::{Bson, Document, RawDocumentBuf, doc};
 use read_model::REPORTS;
 
 /// One write to the store.
@@ -144,7 +144,7 @@ impl Write {
     /// Size in bytes of the filter and update, for bounding a batch and a command.
     pub(super) fn approximate_size(&self) -> usize {
         let size = |document: &Document| {
-            mongodb::bson::RawDocumentBuf::try_from(document).map_or(0, |raw| raw.as_bytes().len())
+            RawDocumentBuf::try_from(document).map_or(0, |raw| raw.as_bytes().len())
         };
         match self {
             Write::Update { filter, update, .. } => size(filter) + size(update),

@@ -14,7 +14,7 @@
 //! and merge into an existing one.
 
 use mongodb::Database;
-use mongodb::bson::{Bson, Document, doc};
+use mongodb::bson::{Bson, Document, RawDocumentBuf, doc};
 
 use super::batch::Write;
 use super::limits::Limits;
@@ -147,7 +147,7 @@ fn commands(sizes: &[usize], most: usize, bytes: usize) -> Vec<std::ops::Range<u
 }
 
 fn document_size(document: &Document) -> usize {
-    mongodb::bson::RawDocumentBuf::try_from(document).map_or(0, |raw| raw.as_bytes().len())
+    RawDocumentBuf::try_from(document).map_or(0, |raw| raw.as_bytes().len())
 }
 
 /// Splits `writes` into maximal runs of one kind (deletes, updates, and in
