@@ -7,18 +7,85 @@
 //! shutdown gives up, [`GaveUp`]); a change the mapping cannot turn into documents, or a write
 //! the store refuses on its own, becomes a dead letter in `cdc_dead_letters` and the stream
 //! goes on; halting at a dead letter instead (`stop_on_dead_letter`) is the pipeline's decision.
+//!
+//! A dead letter keeps the change as canonical Extended JSON text ([`extended_json`]), never as
+//! nested documents: a refused update's `$`-prefixed and dotted keys, or a column named with a
+//! dot, may be refused by MongoDB when the letter is stored or replayed. Canonical rather than
+//! relaxed: it keeps every BSON type (an `int64` stays one, a date stays a date), and a type can
+//! be why the store refused a write. A dead letter the store refuses to record is not dropped:
+//! the writer retries it (backpressure: nothing else is written meanwhile) until it is stored.
 
 use std::time::Duration;
 
 use mongodb::Database;
-use mongodb::bson::{Bson, DateTime, doc};
+use mongodb::bson::{Bson, DateTime, Document, doc};
 use read_model::DEAD_LETTERS;
 
 use crate::decode::Message;
 use crate::mapping::{DeadLetter, Mapped, Mapper, Transaction, latest};
 use crate::metrics::{CdcMetrics, Stage};
-use crate::retry::{GaveUp, Retry};
-use crate::sink::{self, Batch, Mode, Write};
+use crate::retry::{Failures, GaveUp, Retry};
+use crate::sink::{self, Batch, Limits, Mode, Write};
+
+/// Longest Extended JSON text a dead letter keeps per field: the change itself is in
+/// PostgreSQL (replay rebuilds from there), and a letter must stay far below the store's
+/// largest document, also when it records a write refused for being too large.
+const LETTER_TEXT_BYTES: usize = 64 * 1024;
+
+/// The fields of a dead letter that hold Extended JSON text: the values of a change that could
+/// not be mapped, or the filter and update of a write the store refused.
+const LETTER_JSON_FIELDS: [&str; 3] = ["values", "filter", "update"];
+
+/// `value` as canonical Extended JSON text, cut after [`LETTER_TEXT_BYTES`] with a marker
+/// saying how much was kept (a cut text is no longer JSON).
+pub fn extended_json(value: Bson) -> String {
+    let mut text = value.into_canonical_extjson().to_string();
+    if text.len() > LETTER_TEXT_BYTES {
+        let total = text.len();
+        let mut end = LETTER_TEXT_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str(&format!("… [truncated: {end} of {total} bytes kept]"));
+    }
+    text
+}
+
+/// The document a dead letter's Extended JSON `field` holds (letters recorded before the text
+/// form hold the document itself); `None` if absent or cut.
+pub fn letter_document(letter: &Document, field: &str) -> Option<Document> {
+    match letter.get(field)? {
+        Bson::String(text) => {
+            let json: serde_json::Value = serde_json::from_str(text).ok()?;
+            match Bson::try_from(json).ok()? {
+                Bson::Document(document) => Some(document),
+                _ => None,
+            }
+        }
+        Bson::Document(document) => Some(document.clone()),
+        _ => None,
+    }
+}
+
+/// `letter` as relaxed Extended JSON, for people: its Extended JSON text fields inlined as
+/// relaxed Extended JSON too (a cut text stays text).
+pub fn letter_json(letter: Document) -> serde_json::Value {
+    let inlined: Vec<(&str, Document)> = LETTER_JSON_FIELDS
+        .into_iter()
+        .filter_map(|field| Some((field, letter_document(&letter, field)?)))
+        .collect();
+    let mut json = Bson::Document(letter).into_relaxed_extjson();
+    if let Some(fields) = json.as_object_mut() {
+        for (field, document) in inlined {
+            fields.insert(
+                field.to_string(),
+                Bson::Document(document).into_relaxed_extjson(),
+            );
+        }
+    }
+    json
+}
 
 /// When a batch is full and where its writes go.
 #[derive(Debug, Clone)]
@@ -51,17 +118,25 @@ pub struct Writer {
     settings: Settings,
     metrics: CdcMetrics,
     retry: Retry,
+    limits: Limits,
 }
 
 impl Writer {
-    /// A writer to `database`.
+    /// A writer to `database`, cutting commands by FerretDB's limits (which every store
+    /// takes) until told the store's own ([`Writer::set_limits`]).
     pub fn new(database: Database, settings: Settings, metrics: CdcMetrics, retry: Retry) -> Self {
         Writer {
             database,
             settings,
             metrics,
             retry,
+            limits: Limits::FERRETDB,
         }
+    }
+
+    /// Cuts commands by `limits` from now on (the store's, [`sink::limits::detect`]).
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
     }
 
     /// The read store, for what is read or written outside batches (checkpoints, indexes).
@@ -146,7 +221,7 @@ impl Writer {
         if let Some(operation) = letter.operation {
             record.insert("operation", operation.name());
         }
-        record.insert("values", letter.values);
+        record.insert("values", extended_json(Bson::Document(letter.values)));
         record.insert("error", letter.error);
         record.insert("recorded_at", DateTime::now());
         Write::upsert(DEAD_LETTERS, id.as_str(), record)
@@ -215,10 +290,13 @@ impl Writer {
                 .inc();
             tracing::warn!(collection = refused.write.collection(), error = %refused.error, "the store refused a write; recorded as a dead letter");
             let (filter, update) = match &refused.write {
-                Write::Update { filter, update, .. } => {
-                    (filter.clone(), Bson::Document(update.clone()))
+                Write::Update { filter, update, .. } => (
+                    extended_json(Bson::Document(filter.clone())),
+                    Bson::String(extended_json(Bson::Document(update.clone()))),
+                ),
+                Write::Delete { filter, .. } => {
+                    (extended_json(Bson::Document(filter.clone())), Bson::Null)
                 }
-                Write::Delete { filter, .. } => (filter.clone(), Bson::Null),
             };
             letters.push(Write::upsert(
                 DEAD_LETTERS,
@@ -233,8 +311,12 @@ impl Writer {
                 },
             ));
         }
-        self.send(&letters.take(), Mode::Update).await?;
-        Ok(())
+        let failures = self.retry.failures(Stage::Sink);
+        // Dead letters carry no LSN guard: the store skips none as stale.
+        store_letters(letters.take(), failures, |letters| async move {
+            Ok(self.send(&letters, Mode::Update).await?.rejected)
+        })
+        .await
     }
 
     /// One [`sink::flush`], retried until the store takes it.
@@ -253,6 +335,7 @@ impl Writer {
                     &self.database,
                     statements,
                     mode,
+                    self.limits,
                     |collection, count, elapsed| {
                         metrics
                             .store_writes
@@ -264,5 +347,137 @@ impl Writer {
                 .await
             })
             .await
+    }
+}
+
+/// Sends `letters` with `send` until the store has taken every one: a letter it refuses is
+/// sent again after the retry policy's backoff, counted as an error of the sink, and nothing
+/// else is written meanwhile. Only shutdown ends the waiting ([`GaveUp`]), and then the batch
+/// behind the letters is replayed on the next start.
+async fn store_letters<F, Fut>(
+    mut letters: Vec<(&'static str, Vec<Write>)>,
+    mut failures: Failures<'_>,
+    mut send: F,
+) -> Result<(), GaveUp>
+where
+    F: FnMut(Vec<(&'static str, Vec<Write>)>) -> Fut,
+    Fut: Future<Output = Result<Vec<sink::Rejected>, GaveUp>>,
+{
+    loop {
+        let refused = send(letters).await?;
+        let Some(first) = refused.first() else {
+            return Ok(());
+        };
+        tracing::error!(
+            letters = refused.len(),
+            "the store refuses to record dead letters; writing waits until it takes them"
+        );
+        failures
+            .wait(&format!("the store refused a dead letter: {}", first.error))
+            .await?;
+        let mut again = Batch::default();
+        again.extend(refused.into_iter().map(|refused| refused.write));
+        letters = again.take();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::expect_used)]
+
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use service_plumbing::shutdown::Shutdown;
+
+    use super::*;
+
+    fn retry(shutdown: &Shutdown) -> (Retry, CdcMetrics) {
+        let registry = service_plumbing::metrics::Metrics::new().expect("a registry");
+        let metrics = CdcMetrics::register(&registry).expect("metrics");
+        let retry = Retry::new(metrics.clone(), shutdown.clone(), Duration::ZERO);
+        (retry, metrics)
+    }
+
+    fn letter(id: &str) -> Write {
+        Write::upsert(DEAD_LETTERS, id, doc! { "error": "e" })
+    }
+
+    fn sink_errors(metrics: &CdcMetrics) -> u64 {
+        metrics.errors.with_label_values(&["sink"]).get()
+    }
+
+    #[test]
+    fn a_change_is_kept_as_canonical_extended_json_that_reads_back() {
+        let update = doc! { "$set": { "m.8480-6": 1_i64, "at": DateTime::from_millis(5) } };
+        let text = extended_json(Bson::Document(update.clone()));
+        assert!(text.contains(r#""$numberLong":"1""#), "{text}");
+        let letter = doc! { "update": &text, "filter": { "_id": "old form" } };
+        assert_eq!(letter_document(&letter, "update"), Some(update));
+        assert_eq!(
+            letter_document(&letter, "filter"),
+            Some(doc! { "_id": "old form" })
+        );
+        let printed = letter_json(letter);
+        assert_eq!(printed["update"]["$set"]["m.8480-6"], 1);
+    }
+
+    #[test]
+    fn a_text_over_the_bound_is_cut_with_a_marker() {
+        let large = doc! { "text": "é".repeat(LETTER_TEXT_BYTES) };
+        let text = extended_json(Bson::Document(large));
+        assert!(text.len() < LETTER_TEXT_BYTES + 100, "{}", text.len());
+        assert!(
+            text.ends_with("bytes kept]"),
+            "{}",
+            &text[text.len() - 60..]
+        );
+        let letter = doc! { "values": &text };
+        assert_eq!(letter_document(&letter, "values"), None);
+        assert!(letter_json(letter)["values"].is_string());
+    }
+
+    #[tokio::test]
+    async fn a_refused_dead_letter_is_sent_again_until_the_store_takes_it() {
+        let shutdown = Shutdown::new();
+        let (retry, metrics) = retry(&shutdown);
+        let sent: Arc<Mutex<Vec<usize>>> = Arc::default();
+        let mut batch = Batch::default();
+        batch.extend([letter("a"), letter("b")]);
+        let outcome = store_letters(batch.take(), retry.failures(Stage::Sink), |letters| {
+            let sent = sent.clone();
+            async move {
+                let mut sent = sent.lock().expect("not poisoned");
+                sent.push(letters.iter().map(|(_, writes)| writes.len()).sum());
+                // The store refuses letter `b` twice, then takes it.
+                let refused = (sent.len() < 3).then(|| sink::Rejected {
+                    write: letter("b"),
+                    error: "too large".to_string(),
+                });
+                Ok(refused.into_iter().collect())
+            }
+        })
+        .await;
+        assert!(outcome.is_ok());
+        assert_eq!(*sent.lock().expect("not poisoned"), [2, 1, 1]);
+        assert_eq!(sink_errors(&metrics), 2);
+    }
+
+    #[tokio::test]
+    async fn a_store_refusing_every_dead_letter_holds_the_writer_until_shutdown_gives_up() {
+        let shutdown = Shutdown::new();
+        shutdown.trigger();
+        let (retry, metrics) = retry(&shutdown);
+        let mut batch = Batch::default();
+        batch.push(letter("a"));
+        let outcome = store_letters(batch.take(), retry.failures(Stage::Sink), |_| async {
+            Ok(vec![sink::Rejected {
+                write: letter("a"),
+                error: "refused".to_string(),
+            }])
+        })
+        .await;
+        assert!(matches!(outcome, Err(GaveUp)));
+        assert_eq!(sink_errors(&metrics), 1);
     }
 }

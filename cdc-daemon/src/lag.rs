@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
+use mongodb::bson::DateTime;
 use service_plumbing::shutdown::Shutdown;
 
 use crate::metrics::CdcMetrics;
@@ -101,7 +102,7 @@ pub async fn poll(
     shutdown: Shutdown,
 ) {
     loop {
-        let now = mongodb::bson::DateTime::now().timestamp_millis();
+        let now = DateTime::now().timestamp_millis();
         metrics.lag_seconds.set(state.seconds(now));
         if let Some(age) = state.heartbeat_age(now) {
             metrics.heartbeat_age_seconds.set(age);

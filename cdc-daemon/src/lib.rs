@@ -90,7 +90,9 @@ pub struct Config {
     /// Flush a batch at this many row changes (`MYHEALTH_BATCH_MAX_CHANGES`).
     #[serde(default = "default_batch_max_changes")]
     pub batch_max_changes: usize,
-    /// Flush a batch at about this many bytes (`MYHEALTH_BATCH_MAX_BYTES`).
+    /// Flush a batch at about this many bytes (`MYHEALTH_BATCH_MAX_BYTES`); at most the bytes
+    /// of one store command ([`sink::limits::BYTES_PER_COMMAND`]), as a larger batch is sent in
+    /// several commands anyway.
     #[serde(default = "default_batch_max_bytes")]
     pub batch_max_bytes: usize,
     /// Flush a batch at most this long after its first change (`MYHEALTH_BATCH_MAX_DELAY_MS`).
@@ -204,10 +206,35 @@ impl Config {
             "slot {:?} must be 1-63 characters of a-z, 0-9 and _",
             self.slot
         );
-        anyhow::ensure!(
-            self.batch_max_changes > 0,
-            "batch_max_changes must be positive"
-        );
+        let limits = [
+            (
+                "batch_max_changes",
+                self.batch_max_changes as u64,
+                MAX_BATCH_CHANGES,
+            ),
+            (
+                "batch_max_bytes",
+                self.batch_max_bytes as u64,
+                sink::limits::BYTES_PER_COMMAND as u64,
+            ),
+            (
+                "batch_max_delay_ms",
+                self.batch_max_delay_ms,
+                MAX_BATCH_DELAY_MS,
+            ),
+            (
+                "cache_capacity",
+                self.cache_capacity as u64,
+                MAX_CACHE_CAPACITY,
+            ),
+        ];
+        for (setting, value, most) in limits {
+            anyhow::ensure!(
+                (1..=most).contains(&value),
+                "{setting} (MYHEALTH_{}) must be between 1 and {most}, not {value}",
+                setting.to_ascii_uppercase()
+            );
+        }
         anyhow::ensure!(
             !self.write_concern.w.is_empty() && self.write_concern.w != "0",
             "write_concern.w must be majority, a number of members (at least 1) or a tag set name"
@@ -219,6 +246,17 @@ impl Config {
         Ok(())
     }
 }
+
+/// Most changes per batch: a batch is held in memory, and a larger one only delays its
+/// checkpoint.
+const MAX_BATCH_CHANGES: u64 = 1_000_000;
+
+/// Longest a change may wait in a batch (one minute): readers wait that long for what they
+/// wrote.
+const MAX_BATCH_DELAY_MS: u64 = 60_000;
+
+/// Most entries per lookup cache: the benchmarks' setting, which no store-backed daemon needs.
+const MAX_CACHE_CAPACITY: u64 = 100_000_000;
 
 /// A built daemon, bound to its operations port but not yet running.
 pub struct App {
@@ -360,6 +398,55 @@ mod tests {
     #![allow(clippy::expect_used)]
 
     use std::path::Path;
+
+    use super::Config;
+
+    fn config(settings: &[(&str, &str)]) -> Config {
+        let mut values = serde_json::json!({
+            "database_url": "postgres://localhost/db",
+            "mongodb_uri": "mongodb://localhost",
+        });
+        for (name, value) in settings {
+            values[*name] = value.parse().expect("a number");
+        }
+        serde_json::from_value(values).expect("a configuration")
+    }
+
+    #[test]
+    fn the_defaults_are_valid() {
+        config(&[]).validate().expect("valid");
+    }
+
+    #[test]
+    fn a_setting_out_of_range_is_refused_by_name() {
+        for (setting, value) in [
+            ("batch_max_changes", "0"),
+            ("batch_max_changes", "1000001"),
+            ("batch_max_bytes", "0"),
+            ("batch_max_bytes", "8388609"),
+            ("batch_max_delay_ms", "0"),
+            ("batch_max_delay_ms", "60001"),
+            ("cache_capacity", "0"),
+            ("cache_capacity", "100000001"),
+        ] {
+            let error = config(&[(setting, value)])
+                .validate()
+                .expect_err(setting)
+                .to_string();
+            assert!(
+                error.starts_with(setting) && error.ends_with(&format!("not {value}")),
+                "{error}"
+            );
+        }
+        config(&[
+            ("batch_max_changes", "1000000"),
+            ("batch_max_bytes", "8388608"),
+            ("batch_max_delay_ms", "1"),
+            ("cache_capacity", "100000000"),
+        ])
+        .validate()
+        .expect("the bounds themselves are valid");
+    }
 
     /// The daemon's steps in import order: each may import only steps after it.
     const STEPS: &[&str] = &[

@@ -53,7 +53,8 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum DeadLetterCommand {
-    /// Print the dead letters not replayed yet, one JSON object per line (oldest first).
+    /// Print the dead letters not replayed yet, one JSON object per line (oldest first, relaxed
+    /// Extended JSON, the recorded change inlined).
     List {
         /// Include the letters already replayed.
         #[arg(long)]
@@ -118,12 +119,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 cdc_daemon::support_requests::unresolved(&store).await?
             };
+            let count = letters.len();
             let mut stdout = std::io::stdout().lock();
-            for letter in &letters {
-                let json = serde_json::to_string(letter).context("failed to encode")?;
+            for letter in letters {
+                // The change's Extended JSON text inlined, so that it reads as JSON.
+                let json = cdc_daemon::apply::letter_json(letter);
                 writeln!(stdout, "{json}").context("failed to print")?;
             }
-            tracing::info!(letters = letters.len(), "dead letters listed");
+            tracing::info!(letters = count, "dead letters listed");
             Ok(ExitCode::SUCCESS)
         }
         Command::DeadLetters {

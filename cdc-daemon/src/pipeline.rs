@@ -31,7 +31,7 @@ use crate::mapping::{DeadLetter, Mapper, Origin, Transaction};
 use crate::metrics::Stage;
 use crate::replication::{self, Event, ReplicationError, Source, Stream, unix_millis};
 use crate::retry::GaveUp;
-use crate::sink::{Batch, Mode};
+use crate::sink::{self, Batch, Mode};
 use crate::snapshot::{self, SnapshotError};
 use crate::source_tables::SourceError;
 use crate::support_requests::{self, RequestError};
@@ -129,7 +129,22 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// Runs until shutdown: one replication session after another, backing off between them.
-    pub async fn run(self) {
+    pub async fn run(mut self) {
+        let store = self.writer.database().clone();
+        let limits = self
+            .writer
+            .retry()
+            .until_ok(Stage::Sink, || sink::limits::detect(&store))
+            .await;
+        let Ok(limits) = limits else {
+            return;
+        };
+        tracing::info!(
+            statements = limits.statements,
+            bytes = limits.bytes,
+            "store command limits detected"
+        );
+        self.writer.set_limits(limits);
         let database = self.writer.database();
         let indexes = self
             .writer

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 use uuid::Uuid;
 
-use crate::apply::Writer;
+use crate::apply::{self, Writer};
 use crate::decode::{Insert, Message, Relation, TupleData, Update};
 use crate::mapping::{Mapper, Table, Transaction};
 use crate::metrics::Stage;
@@ -150,7 +150,7 @@ pub async fn carry_out(
                 let Some(table) = letter.get_str("table").ok().and_then(Table::named) else {
                     continue;
                 };
-                let values = letter.get_document("values").cloned().unwrap_or_default();
+                let values = apply::letter_document(letter, "values").unwrap_or_default();
                 let id = |column: &str| {
                     values
                         .get_str(column)

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use mongodb::Database;
-use mongodb::bson::{Bson, Document};
+use mongodb::bson::{Bson, DateTime, Document};
 use read_model::{PATIENTS, REPORTS};
 
 use crate::decode::relations::Row;
@@ -232,9 +232,7 @@ fn expected_reports(
             .to_string();
         values.entry(patient_id).or_default().push(ReportValues {
             report_id: id.clone(),
-            taken_at: *document
-                .get_datetime("taken_at")
-                .unwrap_or(&mongodb::bson::DateTime::MIN),
+            taken_at: *document.get_datetime("taken_at").unwrap_or(&DateTime::MIN),
             entered_in_error: document
                 .get_str("status")
                 .is_ok_and(|status| status == "entered-in-error"),

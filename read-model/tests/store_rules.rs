@@ -1,7 +1,8 @@
 //! The store rules the daemon and the reports API rely on, checked on each store they may meet:
 //! FerretDB 1.24 on its PostgreSQL backend (the harness default) and on its SQLite backend, and
 //! the MongoDB server at `MONGODB_URI` when one is given. Each rule is named where the code
-//! relies on it (`cdc-daemon/src/sink/store.rs`, `read-model/src/indexes.rs`).
+//! relies on it (`cdc-daemon/src/sink/store.rs`, `cdc-daemon/src/sink/limits.rs`,
+//! `read-model/src/indexes.rs`).
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -11,7 +12,7 @@ use devstack::ferretdb::{Backend, Store};
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::{Client, Database};
 
-/// The daemon's statements per command (`STATEMENTS_PER_COMMAND` in the daemon's sink).
+/// The daemon's statements per command on FerretDB (`FERRETDB_STATEMENTS` in the daemon's sink).
 const STATEMENTS: usize = 32;
 
 /// How long a command may take before the test calls it stuck (FerretDB deadlocks rather than
@@ -279,6 +280,64 @@ async fn the_read_models_indexes_are_created_once_and_creating_them_again_change
         assert_eq!(
             reports.count_documents(doc! {}).await.unwrap(),
             1,
+            "{store}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_server_says_whether_it_is_ferretdb_and_how_large_a_command_may_be() {
+    on_every_store("limits", |database, store| async move {
+        // What `cdc-daemon/src/sink/limits.rs` reads: FerretDB names itself in `buildInfo`;
+        // every store states its largest document in `hello`, and MongoDB its largest batch.
+        let build_info = run(&database, doc! { "buildInfo": 1 }, "buildInfo", &store).await;
+        let hello = run(&database, doc! { "hello": 1 }, "hello", &store).await;
+        let ferretdb = build_info.contains_key("ferretdbVersion");
+        assert!(
+            ferretdb || !store.starts_with("FerretDB"),
+            "{store}: {build_info}"
+        );
+        let number = |name: &str| {
+            let value = hello
+                .get(name)
+                .unwrap_or_else(|| panic!("{store}: no {name} in {hello}"));
+            value.as_i64().or(value.as_i32().map(i64::from)).unwrap()
+        };
+        assert!(
+            number("maxBsonObjectSize") >= 16 * 1024 * 1024,
+            "{store}: {hello}"
+        );
+        if !ferretdb {
+            // The daemon sends up to 1,000 statements per command on MongoDB.
+            assert!(number("maxWriteBatchSize") >= 1000, "{store}: {hello}");
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_statement_over_the_daemons_byte_bound_is_taken_alone() {
+    on_every_store("large", |database, store| async move {
+        // The daemon cuts commands at 8 MiB of statements and sends a larger statement alone;
+        // the store takes it as long as the document stays under 16 MiB.
+        let large = "x".repeat(9 * 1024 * 1024);
+        let statement = doc! {
+            "q": { "_id": "large" }, "u": { "$set": { "text": &large } }, "upsert": true,
+        };
+        let command = doc! { "update": "docs", "updates": [statement], "ordered": true };
+        let reply = run(&database, command, "a 9 MiB statement", &store).await;
+        assert!(write_error_codes(&reply).is_empty(), "{store}: {reply}");
+        assert_eq!(reply.get_i32("n").unwrap(), 1, "{store}: {reply}");
+        let stored = database
+            .collection::<Document>("docs")
+            .find_one(doc! { "_id": "large" })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            stored.get_str("text").unwrap().len(),
+            large.len(),
             "{store}"
         );
     })

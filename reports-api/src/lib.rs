@@ -82,6 +82,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         std::time::Duration::from_secs(3),
     )
     .await?;
+    let database = store::majority_reads(&database);
     let checked = database.clone();
     let readiness = Readiness::new().with_check("mongodb", move || {
         service_plumbing::mongo::check(checked.clone())

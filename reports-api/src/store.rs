@@ -5,13 +5,41 @@
 //! order, only reports that (nearly always) carry the code.
 //! Every query is scoped to the caller's patient id; parameters arrive parsed into types, so no
 //! client text ever becomes part of a filter as an operator.
+//!
+//! Every read, the daemon's checkpoint behind `X-Data-LSN` included, is made through
+//! [`majority_reads`]: with read concern `majority` (see the function for why).
 
 use mongodb::Database;
 use mongodb::bson::{DateTime, Document, doc};
+use mongodb::options::{DatabaseOptions, ReadConcern};
 use read_model::{PATIENTS, REPORTS};
 use uuid::Uuid;
 
 use crate::params::{Cursor, ListQuery, TrendQuery};
+
+/// `database` reading with read concern `majority`: an answer holds only writes a majority of
+/// the replica set has, which no failover rolls back. `local` (the server's usual default) can
+/// show a batch, or a checkpoint, that a failover then erases; `linearizable` would add a
+/// round trip to a majority per read and serves single-document reads only. Majority reads
+/// cost no round trip: the primary answers from its majority-committed snapshot, at most the
+/// replication lag behind its newest writes.
+///
+/// It keeps `X-Data-LSN` truthful: the daemon writes a batch's documents with write concern
+/// `majority` before the checkpoint that covers them, so a checkpoint read from the majority
+/// snapshot only names documents already in it, and the documents a request reads afterwards
+/// come from that snapshot or a newer one. One gap remains: right after a failover the new
+/// primary may, for a moment, answer from a majority snapshot older than the one the old
+/// primary last answered from, so documents can briefly be behind the header (the highest
+/// checkpoint seen, which never moves back); they never hold a write that is later rolled back.
+/// Causally consistent sessions would close that gap; they are not used.
+pub fn majority_reads(database: &Database) -> Database {
+    let options = DatabaseOptions::builder()
+        .read_concern(ReadConcern::majority())
+        .build();
+    database
+        .client()
+        .database_with_options(database.name(), options)
+}
 
 /// The status of a report withdrawn at the clinic; its values are no one's trend.
 const ENTERED_IN_ERROR: &str = "entered-in-error";

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use mongodb::bson::{Bson, Document, doc};
+use mongodb::bson::{Bson, Document, RawDocumentBuf, doc};
 use read_model::{DEAD_LETTERS, REPORTS};
 
 /// One write to the store.
@@ -237,10 +237,10 @@ impl Write {
         }
     }
 
-    /// Rough size in bytes, for bounding a batch.
-    fn approximate_size(&self) -> usize {
+    /// Size in bytes of the filter and update, for bounding a batch and a command.
+    pub(super) fn approximate_size(&self) -> usize {
         let size = |document: &Document| {
-            mongodb::bson::RawDocumentBuf::try_from(document).map_or(0, |raw| raw.as_bytes().len())
+            RawDocumentBuf::try_from(document).map_or(0, |raw| raw.as_bytes().len())
         };
         match self {
             Write::Update { filter, update, .. } => size(filter) + size(update),

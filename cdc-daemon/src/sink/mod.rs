@@ -6,10 +6,13 @@
 //! conditional filters, never `$inc` or `$push`. Within a batch, writes to one collection keep
 //! their order (a fan-out to every report of a patient must follow the reports written before
 //! it); several single-document `$set`/`$unset` writes to the same document are conflated into
-//! one while no multi-document write on that collection stands between them.
+//! one while no multi-document write on that collection stands between them. Commands are cut
+//! by the store's [`limits`], which the daemon asks the store for before streaming.
 
 mod batch;
+pub mod limits;
 mod store;
 
 pub use self::batch::{Batch, Key, Write};
+pub use self::limits::Limits;
 pub use self::store::{FlushError, Mode, Rejected, Skipped, flush};

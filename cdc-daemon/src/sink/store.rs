@@ -1,8 +1,11 @@
 //! Sending a batch to MongoDB: per collection, consecutive statements of one kind go in one
-//! `update` or `delete` command (at most [`STATEMENTS_PER_COMMAND`] each). On a write error the
+//! `update` or `delete` command, cut by the store's [`Limits`]: at most so many statements and
+//! so many bytes each, a statement larger than the byte bound alone. On a write error the
 //! command's statements are sent again one at a time — safe, as every write is idempotent, and
 //! needed because FerretDB does not say which statement failed — and the statements that fail
-//! alone are handed back as rejected instead of stopping the stream.
+//! alone are handed back as rejected instead of stopping the stream. A statement larger than
+//! the store's largest document is rejected without being sent: no command can hold it, and
+//! the server's refusal of such a command would look like a failing store, retried forever.
 //!
 //! In [`Mode::InsertNew`] (the initial snapshot, which writes documents that mostly do not exist
 //! yet), an upsert by `_id` that only `$set`s is sent as an `insert` of the document it would
@@ -11,16 +14,10 @@
 //! and merge into an existing one.
 
 use mongodb::Database;
-use mongodb::bson::{Bson, Document, doc};
+use mongodb::bson::{Bson, Document, RawDocumentBuf, doc};
 
 use super::batch::{POSITION, Write};
-
-/// Most statements sent in one command. FerretDB 1.24, on either backend, holds one backend
-/// connection per statement that matches a document until the whole command ends, and waits
-/// forever for a free one: a command of more statements than its pool has connections (100 on
-/// SQLite, 50 by default on PostgreSQL) deadlocks it, and several large ones at once from
-/// different clients can too. MongoDB allows 100,000.
-pub const STATEMENTS_PER_COMMAND: usize = 32;
+use super::limits::Limits;
 
 /// How upserts are sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,15 +28,12 @@ pub enum Mode {
     InsertNew,
 }
 
-/// Documents sent in one `insert` command.
-const DOCUMENTS_PER_INSERT: usize = 256;
-
 /// The store could not be written; the batch must be sent again later.
 #[derive(Debug, thiserror::Error)]
 pub enum FlushError {
     /// The database handle's write concern could not be written into a command.
     #[error("failed to encode the write concern")]
-    WriteConcernEncoding(#[from] mongodb::bson::error::Error),
+    WriteConcernEncoding(#[from] bson::error::Error),
     /// The command failed (store down, timeout, ...).
     #[error("failed to write to the store")]
     Store(#[from] mongodb::error::Error),
@@ -72,13 +66,14 @@ pub struct Skipped {
 /// is newer (the filter matches nothing, so the store tries to insert the `_id` again).
 const DUPLICATE_KEY: i32 = 11000;
 
-/// Sends `statements` (per collection, in order) to `database`. Returns what the store did not
-/// apply statement by statement; any other failure is an error and nothing may be assumed
+/// Sends `statements` (per collection, in order) to `database`, in commands cut by `limits`.
+/// Returns what the store did not apply statement by statement; any other failure is an error and nothing may be assumed
 /// written (sending the batch again is safe).
 pub async fn flush(
     database: &Database,
     statements: &[(&'static str, Vec<Write>)],
     mode: Mode,
+    limits: Limits,
     mut on_command: impl FnMut(&'static str, usize, std::time::Duration),
 ) -> Result<Skipped, FlushError> {
     let concern = write_concern(database)?;
@@ -92,46 +87,63 @@ pub async fn flush(
             let mut updates: Vec<&[Write]> = Vec::new();
             match inserts {
                 Some(documents) => {
-                    for (chunk, writes) in documents
-                        .chunks(DOCUMENTS_PER_INSERT)
-                        .zip(run.chunks(DOCUMENTS_PER_INSERT))
-                    {
+                    let sizes: Vec<usize> = documents.iter().map(document_size).collect();
+                    for range in commands(&sizes, limits.documents, limits.bytes) {
+                        let chunk = &documents[range.clone()];
+                        // One the store cannot take goes to the updates, which reject it.
+                        let fits = sizes[range.clone()]
+                            .iter()
+                            .all(|&size| size <= limits.max_statement);
                         let started = std::time::Instant::now();
-                        if insert(database, &concern, collection, chunk).await? {
+                        if fits && insert(database, &concern, collection, chunk).await? {
                             on_command(collection, chunk.len(), started.elapsed());
                         } else {
-                            updates.push(writes);
+                            updates.push(&run[range]);
                         }
                     }
                 }
                 None => updates.push(run),
             }
-            for chunk in updates
-                .into_iter()
-                .flat_map(|writes| writes.chunks(STATEMENTS_PER_COMMAND))
-            {
-                let started = std::time::Instant::now();
-                let errors = send(database, &concern, collection, chunk).await?;
-                on_command(collection, chunk.len(), started.elapsed());
-                if errors.is_empty() {
-                    continue;
-                }
-                for write in chunk {
-                    let single = std::slice::from_ref(write);
-                    let Some(error) = send(database, &concern, collection, single)
-                        .await?
-                        .into_iter()
-                        .next()
-                    else {
-                        continue;
-                    };
-                    if error.code == DUPLICATE_KEY && is_newer(database, write).await? {
-                        skipped.stale.push(collection);
-                    } else {
+            for writes in updates {
+                let sizes: Vec<usize> = writes.iter().map(Write::approximate_size).collect();
+                for range in commands(&sizes, limits.statements, limits.bytes) {
+                    let chunk = &writes[range.clone()];
+                    if let [write] = chunk
+                        && sizes[range.start] > limits.max_statement
+                    {
                         skipped.rejected.push(Rejected {
                             write: write.clone(),
-                            error: error.to_string(),
+                            error: format!(
+                                "not sent: the statement is {} bytes, more than the {} bytes of \
+                                 the largest document the store takes",
+                                sizes[range.start], limits.max_statement
+                            ),
                         });
+                        continue;
+                    }
+                    let started = std::time::Instant::now();
+                    let errors = send(database, &concern, collection, chunk).await?;
+                    on_command(collection, chunk.len(), started.elapsed());
+                    if errors.is_empty() {
+                        continue;
+                    }
+                    for write in chunk {
+                        let single = std::slice::from_ref(write);
+                        let Some(error) = send(database, &concern, collection, single)
+                            .await?
+                            .into_iter()
+                            .next()
+                        else {
+                            continue;
+                        };
+                        if error.code == DUPLICATE_KEY && is_newer(database, write).await? {
+                            skipped.stale.push(collection);
+                        } else {
+                            skipped.rejected.push(Rejected {
+                                write: write.clone(),
+                                error: error.to_string(),
+                            });
+                        }
                     }
                 }
             }
@@ -170,6 +182,30 @@ async fn is_newer(database: &Database, write: &Write) -> Result<bool, FlushError
     Ok(position.is_some_and(|position| u64::try_from(position).is_ok_and(|p| p > *lsn)))
 }
 
+/// Cuts statements of `sizes` bytes into commands (index ranges, in order) of at most `most`
+/// statements and `bytes` bytes; a statement larger than `bytes` goes alone.
+fn commands(sizes: &[usize], most: usize, bytes: usize) -> Vec<std::ops::Range<usize>> {
+    let mut commands = Vec::new();
+    let mut start = 0;
+    let mut taken = 0;
+    for (index, size) in sizes.iter().enumerate() {
+        if index > start && (index - start == most || taken + size > bytes) {
+            commands.push(start..index);
+            start = index;
+            taken = 0;
+        }
+        taken += size;
+    }
+    if start < sizes.len() {
+        commands.push(start..sizes.len());
+    }
+    commands
+}
+
+fn document_size(document: &Document) -> usize {
+    RawDocumentBuf::try_from(document).map_or(0, |raw| raw.as_bytes().len())
+}
+
 /// Splits `writes` into maximal runs of one kind (deletes, updates, and in
 /// [`Mode::InsertNew`] insertable upserts), keeping their order.
 fn runs(writes: &[Write], mode: Mode) -> Vec<&[Write]> {
@@ -195,7 +231,7 @@ fn runs(writes: &[Write], mode: Mode) -> Vec<&[Write]> {
 fn write_concern(database: &Database) -> Result<Option<Document>, FlushError> {
     Ok(database
         .write_concern()
-        .map(mongodb::bson::serialize_to_document)
+        .map(bson::serialize_to_document)
         .transpose()?)
 }
 
@@ -313,12 +349,81 @@ mod tests {
             .journal(true)
             .w_timeout(std::time::Duration::from_millis(2500))
             .build();
-        let field = mongodb::bson::serialize_to_document(&concern).ok();
+        let field = bson::serialize_to_document(&concern).ok();
         let command = with_concern(doc! { "update": "c", "updates": [] }, &field);
         assert_eq!(
             command.get_document("writeConcern").ok(),
             Some(&doc! { "w": "majority", "wtimeout": 2500, "j": true })
         );
+    }
+
+    #[test]
+    fn commands_are_cut_at_the_statement_count() {
+        assert_eq!(commands(&[1; 7], 3, 100), [0..3, 3..6, 6..7]);
+        assert_eq!(commands(&[1; 6], 3, 100), [0..3, 3..6]);
+        assert!(commands(&[], 3, 100).is_empty());
+    }
+
+    #[test]
+    fn commands_are_cut_before_the_statement_that_would_pass_the_byte_bound() {
+        assert_eq!(commands(&[40, 40, 20, 1], 3, 100), [0..3, 3..4]);
+        assert_eq!(commands(&[40, 40, 21, 1], 3, 100), [0..2, 2..4]);
+        assert_eq!(commands(&[100, 1], 3, 100), [0..1, 1..2]);
+    }
+
+    #[test]
+    fn a_statement_over_the_byte_bound_goes_alone() {
+        assert_eq!(commands(&[10, 500, 10, 10], 3, 100), [0..1, 1..2, 2..4]);
+        assert_eq!(commands(&[500, 500], 3, 100), [0..1, 1..2]);
+    }
+
+    #[test]
+    fn the_mongodb_limits_cut_a_large_run_by_bytes_first() {
+        use crate::sink::limits::{BYTES_PER_COMMAND, MONGODB_STATEMENTS};
+        // 3,000 statements of 10 KiB: 30 MiB, in commands of at most 8 MiB.
+        let sizes = vec![10 * 1024; 3000];
+        let cut = commands(&sizes, MONGODB_STATEMENTS, BYTES_PER_COMMAND);
+        assert!(
+            cut.iter()
+                .all(|range| sizes[range.clone()].iter().sum::<usize>() <= BYTES_PER_COMMAND)
+        );
+        assert_eq!(cut.iter().map(ExactSizeIterator::len).sum::<usize>(), 3000);
+        assert_eq!(cut[0].len(), 819);
+    }
+
+    #[tokio::test]
+    async fn a_statement_larger_than_the_largest_document_is_rejected_without_being_sent() {
+        // No server listens there: sending anything would fail the flush.
+        let client = mongodb::Client::with_uri_str(
+            "mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=100&connectTimeoutMS=100",
+        )
+        .await
+        .expect("a client");
+        let large = Write::upsert("c", "a", doc! { "text": "x".repeat(2000) });
+        let limits = Limits {
+            max_statement: 1000,
+            ..Limits::FERRETDB
+        };
+        for mode in [Mode::Update, Mode::InsertNew] {
+            let statements = [("c", vec![large.clone()])];
+            let skipped = flush(
+                &client.database("d"),
+                &statements,
+                mode,
+                limits,
+                |_, _, _| {},
+            )
+            .await
+            .expect("nothing sent");
+            let rejected = skipped.rejected;
+            assert_eq!(rejected.len(), 1);
+            assert_eq!(rejected[0].write, large);
+            assert!(
+                rejected[0].error.starts_with("not sent"),
+                "{}",
+                rejected[0].error
+            );
+        }
     }
 
     #[test]

@@ -226,14 +226,15 @@ async fn dropping_a_mapped_column_dead_letters_its_changes_until_fixed_and_repla
             letter.get_str("error").unwrap().contains("column status"),
             "{letter:?}"
         );
-        assert!(reports.iter().any(|id| {
-            letter
-                .get_document("values")
-                .unwrap()
-                .get_str("id")
-                .unwrap()
-                == id.to_string()
-        }));
+        // The values as Extended JSON text, which reads back as the row's columns.
+        let values: serde_json::Value =
+            serde_json::from_str(letter.get_str("values").unwrap()).unwrap();
+        assert!(
+            reports
+                .iter()
+                .any(|id| values["id"].as_str() == Some(&id.to_string())),
+            "{values}"
+        );
     }
     assert!(metric(&daemon.base, "cdc_errors_total").await >= 2.0);
     // Their measurements are orphans until the reports exist.
@@ -274,6 +275,13 @@ async fn dropping_a_mapped_column_dead_letters_its_changes_until_fixed_and_repla
         listed.lines().count() >= 2 && listed.contains("replayed_at"),
         "{listed}"
     );
+    // Each line is JSON, with the values inlined as the object they hold.
+    for line in listed.lines() {
+        let letter: serde_json::Value = serde_json::from_str(line).unwrap();
+        if letter["table"] == "reports" {
+            assert!(letter["values"]["id"].is_string(), "{line}");
+        }
+    }
     rig.assert_verified().await;
     daemon.stop().await;
 }
