@@ -1,4 +1,10 @@
-//! Device authentication: `Authorization: Bearer <device token>`.
+//! Device authentication: `Authorization: Bearer <device token>`, with the devices found
+//! remembered for a short time ([`DeviceCache`]) so that an upload costs no round trip to look
+//! its device up.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
 use http::header::{HeaderValue, WWW_AUTHENTICATE};
@@ -52,15 +58,78 @@ impl Rejection {
     }
 }
 
-/// The device whose token the request carries. A token that cannot be one the service issued
-/// is refused without asking the database ([`shaped_token`]).
-pub async fn authenticate(pool: &Pool, headers: &HeaderMap) -> Result<Device, AuthError> {
+/// The device whose token the request carries: from `cache` if it was found there less than
+/// the cache's time to live ago, else from the database. A token that cannot be one the service
+/// issued is refused without asking either ([`shaped_token`]).
+pub async fn authenticate(
+    pool: &Pool,
+    cache: &DeviceCache,
+    headers: &HeaderMap,
+) -> Result<Device, AuthError> {
     let token = shaped_token(headers)?;
+    let hash = devices::token_hash(token);
+    if let Some(device) = cache.get(&hash, Instant::now()) {
+        return Ok(device);
+    }
     let client = connection(pool).await.map_err(AuthError::Store)?;
-    devices::authenticate(&client, token)
+    let device = devices::authenticate(&client, token)
         .await
         .map_err(AuthError::Store)?
-        .ok_or(AuthError::Unauthorized(Rejection::UnknownToken))
+        .ok_or(AuthError::Unauthorized(Rejection::UnknownToken))?;
+    cache.insert(hash, device, Instant::now());
+    Ok(device)
+}
+
+/// Active devices found recently, by the SHA-256 of their token, each for `ttl` after it was
+/// looked up (`device_cache_seconds`; zero turns the cache off). A device revoked meanwhile
+/// keeps being accepted until its entry expires, so revocation takes effect within `ttl`. Only
+/// devices found are remembered: an unknown or revoked token is looked up every time.
+///
+/// Entries are keyed by the token's hash (what the database stores), never by the token; a map
+/// lookup compares hashes with an early exit, which tells a caller nothing about the token of
+/// any device, as choosing a token does not choose its hash.
+#[derive(Debug)]
+pub struct DeviceCache {
+    ttl: Duration,
+    entries: Mutex<HashMap<[u8; 32], (Device, Instant)>>,
+}
+
+/// Most devices remembered at once; when full, expired entries are dropped, and if none has
+/// expired, all of them (tablets are counted in hundreds, not thousands).
+const MAX_CACHED_DEVICES: usize = 10_000;
+
+impl DeviceCache {
+    /// A cache that keeps each device for `ttl`.
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The device of `hash` if it was looked up less than `ttl` before `now`.
+    fn get(&self, hash: &[u8; 32], now: Instant) -> Option<Device> {
+        let entries = self.entries.lock().ok()?;
+        let (device, found_at) = entries.get(hash)?;
+        (now.saturating_duration_since(*found_at) < self.ttl).then_some(*device)
+    }
+
+    /// Remembers that `hash` was `device`'s token at `now`.
+    fn insert(&self, hash: [u8; 32], device: Device, now: Instant) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        if entries.len() >= MAX_CACHED_DEVICES {
+            entries.retain(|_, (_, found_at)| now.saturating_duration_since(*found_at) < self.ttl);
+            if entries.len() >= MAX_CACHED_DEVICES {
+                entries.clear();
+            }
+        }
+        entries.insert(hash, (device, now));
+    }
 }
 
 /// The bearer token, if it has the shape of a token the service issues
@@ -118,6 +187,7 @@ mod tests {
     #[tokio::test]
     async fn malformed_tokens_are_refused_without_a_database_round_trip() {
         let pool = unreachable_pool();
+        let cache = DeviceCache::new(Duration::from_secs(5));
         let well_formed = devices::new_token().unwrap();
         for forged in [
             "mhd_".to_string(),
@@ -129,14 +199,70 @@ mod tests {
             "' OR 1=1 --".to_string(),
             "a".repeat(16 * 1024),
         ] {
-            let outcome = authenticate(&pool, &bearer(&forged)).await;
+            let outcome = authenticate(&pool, &cache, &bearer(&forged)).await;
             assert!(
                 matches!(outcome, Err(AuthError::Unauthorized(_))),
                 "{forged:.40}: {outcome:?}"
             );
         }
         // A well-formed token is looked up: here the lookup fails, which proves it was tried.
-        let outcome = authenticate(&pool, &bearer(&well_formed)).await;
+        let outcome = authenticate(&pool, &cache, &bearer(&well_formed)).await;
         assert!(matches!(outcome, Err(AuthError::Store(_))), "{outcome:?}");
+    }
+
+    fn device(n: u128) -> Device {
+        Device {
+            id: uuid::Uuid::from_u128(n),
+            clinic_id: uuid::Uuid::from_u128(n + 1000),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cached_device_is_answered_without_the_database_until_it_expires() {
+        let pool = unreachable_pool();
+        let cache = DeviceCache::new(Duration::from_secs(5));
+        let token = devices::new_token().unwrap();
+        let hash = devices::token_hash(&token);
+        let found_at = Instant::now();
+        cache.insert(hash, device(1), found_at);
+        let outcome = authenticate(&pool, &cache, &bearer(&token)).await;
+        assert_eq!(outcome.unwrap(), device(1));
+        // Another token is not answered from the cache: its lookup is tried and fails here.
+        let other = devices::new_token().unwrap();
+        let outcome = authenticate(&pool, &cache, &bearer(&other)).await;
+        assert!(matches!(outcome, Err(AuthError::Store(_))), "{outcome:?}");
+
+        assert_eq!(
+            cache.get(&hash, found_at + Duration::from_millis(4999)),
+            Some(device(1))
+        );
+        assert_eq!(cache.get(&hash, found_at + Duration::from_secs(5)), None);
+    }
+
+    #[test]
+    fn a_cache_with_no_time_to_live_remembers_nothing() {
+        let cache = DeviceCache::new(Duration::ZERO);
+        let now = Instant::now();
+        cache.insert([7; 32], device(1), now);
+        assert_eq!(cache.get(&[7; 32], now), None);
+    }
+
+    #[test]
+    fn a_full_cache_drops_expired_devices_first() {
+        let cache = DeviceCache::new(Duration::from_secs(5));
+        let start = Instant::now();
+        let later = start + Duration::from_secs(3);
+        for n in 0..MAX_CACHED_DEVICES {
+            let mut hash = [0u8; 32];
+            hash[..8].copy_from_slice(&(n as u64).to_le_bytes());
+            let at = if n == 0 { later } else { start };
+            cache.insert(hash, device(n as u128), at);
+        }
+        // At start + 6 s every entry but the first has expired: they make room.
+        cache.insert([9; 32], device(99_999), start + Duration::from_secs(6));
+        let entries = cache.entries.lock().unwrap();
+        assert_eq!(entries.len(), 2);
+        assert!(entries.contains_key(&[0u8; 32]));
+        assert!(entries.contains_key(&[9; 32]));
     }
 }

@@ -59,6 +59,11 @@ pub struct Config {
     /// in the read store (`MYHEALTH_SLOT`).
     #[serde(default = "default_slot")]
     pub slot: String,
+    /// How long an authenticated device is remembered, so that its requests cost no lookup
+    /// (`MYHEALTH_DEVICE_CACHE_SECONDS`); a revoked device's token keeps working for at most
+    /// this long. Zero looks every request's device up.
+    #[serde(default = "default_device_cache_seconds")]
+    pub device_cache_seconds: u64,
 }
 
 fn default_pool_size() -> usize {
@@ -75,6 +80,10 @@ fn default_max_concurrent_uploads() -> usize {
 
 fn default_max_json_values() -> usize {
     validation::Limits::default().max_upload_values
+}
+
+fn default_device_cache_seconds() -> u64 {
+    5
 }
 
 fn default_slot() -> String {
@@ -104,6 +113,9 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     let metrics = Metrics::new().context("failed to set up metrics")?;
     let state = Arc::new(routes::State {
         pool,
+        devices: auth::DeviceCache::new(std::time::Duration::from_secs(
+            config.device_cache_seconds,
+        )),
         max_body_bytes: config.max_body_bytes,
         limits: validation::Limits {
             max_upload_values: config.max_json_values,

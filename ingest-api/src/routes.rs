@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
-use crate::auth::{AuthError, authenticate, shaped_token, unauthorized};
+use crate::auth::{AuthError, DeviceCache, authenticate, shaped_token, unauthorized};
 use crate::body::read_json;
 use crate::metrics::IngestMetrics;
 use crate::store::StoreError;
@@ -38,6 +38,8 @@ const MAX_AMENDMENT_BYTES: usize = 64 * 1024;
 pub struct State {
     /// The PostgreSQL pool.
     pub pool: Pool,
+    /// Devices authenticated recently.
+    pub devices: DeviceCache,
     /// Largest upload body, after decompression.
     pub max_body_bytes: usize,
     /// Validation limits.
@@ -123,7 +125,7 @@ async fn upload(
             ("overloaded", problem)
         })?;
     let (parts, body) = request.into_parts();
-    let device = authenticate(&state.pool, &parts.headers)
+    let device = authenticate(&state.pool, &state.devices, &parts.headers)
         .await
         .map_err(|error| auth_problem(error, context))?;
     let bytes = read_json(&parts.headers, body, context, state.max_body_bytes)
@@ -167,7 +169,7 @@ async fn get_upload(
     context: RequestContext,
 ) -> HttpResponse {
     let answer = async {
-        let device = authenticate(&state.pool, request.headers())
+        let device = authenticate(&state.pool, &state.devices, request.headers())
             .await
             .map_err(|error| auth_problem(error, &context).1)?;
         let id = path_uuid(&context)?;
@@ -199,7 +201,7 @@ async fn patch_report(
 ) -> HttpResponse {
     let answer = async {
         let (parts, body) = request.into_parts();
-        let device = authenticate(&state.pool, &parts.headers)
+        let device = authenticate(&state.pool, &state.devices, &parts.headers)
             .await
             .map_err(|error| auth_problem(error, &context).1)?;
         let id = path_uuid(&context)?;
@@ -238,7 +240,7 @@ async fn delete_report(
     context: RequestContext,
 ) -> HttpResponse {
     let answer = async {
-        let device = authenticate(&state.pool, request.headers())
+        let device = authenticate(&state.pool, &state.devices, request.headers())
             .await
             .map_err(|error| auth_problem(error, &context).1)?;
         let id = path_uuid(&context)?;
@@ -334,6 +336,16 @@ fn store_problem(error: StoreError, context: &RequestContext) -> (&'static str, 
                 "unavailable",
                 Problem::service_unavailable(
                     "the database is unavailable; retry shortly",
+                    RETRY_AFTER,
+                ),
+            )
+        }
+        StoreError::Contended(what) => {
+            tracing::warn!(%request_id, what, "write contended");
+            (
+                "unavailable",
+                Problem::service_unavailable(
+                    "the upload met concurrent changes; retry shortly",
                     RETRY_AFTER,
                 ),
             )

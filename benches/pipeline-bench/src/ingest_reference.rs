@@ -1,10 +1,12 @@
 //! The reference for the ingest API: `pgbench` running, on the same server, the SQL one upload
-//! executes (see `ingest-api/src/store/`): the device lookup by token hash, then in one
-//! transaction the advisory lock on the upload id, the ledger check, the patient upsert, the
-//! checkup insert, the duplicate-report check, the report and measurement inserts and the ledger
-//! row; after the commit, the WAL position and its ledger update. The statements are the API's,
-//! with the ids drawn fresh for every transaction (`gen_random_uuid()`) and the values of one
-//! tablet upload, run with prepared statements like the API's pool.
+//! executes (see `ingest-api/src/store/uploads.rs`): the call of `store_upload()` (lock, ledger,
+//! patients, checkups, duplicate check, reports, measurements, ledger row: one statement, one
+//! transaction), then the statement that records the commit LSN (`uploads::RECORD`, taken from
+//! the API's code). The device is looked up once, before the run, as the API's device cache
+//! does. The ids are drawn fresh for every transaction (`gen_random_uuid()`), the values are
+//! those of one tablet upload, run with prepared statements like the API's pool. The API sends
+//! the two statements together (one round trip); pgbench 15 cannot pipeline statements that
+//! are transactions of their own, so it waits for the first answer before sending the second.
 
 use std::path::Path;
 
@@ -59,45 +61,83 @@ pub fn write_script(upload: &Value, path: &Path) -> Result<()> {
     let uuid_vars: Vec<String> = (1..=reports.len())
         .map(|n| format!("gen_random_uuid() AS r{n}"))
         .collect();
-    let script = format!(
-        r#"SELECT gen_random_uuid() AS upload_id, gen_random_uuid() AS patient_id, gen_random_uuid() AS checkup_id, {uuids}, (random() * 999999)::int AS mrn \gset
-SELECT id AS device_id, clinic_id, token_sha256 FROM device_by_token_sha256(sha256(convert_to(:token, 'UTF8'))) \gset
-BEGIN;
-SELECT pg_advisory_xact_lock(hashtextextended(:upload_id::uuid::text, 0));
-SELECT device_id, body_sha256, result FROM uploads WHERE id = :upload_id::uuid;
-INSERT INTO patients (id, external_ref, full_name, birth_date, sex, phone, email) SELECT * FROM unnest(ARRAY[:patient_id]::uuid[], ARRAY['MRN-' || :mrn]::text[], ARRAY['Ada Lovelace']::text[], ARRAY['1980-05-17']::date[], ARRAY['female']::text[], ARRAY[NULL]::text[], ARRAY[NULL]::text[]) ON CONFLICT (id) DO UPDATE SET external_ref = EXCLUDED.external_ref, full_name = EXCLUDED.full_name, birth_date = EXCLUDED.birth_date, sex = EXCLUDED.sex, phone = EXCLUDED.phone, email = EXCLUDED.email, updated_at = now() WHERE (patients.external_ref, patients.full_name, patients.birth_date, patients.sex, patients.phone, patients.email) IS DISTINCT FROM (EXCLUDED.external_ref, EXCLUDED.full_name, EXCLUDED.birth_date, EXCLUDED.sex, EXCLUDED.phone, EXCLUDED.email);
-WITH new AS (INSERT INTO checkups (id, patient_id, clinic_id, device_id, started_at, completed_at) SELECT u.id, u.patient_id, :clinic_id::uuid, :device_id::uuid, u.started_at, u.completed_at FROM unnest(ARRAY[:checkup_id]::uuid[], ARRAY[:patient_id]::uuid[], ARRAY[now() - interval '15 minutes']::timestamptz[], ARRAY[now()]::timestamptz[]) AS u(id, patient_id, started_at, completed_at) ON CONFLICT (id) DO NOTHING RETURNING id) SELECT c.id, c.patient_id, c.clinic_id FROM checkups c WHERE c.id = ANY(ARRAY[:checkup_id]::uuid[]) AND c.id NOT IN (SELECT id FROM new);
-SELECT r.id, r.checkup_id, r.instrument_type, r.instrument_serial, r.taken_at, r.notes, r.raw, array_agg(m.code ORDER BY m.code) FILTER (WHERE m.code IS NOT NULL), array_agg(m.value::float8 ORDER BY m.code) FILTER (WHERE m.code IS NOT NULL) FROM reports r LEFT JOIN measurements m ON m.report_id = r.id WHERE r.id = ANY({report_ids}::uuid[]) GROUP BY r.id;
-INSERT INTO reports (id, checkup_id, patient_id, instrument_type, instrument_serial, taken_at, notes, raw) SELECT * FROM unnest({report_ids}::uuid[], {checkups}::uuid[], {patients}::uuid[], {types}::text[], {serials}::text[], {taken}::timestamptz[], {notes}::text[], {raws}::jsonb[]);
-INSERT INTO measurements (report_id, code, display_name, value, unit, reference_low, reference_high, flag) SELECT u.report_id, u.code, u.display_name, u.value::numeric, u.unit, u.low::numeric, u.high::numeric, u.flag FROM unnest({m_reports}::uuid[], {m_codes}::text[], {m_names}::text[], {m_values}::float8[], {m_units}::text[], {m_lows}::float8[], {m_highs}::float8[], {m_flags}::text[]) AS u(report_id, code, display_name, value, unit, low, high, flag) ON CONFLICT (report_id, code) DO UPDATE SET display_name = EXCLUDED.display_name, value = EXCLUDED.value, unit = EXCLUDED.unit, reference_low = EXCLUDED.reference_low, reference_high = EXCLUDED.reference_high, flag = EXCLUDED.flag WHERE (measurements.display_name, measurements.value, measurements.unit, measurements.reference_low, measurements.reference_high, measurements.flag) IS DISTINCT FROM (EXCLUDED.display_name, EXCLUDED.value, EXCLUDED.unit, EXCLUDED.reference_low, EXCLUDED.reference_high, EXCLUDED.flag);
-INSERT INTO uploads (id, device_id, body_sha256, result) VALUES (:upload_id::uuid, :device_id::uuid, sha256(convert_to(:upload_id, 'UTF8')), jsonb_build_object('upload_id', :upload_id::text, 'checkups', 1, 'reports', {report_count}, 'measurements', {measurement_count}, 'duplicate_reports', 0, 'commit_lsn', NULL));
-END;
-SELECT pg_current_wal_insert_lsn()::text AS lsn \gset
-UPDATE uploads SET commit_lsn = COALESCE(commit_lsn, :lsn::text::pg_lsn), result = jsonb_set(result, '{{commit_lsn}}', to_jsonb(COALESCE(commit_lsn, :lsn::text::pg_lsn)::text)) WHERE id = :upload_id::uuid RETURNING commit_lsn::text;
-"#,
-        uuids = uuid_vars.join(", "),
-        report_ids = text_array(ids.clone()),
-        checkups = text_array(vec![":checkup_id".to_string(); reports.len()]),
-        patients = text_array(vec![":patient_id".to_string(); reports.len()]),
-        types = report_column(&|r| quoted(&r["instrument"]["type"])),
-        serials = report_column(&|r| quoted(&r["instrument"]["serial"])),
-        taken = text_array(
-            (0..reports.len())
-                .map(|n| format!("now() - interval '{} minutes'", 14 - 3 * n))
-                .collect()
+    let count = reports.len();
+    let body_sha256 = "sha256(convert_to(:upload_id, 'UTF8'))";
+    // The arguments of `store_upload()`, in order (see `ingest-api/src/store/uploads.rs`): a new
+    // patient with no phone or e-mail, one checkup, the reports and their measurements.
+    let arguments = [
+        ":upload_id::uuid".to_string(),
+        ":device_id::uuid".to_string(),
+        ":clinic_id::uuid".to_string(),
+        body_sha256.to_string(),
+        "ARRAY[:patient_id]::uuid[]".to_string(),
+        "ARRAY[0]::int[]".to_string(),
+        "ARRAY['MRN-' || :mrn]::text[]".to_string(),
+        "ARRAY['Ada Lovelace']::text[]".to_string(),
+        "ARRAY['1980-05-17']::date[]".to_string(),
+        "ARRAY['female']::text[]".to_string(),
+        "ARRAY[NULL]::text[]".to_string(),
+        "ARRAY[false]::boolean[]".to_string(),
+        "ARRAY[NULL]::text[]".to_string(),
+        "ARRAY[false]::boolean[]".to_string(),
+        "'{}'::uuid[]".to_string(),
+        "'{}'::text[]".to_string(),
+        "ARRAY[:checkup_id]::uuid[]".to_string(),
+        "ARRAY[:patient_id]::uuid[]".to_string(),
+        "ARRAY[now() - interval '15 minutes']::timestamptz[]".to_string(),
+        "ARRAY[now()]::timestamptz[]".to_string(),
+        format!("{}::uuid[]", text_array(ids.clone())),
+        format!(
+            "{}::uuid[]",
+            text_array(vec![":checkup_id".to_string(); count])
         ),
-        notes = report_column(&|r| quoted(&r["notes"])),
-        raws = report_column(&|r| json_object(&r["raw"])),
-        m_reports = column(0),
-        m_codes = column(1),
-        m_names = column(2),
-        m_values = column(3),
-        m_units = column(4),
-        m_lows = column(5),
-        m_highs = column(6),
-        m_flags = column(7),
-        report_count = reports.len(),
-        measurement_count = measurement_rows.len(),
+        format!(
+            "{}::uuid[]",
+            text_array(vec![":patient_id".to_string(); count])
+        ),
+        format!("{}::int[]", text_array(vec!["0".to_string(); count])),
+        format!(
+            "{}::int[]",
+            text_array((0..count).map(|n| n.to_string()).collect())
+        ),
+        format!(
+            "{}::text[]",
+            report_column(&|r| quoted(&r["instrument"]["type"]))
+        ),
+        format!(
+            "{}::text[]",
+            report_column(&|r| quoted(&r["instrument"]["serial"]))
+        ),
+        format!(
+            "{}::timestamptz[]",
+            text_array(
+                (0..count)
+                    .map(|n| format!("now() - interval '{} minutes'", 14 - 3 * n))
+                    .collect()
+            )
+        ),
+        format!("{}::text[]", report_column(&|r| quoted(&r["notes"]))),
+        format!("{}::jsonb[]", report_column(&|r| json_object(&r["raw"]))),
+        format!("{}::uuid[]", column(0)),
+        format!("{}::text[]", column(1)),
+        format!("{}::text[]", column(2)),
+        format!("{}::float8[]", column(3)),
+        format!("{}::text[]", column(4)),
+        format!("{}::float8[]", column(5)),
+        format!("{}::float8[]", column(6)),
+        format!("{}::text[]", column(7)),
+    ];
+    let record = ingest_api::store::uploads::RECORD
+        .replace("$1", ":upload_id::uuid")
+        .replace("$2", ":device_id::uuid")
+        .replace("$3", body_sha256);
+    let script = format!(
+        "SELECT gen_random_uuid() AS upload_id, gen_random_uuid() AS patient_id, \
+         gen_random_uuid() AS checkup_id, {uuids}, (random() * 999999)::int AS mrn \\gset\n\
+         SELECT store_upload({arguments});\n\
+         {record};\n",
+        uuids = uuid_vars.join(", "),
+        arguments = arguments.join(", "),
     );
     std::fs::write(path, script).with_context(|| format!("failed to write {}", path.display()))
 }
@@ -117,12 +157,24 @@ fn json_object(object: &Value) -> String {
     format!("jsonb_build_object({})", pairs.join(", "))
 }
 
-/// Runs `script` with pgbench against `url` for `seconds` with `clients` connections; returns
-/// transactions (uploads) per second.
+/// The device `token` belongs to, as the API's cache holds it: `(id, clinic id)`.
+pub async fn device(client: &tokio_postgres::Client, token: &str) -> Result<(String, String)> {
+    let row = client
+        .query_one(
+            "SELECT id::text, clinic_id::text FROM device_by_token_sha256(sha256(convert_to($1, 'UTF8')))",
+            &[&token],
+        )
+        .await
+        .context("failed to look the benchmark's device up")?;
+    Ok((row.get(0), row.get(1)))
+}
+
+/// Runs `script` with pgbench against `url` for `seconds` with `clients` connections, as
+/// `device` (see [`device`]); returns transactions (uploads) per second.
 pub async fn run(
     bindir: &Path,
     url: &str,
-    token: &str,
+    device: &(String, String),
     script: &Path,
     clients: usize,
     seconds: u64,
@@ -131,7 +183,8 @@ pub async fn run(
         .args(["-n", "-M", "prepared", "-j", "2"])
         .arg(format!("--client={clients}"))
         .arg(format!("--time={seconds}"))
-        .arg(format!("--define=token={token}"))
+        .arg(format!("--define=device_id={}", device.0))
+        .arg(format!("--define=clinic_id={}", device.1))
         .arg(format!("--file={}", script.display()))
         .arg(url)
         .output()

@@ -190,10 +190,11 @@ pub async fn run(settings: &Settings) -> Result<Report> {
         &tablet.upload(&patient, time::OffsetDateTime::now_utc()),
         &script,
     )?;
+    let device_large = ingest_reference::device(&pg_large, &token_large).await?;
     report.pgbench_tps = ingest_reference::run(
         &bindir,
         &large.database_url,
-        &token_large,
+        &device_large,
         &script,
         settings.clients,
         settings.seconds,

@@ -144,7 +144,9 @@ pub async fn add(
     Ok((row.get(0), token))
 }
 
-/// Revokes the active device `label` of `clinic`: its token stops working at once.
+/// Revokes the active device `label` of `clinic`: its token stops working at once for new
+/// lookups, and within `device_cache_seconds` on an ingest API that authenticated it just
+/// before (see [`crate::auth::DeviceCache`]).
 pub async fn revoke(
     client: &tokio_postgres::Client,
     clinic: &str,

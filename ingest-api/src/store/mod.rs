@@ -26,6 +26,9 @@ pub enum StoreError {
     /// Stored data the service cannot read back (a bug or a hand edit): 500, logged.
     #[error("unreadable stored data: {0}")]
     Unreadable(String),
+    /// The same write lost a race more often than it may be run again: 503, try again later.
+    #[error("the write kept meeting concurrent changes: {0}")]
+    Contended(&'static str),
     /// Anything else: 500, logged, never shown to the client.
     #[error("database operation failed: {context}")]
     Internal {
@@ -70,7 +73,9 @@ impl StoreError {
                     || *code == SqlState::T_R_SERIALIZATION_FAILURE
                     || *code == SqlState::T_R_DEADLOCK_DETECTED
             ),
-            StoreError::Unavailable(_) | StoreError::Unreadable(_) => false,
+            StoreError::Unavailable(_) | StoreError::Contended(_) | StoreError::Unreadable(_) => {
+                false
+            }
         }
     }
 }

@@ -6,7 +6,6 @@ use deadpool_postgres::{Pool, Transaction};
 use uuid::Uuid;
 
 use super::devices::Device;
-use super::uploads::insert_measurements;
 use super::{StoreError, connection, wal_position_after_commit};
 use crate::upload::Amendment;
 
@@ -136,4 +135,59 @@ async fn lock_report(
     let instrument = InstrumentType::parse(name)
         .ok_or_else(|| StoreError::Unreadable(format!("instrument type {name:?}")))?;
     Ok(Ok(StoredReport { instrument }))
+}
+
+/// Inserts `(report id, measurement)` rows, or updates the stored row of the same code when it
+/// differs (an amendment replacing a value).
+async fn insert_measurements(
+    transaction: &Transaction<'_>,
+    measurements: &[(Uuid, &crate::upload::Measurement)],
+) -> Result<(), StoreError> {
+    let statement = transaction
+        .prepare_cached(
+            "INSERT INTO measurements (report_id, code, display_name, value, unit, \
+                                       reference_low, reference_high, flag) \
+             SELECT u.report_id, u.code, u.display_name, u.value::numeric, u.unit, \
+                    u.low::numeric, u.high::numeric, u.flag \
+             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::float8[], $5::text[], \
+                         $6::float8[], $7::float8[], $8::text[]) \
+                  AS u(report_id, code, display_name, value, unit, low, high, flag) \
+             ON CONFLICT (report_id, code) DO UPDATE SET display_name = EXCLUDED.display_name, \
+                 value = EXCLUDED.value, unit = EXCLUDED.unit, \
+                 reference_low = EXCLUDED.reference_low, reference_high = EXCLUDED.reference_high, \
+                 flag = EXCLUDED.flag \
+             WHERE (measurements.display_name, measurements.value, measurements.unit, \
+                    measurements.reference_low, measurements.reference_high, measurements.flag) \
+                IS DISTINCT FROM (EXCLUDED.display_name, EXCLUDED.value, EXCLUDED.unit, \
+                    EXCLUDED.reference_low, EXCLUDED.reference_high, EXCLUDED.flag)",
+        )
+        .await
+        .map_err(|error| StoreError::from_postgres("preparing the measurement insert", error))?;
+    let reports: Vec<Uuid> = measurements.iter().map(|(id, _)| *id).collect();
+    let codes: Vec<&str> = measurements.iter().map(|(_, m)| m.code.code).collect();
+    let names: Vec<&str> = measurements.iter().map(|(_, m)| m.code.display).collect();
+    let values: Vec<f64> = measurements.iter().map(|(_, m)| m.value).collect();
+    let units: Vec<&str> = measurements.iter().map(|(_, m)| m.code.unit).collect();
+    let lows: Vec<Option<f64>> = measurements
+        .iter()
+        .map(|(_, m)| m.reference().map(|r| r.low))
+        .collect();
+    let highs: Vec<Option<f64>> = measurements
+        .iter()
+        .map(|(_, m)| m.reference().map(|r| r.high))
+        .collect();
+    let flags: Vec<Option<&str>> = measurements
+        .iter()
+        .map(|(_, m)| m.flag().map(|f| f.as_str()))
+        .collect();
+    transaction
+        .execute(
+            &statement,
+            &[
+                &reports, &codes, &names, &values, &units, &lows, &highs, &flags,
+            ],
+        )
+        .await
+        .map_err(|error| StoreError::from_postgres("inserting measurements", error))?;
+    Ok(())
 }

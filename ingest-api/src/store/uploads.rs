@@ -1,28 +1,49 @@
-//! One upload in one transaction, idempotent by upload id.
+//! One upload in one transaction, idempotent by upload id, in one round trip to PostgreSQL.
 //!
-//! The transaction takes an advisory lock on the upload id, so two copies of the same upload
-//! racing each other are serialized: the first writes, the second finds the ledger row and
-//! replays its result. Then, with one statement per table: patients are created, linked to the
-//! clinic or changed under the clinic rule of [`super::patients`] (a row changes only when a
-//! value did, so the CDC stream carries no empty updates; a refused patient writes nothing),
-//! checkups inserted (an existing checkup must belong to the same patient and clinic), reports
-//! already stored with identical content skipped (different content is a conflict), new reports
-//! and their measurements inserted, and the ledger row written. After the commit, the ledger gets
-//! the WAL position the read store must reach for the upload to be visible there.
+//! The write is one call of `store_upload()` (migration V6), a statement of its own outside an
+//! explicit transaction, so the statement is the transaction: it takes an advisory lock on the
+//! upload id, so two copies of the same upload racing each other are serialized (the first
+//! writes, the second finds the ledger row and replays its result); then it applies the clinic
+//! rule of [`super::patients`] to the upload's patients, checks that a stored checkup is the
+//! same patient's visit at the same clinic and that a stored report has the same content (then
+//! it is skipped as a duplicate), and only then writes patients, links, audit rows, checkups,
+//! reports, measurements and the ledger row, one multi-row statement per table. A refusal
+//! writes nothing.
+//!
+//! The statement that records the commit LSN (the WAL position the read store must reach for
+//! the upload to be visible there) is sent right behind it on the same connection, without
+//! waiting for its answer: PostgreSQL runs it after the upload's commit, as a transaction of its
+//! own, and both answers come back together.
 
-use std::collections::{HashMap, HashSet};
-
-use deadpool_postgres::{Pool, Transaction};
+use deadpool_postgres::Pool;
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
+use time::{Date, OffsetDateTime};
+use tokio_postgres::types::{Json, ToSql};
 use uuid::Uuid;
 
 use super::devices::Device;
-use super::{StoreError, connection, patients, wal_position_after_commit};
-use crate::upload::{Report, Upload};
+use super::patients::{self, IdentityConflict, Unverified, Verified};
+use super::{StoreError, connection, wal_position_after_commit};
+use crate::upload::{Patch, Upload};
 
-/// How often a transaction that lost a race (unique violation, deadlock) is run again.
-const ATTEMPTS: usize = 3;
+/// How often the upload is run again after it lost a race (unique violation, serialization
+/// failure, deadlock) or came back with names to compare (see [`patients::verify`]).
+const ATTEMPTS: usize = 4;
+
+/// The upload's write: every parameter of `store_upload()`, in its order (see migration V6).
+pub const STORE: &str = "SELECT store_upload($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+                     $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, \
+                     $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38)";
+
+/// Records the WAL position as the commit LSN of upload `$1` from device `$2` with body hash
+/// `$3`, if that upload is stored without one; run after the upload's own statement, so the
+/// position is at or after its commit. The benchmark's reference runs it as it stands.
+pub const RECORD: &str = "UPDATE uploads u SET commit_lsn = w.lsn, \
+                          result = jsonb_set(u.result, '{commit_lsn}', to_jsonb(w.lsn::text)) \
+                      FROM (SELECT pg_current_wal_insert_lsn() AS lsn) w \
+                      WHERE u.id = $1 AND u.device_id = $2 AND u.body_sha256 = $3 \
+                        AND u.commit_lsn IS NULL \
+                      RETURNING u.commit_lsn::text";
 
 /// What an accepted upload wrote; stored in the ledger and returned on every replay.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,29 +86,128 @@ pub async fn store(
     upload: &Upload,
     body_sha256: [u8; 32],
 ) -> Result<UploadOutcome, StoreError> {
-    let mut client = connection(pool).await?;
+    let client = connection(pool).await?;
+    let (store, record) =
+        tokio::try_join!(client.prepare_cached(STORE), client.prepare_cached(RECORD))
+            .map_err(|error| StoreError::from_postgres("preparing the upload statements", error))?;
+    let columns = Columns::of(upload);
+    let hash = body_sha256.as_slice();
+    let mut verified = Verified::default();
     let mut attempt = 1;
-    let outcome = loop {
-        let transaction = client
-            .transaction()
-            .await
-            .map_err(|error| StoreError::from_postgres("beginning an upload", error))?;
-        match write(transaction, device, upload, &body_sha256).await {
-            Err(error) if error.is_retryable() && attempt < ATTEMPTS => attempt += 1,
-            other => break other?,
+    let (outcome, recorded) = loop {
+        let params = columns.params(&device, &hash, &verified);
+        let record_params: [&(dyn ToSql + Sync); 3] = [&upload.upload_id, &device.id, &hash];
+        // Both are sent before either answer is read: one round trip.
+        let (written, recorded) = tokio::join!(
+            client.query_one(&store, &params),
+            client.query_opt(&record, &record_params)
+        );
+        let written =
+            written.map_err(|error| StoreError::from_postgres("storing an upload", error));
+        let unverified = match written {
+            Err(error) if error.is_retryable() && attempt < ATTEMPTS => None,
+            Err(error) => return Err(error),
+            Ok(row) => match outcome(upload, row.get::<_, Json<Written>>(0).0) {
+                Ok(outcome) => break (outcome, recorded),
+                Err(unverified) => Some(unverified),
+            },
+        };
+        if let Some(unverified) = unverified {
+            if let Err(conflict) = patients::verify(upload, unverified, &mut verified) {
+                return Ok(identity_conflict(conflict));
+            }
+            if attempt == ATTEMPTS {
+                return Err(StoreError::Contended(
+                    "stored patient names changed while they were compared",
+                ));
+            }
         }
+        attempt += 1;
     };
-    // Written now, or replayed from a process that stopped between its commit and recording
-    // the commit LSN: record it now.
+    let recorded: Option<String> = recorded
+        .map_err(|error| StoreError::from_postgres("recording the commit LSN", error))?
+        .map(|row| row.get(0));
+    let with_lsn = |mut result: UploadResult| async {
+        result.commit_lsn = result.commit_lsn.or(recorded);
+        if result.commit_lsn.is_some() {
+            return Ok(result);
+        }
+        // Recorded by a concurrent replay between the two statements, or the upload was
+        // committed by a process that stopped before recording it: record or read it now.
+        record_commit_lsn(&client, result).await
+    };
     Ok(match outcome {
-        UploadOutcome::Created(result) if result.commit_lsn.is_none() => {
-            UploadOutcome::Created(record_commit_lsn(&client, result).await?)
-        }
-        UploadOutcome::Replayed(result) if result.commit_lsn.is_none() => {
-            UploadOutcome::Replayed(record_commit_lsn(&client, result).await?)
-        }
-        other => other,
+        UploadOutcome::Created(result) => UploadOutcome::Created(with_lsn(result).await?),
+        UploadOutcome::Replayed(result) => UploadOutcome::Replayed(with_lsn(result).await?),
+        conflict @ UploadOutcome::Conflict { .. } => conflict,
     })
+}
+
+/// What `store_upload()` answered (its JSON object, see migration V6).
+#[derive(Debug, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+enum Written {
+    Created { result: UploadResult },
+    Replayed { result: UploadResult },
+    UploadConflict,
+    PatientConflict { checkup: usize },
+    CheckupConflict { checkup: usize },
+    ReportConflict { checkup: usize, report: usize },
+    Verify { patients: Vec<Unverified> },
+}
+
+/// The outcome `written` means for `upload`, or the stored patients whose names must be
+/// compared before the upload can be decided.
+fn outcome(upload: &Upload, written: Written) -> Result<UploadOutcome, Vec<Unverified>> {
+    Ok(match written {
+        Written::Created { result } => UploadOutcome::Created(result),
+        Written::Replayed { result } => UploadOutcome::Replayed(result),
+        Written::UploadConflict => UploadOutcome::Conflict {
+            detail: format!(
+                "upload {} was already received with a different body or from another device; \
+                 a new upload needs a new upload_id",
+                upload.upload_id
+            ),
+            pointer: Some("/upload_id".to_string()),
+        },
+        Written::PatientConflict { checkup } => {
+            identity_conflict(IdentityConflict::at(upload, checkup))
+        }
+        Written::CheckupConflict { checkup } => UploadOutcome::Conflict {
+            detail: format!(
+                "checkup {} is already stored for another patient or clinic",
+                upload
+                    .checkups
+                    .get(checkup)
+                    .map(|c| c.id)
+                    .unwrap_or_default()
+            ),
+            pointer: Some(format!("/checkups/{checkup}/id")),
+        },
+        Written::ReportConflict { checkup, report } => {
+            let id = upload
+                .checkups
+                .get(checkup)
+                .and_then(|c| c.reports.get(report))
+                .map(|r| r.id)
+                .unwrap_or_default();
+            UploadOutcome::Conflict {
+                detail: format!(
+                    "report {id} is already stored with different content; amend it with \
+                     PATCH /v1/reports/{id} instead"
+                ),
+                pointer: Some(format!("/checkups/{checkup}/reports/{report}")),
+            }
+        }
+        Written::Verify { patients } => return Err(patients),
+    })
+}
+
+fn identity_conflict(conflict: IdentityConflict) -> UploadOutcome {
+    UploadOutcome::Conflict {
+        detail: conflict.detail,
+        pointer: Some(conflict.pointer),
+    }
 }
 
 /// The stored result of upload `id` if `clinic_id`'s devices sent it, with its commit LSN.
@@ -129,324 +249,181 @@ pub async fn is_replicated(pool: &Pool, slot: &str, lsn: &str) -> Result<bool, S
         .unwrap_or(false))
 }
 
-async fn write(
-    transaction: Transaction<'_>,
-    device: Device,
-    upload: &Upload,
-    body_sha256: &[u8; 32],
-) -> Result<UploadOutcome, StoreError> {
-    let db = |context| move |error| StoreError::from_postgres(context, error);
-    transaction
-        .execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text, 0))",
-            &[&upload.upload_id],
-        )
-        .await
-        .map_err(db("locking the upload id"))?;
-    let previous = transaction
-        .query_opt(
-            "SELECT device_id, body_sha256, result FROM uploads WHERE id = $1",
-            &[&upload.upload_id],
-        )
-        .await
-        .map_err(db("reading the upload ledger"))?;
-    if let Some(row) = previous {
-        let (device_id, hash): (Uuid, &[u8]) = (row.get(0), row.get(1));
-        if device_id == device.id && hash == body_sha256.as_slice() {
-            return Ok(UploadOutcome::Replayed(parse_result(row.get(2))?));
-        }
-        return Ok(UploadOutcome::Conflict {
-            detail: format!(
-                "upload {} was already received with a different body or from another device; \
-                 a new upload needs a new upload_id",
-                upload.upload_id
-            ),
-            pointer: Some("/upload_id".to_string()),
-        });
-    }
-
-    if let Err(conflict) = patients::apply(&transaction, device, upload).await? {
-        return Ok(UploadOutcome::Conflict {
-            detail: conflict.detail,
-            pointer: Some(conflict.pointer),
-        });
-    }
-    if let Some(conflict) = insert_checkups(&transaction, device, upload).await? {
-        return Ok(conflict);
-    }
-    let duplicates = match stored_duplicates(&transaction, upload).await? {
-        Ok(duplicates) => duplicates,
-        Err(conflict) => return Ok(conflict),
-    };
-    let (reports, measurements) = insert_reports(&transaction, upload, &duplicates).await?;
-
-    let result = UploadResult {
-        upload_id: upload.upload_id,
-        checkups: upload.checkups.len(),
-        reports,
-        measurements,
-        duplicate_reports: duplicates.len(),
-        commit_lsn: None,
-    };
-    let stored = serde_json::to_value(&result)
-        .map_err(|error| StoreError::Unreadable(format!("upload result: {error}")))?;
-    transaction
-        .execute(
-            "INSERT INTO uploads (id, device_id, body_sha256, result) VALUES ($1, $2, $3, $4)",
-            &[
-                &upload.upload_id,
-                &device.id,
-                &body_sha256.as_slice(),
-                &stored,
-            ],
-        )
-        .await
-        .map_err(db("writing the upload ledger"))?;
-    transaction
-        .commit()
-        .await
-        .map_err(db("committing an upload"))?;
-    Ok(UploadOutcome::Created(result))
+/// The upload as `store_upload()`'s array parameters, built once for every attempt.
+struct Columns<'u> {
+    upload_id: Uuid,
+    patient_ids: Vec<Uuid>,
+    patient_checkups: Vec<i32>,
+    patient_refs: Vec<&'u str>,
+    patient_names: Vec<&'u str>,
+    patient_births: Vec<Date>,
+    patient_sexes: Vec<&'static str>,
+    patient_phones: Vec<Option<&'u str>>,
+    patient_phones_sent: Vec<bool>,
+    patient_emails: Vec<Option<&'u str>>,
+    patient_emails_sent: Vec<bool>,
+    checkup_ids: Vec<Uuid>,
+    checkup_patients: Vec<Uuid>,
+    checkup_starts: Vec<OffsetDateTime>,
+    checkup_ends: Vec<Option<OffsetDateTime>>,
+    report_ids: Vec<Uuid>,
+    report_checkups: Vec<Uuid>,
+    report_patients: Vec<Uuid>,
+    report_checkup_indexes: Vec<i32>,
+    report_indexes: Vec<i32>,
+    report_types: Vec<&'static str>,
+    report_serials: Vec<&'u str>,
+    report_taken: Vec<OffsetDateTime>,
+    report_notes: Vec<Option<&'u str>>,
+    report_raws: Vec<&'u serde_json::Value>,
+    measurement_reports: Vec<Uuid>,
+    measurement_codes: Vec<&'static str>,
+    measurement_names: Vec<&'static str>,
+    measurement_values: Vec<f64>,
+    measurement_units: Vec<&'static str>,
+    measurement_lows: Vec<Option<f64>>,
+    measurement_highs: Vec<Option<f64>>,
+    measurement_flags: Vec<Option<&'static str>>,
 }
 
-/// Inserts new checkups; a checkup id already stored must be the same patient's visit at the
-/// same clinic (a later upload may add reports to it), else the upload is a conflict.
-async fn insert_checkups(
-    transaction: &Transaction<'_>,
-    device: Device,
-    upload: &Upload,
-) -> Result<Option<UploadOutcome>, StoreError> {
-    let statement = transaction
-        .prepare_cached(
-            "WITH new AS ( \
-                 INSERT INTO checkups (id, patient_id, clinic_id, device_id, started_at, completed_at) \
-                 SELECT u.id, u.patient_id, $5, $6, u.started_at, u.completed_at \
-                 FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::timestamptz[]) \
-                      AS u(id, patient_id, started_at, completed_at) \
-                 ON CONFLICT (id) DO NOTHING RETURNING id) \
-             SELECT c.id, c.patient_id, c.clinic_id FROM checkups c \
-             WHERE c.id = ANY($1) AND c.id NOT IN (SELECT id FROM new)",
-        )
-        .await
-        .map_err(|error| StoreError::from_postgres("preparing the checkup insert", error))?;
-    let ids: Vec<Uuid> = upload.checkups.iter().map(|c| c.id).collect();
-    let patients: Vec<Uuid> = upload.checkups.iter().map(|c| c.patient.id).collect();
-    let started: Vec<OffsetDateTime> = upload.checkups.iter().map(|c| c.started_at).collect();
-    let completed: Vec<Option<OffsetDateTime>> =
-        upload.checkups.iter().map(|c| c.completed_at).collect();
-    let existing = transaction
-        .query(
-            &statement,
-            &[
-                &ids,
-                &patients,
-                &started,
-                &completed,
-                &device.clinic_id,
-                &device.id,
-            ],
-        )
-        .await
-        .map_err(|error| StoreError::from_postgres("inserting checkups", error))?;
-    for row in existing {
-        let (id, patient_id, clinic_id): (Uuid, Uuid, Uuid) = (row.get(0), row.get(1), row.get(2));
-        let Some(index) = upload.checkups.iter().position(|c| c.id == id) else {
-            continue;
-        };
-        if patient_id != upload.checkups[index].patient.id || clinic_id != device.clinic_id {
-            return Ok(Some(UploadOutcome::Conflict {
-                detail: format!("checkup {id} is already stored for another patient or clinic"),
-                pointer: Some(format!("/checkups/{index}/id")),
-            }));
-        }
+/// A merge patch as `store_upload()` takes it: the value, and whether the member was sent.
+fn patch(patch: &Patch<String>) -> (Option<&str>, bool) {
+    match patch {
+        Patch::Keep => (None, false),
+        Patch::Clear => (None, true),
+        Patch::Set(value) => (Some(value.as_str()), true),
     }
-    Ok(None)
 }
 
-/// The ids of the upload's reports that are already stored with identical content, or the
-/// conflict if one is stored with different content.
-async fn stored_duplicates(
-    transaction: &Transaction<'_>,
-    upload: &Upload,
-) -> Result<Result<HashSet<Uuid>, UploadOutcome>, StoreError> {
-    let statement = transaction
-        .prepare_cached(
-            "SELECT r.id, r.checkup_id, r.instrument_type, r.instrument_serial, r.taken_at, \
-                    r.notes, r.raw, \
-                    array_agg(m.code ORDER BY m.code) FILTER (WHERE m.code IS NOT NULL), \
-                    array_agg(m.value::float8 ORDER BY m.code) FILTER (WHERE m.code IS NOT NULL) \
-             FROM reports r LEFT JOIN measurements m ON m.report_id = r.id \
-             WHERE r.id = ANY($1) GROUP BY r.id",
-        )
-        .await
-        .map_err(|error| StoreError::from_postgres("preparing the duplicate check", error))?;
-    let ids: Vec<Uuid> = upload
-        .checkups
-        .iter()
-        .flat_map(|checkup| checkup.reports.iter().map(|report| report.id))
-        .collect();
-    let rows = transaction
-        .query(&statement, &[&ids])
-        .await
-        .map_err(|error| StoreError::from_postgres("looking for stored reports", error))?;
-    let stored: HashMap<Uuid, tokio_postgres::Row> =
-        rows.into_iter().map(|row| (row.get(0), row)).collect();
-
-    let mut duplicates = HashSet::new();
-    for (checkup_index, checkup) in upload.checkups.iter().enumerate() {
-        for (report_index, report) in checkup.reports.iter().enumerate() {
-            let Some(row) = stored.get(&report.id) else {
-                continue;
-            };
-            if same_report(row, checkup.id, report) {
-                duplicates.insert(report.id);
-            } else {
-                return Ok(Err(UploadOutcome::Conflict {
-                    detail: format!(
-                        "report {} is already stored with different content; amend it with \
-                         PATCH /v1/reports/{} instead",
-                        report.id, report.id
-                    ),
-                    pointer: Some(format!("/checkups/{checkup_index}/reports/{report_index}")),
-                }));
-            }
-        }
-    }
-    Ok(Ok(duplicates))
+/// An index as an SQL `int` (upload limits keep every index far below `i32::MAX`).
+fn index(index: usize) -> i32 {
+    i32::try_from(index).unwrap_or(i32::MAX)
 }
 
-/// Whether a stored report (a row of the duplicate check) is the uploaded one.
-fn same_report(row: &tokio_postgres::Row, checkup_id: Uuid, report: &Report) -> bool {
-    let codes: Option<Vec<String>> = row.get(7);
-    let values: Option<Vec<f64>> = row.get(8);
-    let stored: Vec<(String, f64)> = codes
-        .unwrap_or_default()
-        .into_iter()
-        .zip(values.unwrap_or_default())
-        .collect();
-    let mut uploaded: Vec<(String, f64)> = report
-        .measurements
-        .iter()
-        .map(|m| (m.code.code.to_string(), m.value))
-        .collect();
-    uploaded.sort_by(|a, b| a.0.cmp(&b.0));
-    row.get::<_, Uuid>(1) == checkup_id
-        && row.get::<_, &str>(2) == report.instrument.as_str()
-        && row.get::<_, &str>(3) == report.serial
-        && row.get::<_, OffsetDateTime>(4) == report.taken_at
-        && row.get::<_, Option<&str>>(5) == report.notes.as_deref()
-        && row.get::<_, serde_json::Value>(6) == report.raw
-        && stored == uploaded
-}
-
-/// Inserts the reports not in `duplicates` and their measurements; returns both counts.
-async fn insert_reports(
-    transaction: &Transaction<'_>,
-    upload: &Upload,
-    duplicates: &HashSet<Uuid>,
-) -> Result<(usize, usize), StoreError> {
-    let new: Vec<(Uuid, Uuid, &Report)> = upload
-        .checkups
-        .iter()
-        .flat_map(|checkup| {
-            checkup
-                .reports
+impl<'u> Columns<'u> {
+    fn of(upload: &'u Upload) -> Self {
+        let patients = patients::named(upload);
+        let reports: Vec<(
+            usize,
+            usize,
+            &crate::upload::Checkup,
+            &crate::upload::Report,
+        )> = upload
+            .checkups
+            .iter()
+            .enumerate()
+            .flat_map(|(c, checkup)| {
+                checkup
+                    .reports
+                    .iter()
+                    .enumerate()
+                    .map(move |(r, report)| (c, r, checkup, report))
+            })
+            .collect();
+        let measurements: Vec<(Uuid, &crate::upload::Measurement)> = reports
+            .iter()
+            .flat_map(|(_, _, _, report)| report.measurements.iter().map(|m| (report.id, m)))
+            .collect();
+        Columns {
+            upload_id: upload.upload_id,
+            patient_ids: patients.iter().map(|(_, p)| p.id).collect(),
+            patient_checkups: patients.iter().map(|(i, _)| index(*i)).collect(),
+            patient_refs: patients
                 .iter()
-                .map(move |report| (checkup.id, checkup.patient.id, report))
-        })
-        .filter(|(_, _, report)| !duplicates.contains(&report.id))
-        .collect();
-    if new.is_empty() {
-        return Ok((0, 0));
+                .map(|(_, p)| p.external_ref.as_str())
+                .collect(),
+            patient_names: patients.iter().map(|(_, p)| p.full_name.as_str()).collect(),
+            patient_births: patients.iter().map(|(_, p)| p.birth_date).collect(),
+            patient_sexes: patients.iter().map(|(_, p)| p.sex.as_str()).collect(),
+            patient_phones: patients.iter().map(|(_, p)| patch(&p.phone).0).collect(),
+            patient_phones_sent: patients.iter().map(|(_, p)| patch(&p.phone).1).collect(),
+            patient_emails: patients.iter().map(|(_, p)| patch(&p.email).0).collect(),
+            patient_emails_sent: patients.iter().map(|(_, p)| patch(&p.email).1).collect(),
+            checkup_ids: upload.checkups.iter().map(|c| c.id).collect(),
+            checkup_patients: upload.checkups.iter().map(|c| c.patient.id).collect(),
+            checkup_starts: upload.checkups.iter().map(|c| c.started_at).collect(),
+            checkup_ends: upload.checkups.iter().map(|c| c.completed_at).collect(),
+            report_ids: reports.iter().map(|(.., r)| r.id).collect(),
+            report_checkups: reports.iter().map(|(_, _, c, _)| c.id).collect(),
+            report_patients: reports.iter().map(|(_, _, c, _)| c.patient.id).collect(),
+            report_checkup_indexes: reports.iter().map(|(c, ..)| index(*c)).collect(),
+            report_indexes: reports.iter().map(|(_, r, ..)| index(*r)).collect(),
+            report_types: reports
+                .iter()
+                .map(|(.., r)| r.instrument.as_str())
+                .collect(),
+            report_serials: reports.iter().map(|(.., r)| r.serial.as_str()).collect(),
+            report_taken: reports.iter().map(|(.., r)| r.taken_at).collect(),
+            report_notes: reports.iter().map(|(.., r)| r.notes.as_deref()).collect(),
+            report_raws: reports.iter().map(|(.., r)| &r.raw).collect(),
+            measurement_reports: measurements.iter().map(|(id, _)| *id).collect(),
+            measurement_codes: measurements.iter().map(|(_, m)| m.code.code).collect(),
+            measurement_names: measurements.iter().map(|(_, m)| m.code.display).collect(),
+            measurement_values: measurements.iter().map(|(_, m)| m.value).collect(),
+            measurement_units: measurements.iter().map(|(_, m)| m.code.unit).collect(),
+            measurement_lows: measurements
+                .iter()
+                .map(|(_, m)| m.reference().map(|r| r.low))
+                .collect(),
+            measurement_highs: measurements
+                .iter()
+                .map(|(_, m)| m.reference().map(|r| r.high))
+                .collect(),
+            measurement_flags: measurements
+                .iter()
+                .map(|(_, m)| m.flag().map(|f| f.as_str()))
+                .collect(),
+        }
     }
-    let reports = transaction
-        .prepare_cached(
-            "INSERT INTO reports (id, checkup_id, patient_id, instrument_type, instrument_serial, \
-                                  taken_at, notes, raw) \
-             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], \
-                                  $6::timestamptz[], $7::text[], $8::jsonb[])",
-        )
-        .await
-        .map_err(|error| StoreError::from_postgres("preparing the report insert", error))?;
-    let ids: Vec<Uuid> = new.iter().map(|(_, _, r)| r.id).collect();
-    let checkups: Vec<Uuid> = new.iter().map(|(c, _, _)| *c).collect();
-    let patients: Vec<Uuid> = new.iter().map(|(_, p, _)| *p).collect();
-    let types: Vec<&str> = new.iter().map(|(_, _, r)| r.instrument.as_str()).collect();
-    let serials: Vec<&str> = new.iter().map(|(_, _, r)| r.serial.as_str()).collect();
-    let taken: Vec<OffsetDateTime> = new.iter().map(|(_, _, r)| r.taken_at).collect();
-    let notes: Vec<Option<&str>> = new.iter().map(|(_, _, r)| r.notes.as_deref()).collect();
-    let raws: Vec<&serde_json::Value> = new.iter().map(|(_, _, r)| &r.raw).collect();
-    transaction
-        .execute(
-            &reports,
-            &[
-                &ids, &checkups, &patients, &types, &serials, &taken, &notes, &raws,
-            ],
-        )
-        .await
-        .map_err(|error| StoreError::from_postgres("inserting reports", error))?;
 
-    let measurements: Vec<_> = new
-        .iter()
-        .flat_map(|(_, _, report)| report.measurements.iter().map(move |m| (report.id, m)))
-        .collect();
-    insert_measurements(transaction, &measurements).await?;
-    Ok((new.len(), measurements.len()))
-}
-
-/// Inserts `(report id, measurement)` rows, or updates the stored row of the same code when it
-/// differs (an amendment replacing a value).
-pub(crate) async fn insert_measurements(
-    transaction: &Transaction<'_>,
-    measurements: &[(Uuid, &crate::upload::Measurement)],
-) -> Result<(), StoreError> {
-    let statement = transaction
-        .prepare_cached(
-            "INSERT INTO measurements (report_id, code, display_name, value, unit, \
-                                       reference_low, reference_high, flag) \
-             SELECT u.report_id, u.code, u.display_name, u.value::numeric, u.unit, \
-                    u.low::numeric, u.high::numeric, u.flag \
-             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::float8[], $5::text[], \
-                         $6::float8[], $7::float8[], $8::text[]) \
-                  AS u(report_id, code, display_name, value, unit, low, high, flag) \
-             ON CONFLICT (report_id, code) DO UPDATE SET display_name = EXCLUDED.display_name, \
-                 value = EXCLUDED.value, unit = EXCLUDED.unit, \
-                 reference_low = EXCLUDED.reference_low, reference_high = EXCLUDED.reference_high, \
-                 flag = EXCLUDED.flag \
-             WHERE (measurements.display_name, measurements.value, measurements.unit, \
-                    measurements.reference_low, measurements.reference_high, measurements.flag) \
-                IS DISTINCT FROM (EXCLUDED.display_name, EXCLUDED.value, EXCLUDED.unit, \
-                    EXCLUDED.reference_low, EXCLUDED.reference_high, EXCLUDED.flag)",
-        )
-        .await
-        .map_err(|error| StoreError::from_postgres("preparing the measurement insert", error))?;
-    let reports: Vec<Uuid> = measurements.iter().map(|(id, _)| *id).collect();
-    let codes: Vec<&str> = measurements.iter().map(|(_, m)| m.code.code).collect();
-    let names: Vec<&str> = measurements.iter().map(|(_, m)| m.code.display).collect();
-    let values: Vec<f64> = measurements.iter().map(|(_, m)| m.value).collect();
-    let units: Vec<&str> = measurements.iter().map(|(_, m)| m.code.unit).collect();
-    let lows: Vec<Option<f64>> = measurements
-        .iter()
-        .map(|(_, m)| m.reference().map(|r| r.low))
-        .collect();
-    let highs: Vec<Option<f64>> = measurements
-        .iter()
-        .map(|(_, m)| m.reference().map(|r| r.high))
-        .collect();
-    let flags: Vec<Option<&str>> = measurements
-        .iter()
-        .map(|(_, m)| m.flag().map(|f| f.as_str()))
-        .collect();
-    transaction
-        .execute(
-            &statement,
-            &[
-                &reports, &codes, &names, &values, &units, &lows, &highs, &flags,
-            ],
-        )
-        .await
-        .map_err(|error| StoreError::from_postgres("inserting measurements", error))?;
-    Ok(())
+    /// The parameters of [`STORE`], in order.
+    fn params<'a>(
+        &'a self,
+        device: &'a Device,
+        body_sha256: &'a &'a [u8],
+        verified: &'a Verified,
+    ) -> [&'a (dyn ToSql + Sync); 38] {
+        [
+            &self.upload_id,
+            &device.id,
+            &device.clinic_id,
+            body_sha256,
+            &self.patient_ids,
+            &self.patient_checkups,
+            &self.patient_refs,
+            &self.patient_names,
+            &self.patient_births,
+            &self.patient_sexes,
+            &self.patient_phones,
+            &self.patient_phones_sent,
+            &self.patient_emails,
+            &self.patient_emails_sent,
+            &verified.ids,
+            &verified.names,
+            &self.checkup_ids,
+            &self.checkup_patients,
+            &self.checkup_starts,
+            &self.checkup_ends,
+            &self.report_ids,
+            &self.report_checkups,
+            &self.report_patients,
+            &self.report_checkup_indexes,
+            &self.report_indexes,
+            &self.report_types,
+            &self.report_serials,
+            &self.report_taken,
+            &self.report_notes,
+            &self.report_raws,
+            &self.measurement_reports,
+            &self.measurement_codes,
+            &self.measurement_names,
+            &self.measurement_values,
+            &self.measurement_units,
+            &self.measurement_lows,
+            &self.measurement_highs,
+            &self.measurement_flags,
+        ]
+    }
 }
 
 /// Records (once) the WAL position after the upload's commit in its ledger row.
