@@ -115,14 +115,8 @@ pub async fn reports(settings: &[(&str, &str)]) -> Result<Running, HarnessError>
 /// least), without waiting for it to stream ([`services::wait_streaming`] does).
 pub async fn daemon(settings: &[(&str, &str)]) -> Result<Running, HarnessError> {
     let shutdown = Shutdown::new();
-    let app = cdc_daemon::build(config("cdc-daemon", settings)?, shutdown.clone())
-        .await
-        .map_err(build_failed("cdc-daemon"))?;
-    Ok(Running {
-        url: format!("http://{}", app.local_addr()),
-        task: Some(tokio::spawn(app.run_until_stopped())),
-        shutdown,
-    })
+    let app = cdc_daemon::build(config("cdc-daemon", settings)?, shutdown.clone()).await;
+    run_daemon(app, shutdown)
 }
 
 /// [`daemon`] writing through `client`, a store client of the caller's (one that listens to
@@ -132,9 +126,17 @@ pub async fn daemon_on(
     client: mongodb::Client,
 ) -> Result<Running, HarnessError> {
     let shutdown = Shutdown::new();
-    let app = cdc_daemon::build_on(config("cdc-daemon", settings)?, client, shutdown.clone())
-        .await
-        .map_err(build_failed("cdc-daemon"))?;
+    let config = config("cdc-daemon", settings)?;
+    let app = cdc_daemon::build_on(config, client, shutdown.clone()).await;
+    run_daemon(app, shutdown)
+}
+
+/// Runs a built daemon on its own task.
+fn run_daemon(
+    app: anyhow::Result<cdc_daemon::App>,
+    shutdown: Shutdown,
+) -> Result<Running, HarnessError> {
+    let app = app.map_err(build_failed("cdc-daemon"))?;
     Ok(Running {
         url: format!("http://{}", app.local_addr()),
         task: Some(tokio::spawn(app.run_until_stopped())),
