@@ -271,7 +271,6 @@ pub struct App {
 /// Prepares the PostgreSQL pool and the MongoDB client (neither connects yet), the metrics,
 /// and binds the operations port.
 pub async fn build(config: Config, shutdown: Shutdown) -> anyhow::Result<App> {
-    config.validate()?;
     // Fail a store command within seconds while the store is down, instead of the driver's 30 s:
     // the pipeline retries on its own, and must notice a shutdown in between.
     let database = service_plumbing::mongo::database(

@@ -84,7 +84,7 @@ pub async fn advance(
     slot: &str,
     checkpoint: Checkpoint,
 ) -> Result<bool, CheckpointError> {
-    let not_ahead = doc! { "$not": { "$gt": position(checkpoint.lsn) } };
+    let not_ahead = doc! { "$not": { "$gt": lsn::to_position(checkpoint.lsn) } };
     let written = database
         .collection::<Document>(CHECKPOINTS)
         .update_one(
@@ -104,15 +104,10 @@ pub async fn advance(
 fn fields(checkpoint: Checkpoint) -> Document {
     doc! { "$set": {
         "lsn": lsn::format(checkpoint.lsn),
-        "position": position(checkpoint.lsn),
+        "position": lsn::to_position(checkpoint.lsn),
         "commit_time": DateTime::from_millis(checkpoint.commit_time_millis),
         "updated_at": DateTime::now(),
     } }
-}
-
-/// The LSN as a number the store compares (WAL positions stay far below 2^63).
-fn position(lsn: u64) -> i64 {
-    i64::try_from(lsn).unwrap_or(i64::MAX)
 }
 
 fn is_duplicate_key(error: &mongodb::error::Error) -> bool {

@@ -23,6 +23,12 @@ pub fn format(lsn: u64) -> String {
     format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
 }
 
+/// The LSN as a number the store compares (`_cdc.position`, a checkpoint's `position`): a
+/// 64-bit signed integer, which WAL positions stay far below the top of.
+pub fn to_position(lsn: u64) -> i64 {
+    i64::try_from(lsn).unwrap_or(i64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use mongodb::bson::{Bson, Document, RawDocumentBuf, doc};
+use read_model::lsn::to_position;
 use read_model::{DEAD_LETTERS, REPORTS};
 
 /// One write to the store.
@@ -147,7 +148,7 @@ impl Write {
         let (Write::Update { filter, lsn, .. } | Write::Delete { filter, lsn, .. }) = self;
         let mut sent = filter.clone();
         if let Some(lsn) = lsn {
-            sent.insert(POSITION, doc! { "$not": { "$gt": position(*lsn) } });
+            sent.insert(POSITION, doc! { "$not": { "$gt": to_position(*lsn) } });
         }
         sent
     }
@@ -168,10 +169,10 @@ impl Write {
         if let Ok(set) = sent.get_document_mut("$set") {
             match set.get_document_mut("_cdc") {
                 Ok(cdc) => {
-                    cdc.insert("position", position(*lsn));
+                    cdc.insert("position", to_position(*lsn));
                 }
                 Err(_) => {
-                    set.insert(POSITION, position(*lsn));
+                    set.insert(POSITION, to_position(*lsn));
                 }
             }
         }
@@ -239,12 +240,9 @@ impl Write {
 
     /// Size in bytes of the filter and update, for bounding a batch and a command.
     pub(super) fn approximate_size(&self) -> usize {
-        let size = |document: &Document| {
-            RawDocumentBuf::try_from(document).map_or(0, |raw| raw.as_bytes().len())
-        };
         match self {
-            Write::Update { filter, update, .. } => size(filter) + size(update),
-            Write::Delete { filter, .. } => size(filter),
+            Write::Update { filter, update, .. } => bson_size(filter) + bson_size(update),
+            Write::Delete { filter, .. } => bson_size(filter),
         }
     }
 }
@@ -252,9 +250,9 @@ impl Write {
 /// Where a document records the commit LSN of the last change written to it.
 pub const POSITION: &str = "_cdc.position";
 
-/// An LSN as the store compares it: a 64-bit integer (WAL positions stay far below 2^63).
-fn position(lsn: u64) -> i64 {
-    i64::try_from(lsn).unwrap_or(i64::MAX)
+/// Size of `document` in bytes as BSON, for bounding batches and commands.
+pub(super) fn bson_size(document: &Document) -> usize {
+    RawDocumentBuf::try_from(document).map_or(0, |raw| raw.as_bytes().len())
 }
 
 /// Writes waiting to be flushed.

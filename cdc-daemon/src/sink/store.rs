@@ -14,9 +14,9 @@
 //! and merge into an existing one.
 
 use mongodb::Database;
-use mongodb::bson::{Bson, Document, RawDocumentBuf, doc};
+use mongodb::bson::{Bson, Document, doc};
 
-use super::batch::{POSITION, Write};
+use super::batch::{POSITION, Write, bson_size};
 use super::limits::Limits;
 
 /// How upserts are sent.
@@ -87,7 +87,7 @@ pub async fn flush(
             let mut updates: Vec<&[Write]> = Vec::new();
             match inserts {
                 Some(documents) => {
-                    let sizes: Vec<usize> = documents.iter().map(document_size).collect();
+                    let sizes: Vec<usize> = documents.iter().map(bson_size).collect();
                     for range in commands(&sizes, limits.documents, limits.bytes) {
                         let chunk = &documents[range.clone()];
                         // One the store cannot take goes to the updates, which reject it.
@@ -200,10 +200,6 @@ fn commands(sizes: &[usize], most: usize, bytes: usize) -> Vec<std::ops::Range<u
         commands.push(start..sizes.len());
     }
     commands
-}
-
-fn document_size(document: &Document) -> usize {
-    RawDocumentBuf::try_from(document).map_or(0, |raw| raw.as_bytes().len())
 }
 
 /// Splits `writes` into maximal runs of one kind (deletes, updates, and in
