@@ -159,10 +159,17 @@ async fn connect(
     let source = service_plumbing::postgres::connect(config.database_url.expose_secret())
         .await
         .context("failed to connect to the source")?;
-    let client = mongodb::Client::with_uri_str(config.mongodb_uri.expose_secret())
-        .await
-        .context("failed to create the store client")?;
-    Ok((source, client.database(&config.mongodb_database)))
+    // An operator waits for an answer: a store that cannot be reached fails the command after
+    // ten seconds rather than the driver's thirty.
+    let store = service_plumbing::mongo::database(
+        &config.mongodb_uri,
+        &config.mongodb_database,
+        cdc_daemon::SERVICE_NAME,
+        Duration::from_secs(10),
+    )
+    .await
+    .context("failed to create the store client")?;
+    Ok((source, store))
 }
 
 /// Sends `request` to the daemon through the WAL and waits until it was carried out.

@@ -129,6 +129,11 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// Runs until shutdown: one replication session after another, backing off between them.
+    ///
+    /// The loop between sessions is not a [`Retry`](crate::retry::Retry): a session is not one
+    /// operation to repeat but a stream to resume; a slot held by another daemon is a wait, not
+    /// an error; and shutdown ends it at once (nothing is in flight between sessions), where a
+    /// retried write still gets the shutdown deadline.
     pub async fn run(mut self) {
         let store = self.writer.database().clone();
         let limits = self

@@ -105,6 +105,24 @@ async fn clinics_change_only_their_patients_and_the_documents_follow() {
         Some(&Bson::from("Ada Lovelace"))
     );
 
+    // The same name with another birth date: refused the same way.
+    let before = document(&rig, "patients", &id).await;
+    let mut other = ada.clone();
+    other["birth_date"] = json!("1985-12-11");
+    let (body, refused_report) = upload(other);
+    let (status, problem) = post(&south, &body).await;
+    assert_eq!(status, 409, "{problem}");
+    assert_eq!(problem["errors"][0]["pointer"], "/checkups/0/patient");
+    rig.assert_verified().await;
+    let refused = rig
+        .store
+        .collection::<Document>("reports")
+        .find_one(doc! { "_id": &refused_report })
+        .await
+        .unwrap();
+    assert!(refused.is_none());
+    assert_eq!(document(&rig, "patients", &id).await, before);
+
     // The same identity as a clerk reads it: South is linked with its own record number.
     let mut same = ada.clone();
     same["full_name"] = json!(" ada LOVELACE ");

@@ -28,7 +28,7 @@ async fn workload(source: &Source, seed: u64, steps: usize) {
     let mut patients: Vec<Uuid> = Vec::new();
     let mut reports: Vec<Uuid> = Vec::new();
     for step in 0..steps {
-        let sql = match random.below(9) {
+        let sql = match random.below(10) {
             _ if patients.is_empty() => None,
             0 | 1 => {
                 let patient = patients[random.below(patients.len())];
@@ -55,6 +55,11 @@ async fn workload(source: &Source, seed: u64, steps: usize) {
                 let report = reports.swap_remove(random.below(reports.len()));
                 Some(format!("DELETE FROM reports WHERE id = '{report}'"))
             }
+            8 if !reports.is_empty() => Some(format!(
+                "UPDATE patient_clinics SET external_ref = 'N-{step}' WHERE patient_id = \
+                 (SELECT patient_id FROM reports WHERE id = '{}')",
+                reports[random.below(reports.len())]
+            )),
             7 if patients.len() > 2 => {
                 let patient = patients.swap_remove(random.below(patients.len()));
                 Some(format!("DELETE FROM patients WHERE id = '{patient}'"))

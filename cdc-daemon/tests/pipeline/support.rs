@@ -293,8 +293,9 @@ impl Source {
         Ok(id)
     }
 
-    /// A checkup of `patient` with `reports` blood pressure reports, all in one transaction;
-    /// returns the report ids.
+    /// A checkup of `patient` with `reports` blood pressure reports, all in one transaction
+    /// with the patient's link to the clinic (made on the first checkup there, as the ingest
+    /// API does); returns the report ids.
     pub async fn checkup(&self, patient: Uuid, reports: usize) -> Vec<Uuid> {
         self.try_checkup(patient, reports).await.unwrap()
     }
@@ -307,9 +308,13 @@ impl Source {
         let checkup = Uuid::new_v4();
         let ids: Vec<Uuid> = (0..reports).map(|_| Uuid::new_v4()).collect();
         let mut sql = format!(
-            "BEGIN; INSERT INTO checkups (id, patient_id, clinic_id, device_id, started_at) \
-             VALUES ('{checkup}', '{patient}', '{}', '{}', now());",
-            self.clinic, self.device
+            "BEGIN; INSERT INTO patient_clinics (patient_id, clinic_id, external_ref) \
+             VALUES ('{patient}', '{clinic}', 'N-' || left('{patient}', 8)) \
+             ON CONFLICT (patient_id, clinic_id) DO NOTHING; \
+             INSERT INTO checkups (id, patient_id, clinic_id, device_id, started_at) \
+             VALUES ('{checkup}', '{patient}', '{clinic}', '{device}', now());",
+            clinic = self.clinic,
+            device = self.device
         );
         for (index, id) in ids.iter().enumerate() {
             sql.push_str(&format!(

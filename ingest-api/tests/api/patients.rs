@@ -3,6 +3,8 @@
 //! omitted optional field keeps its value.
 
 use serde_json::{Value, json};
+use time::format_description::well_known::Rfc3339;
+use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::support::{Api, expect_status, pointers, upload};
@@ -106,7 +108,12 @@ async fn an_unlinked_clinic_naming_a_patient_with_another_identity_is_refused_wh
         report["id"] = json!(Uuid::new_v4());
     }
     body["checkups"].as_array_mut().unwrap().push(second);
-    let problem = expect_status(api.post(&south, &body).await, 409).await;
+    let response = api.post(&south, &body).await;
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let problem = expect_status(response, 409).await;
     assert_eq!(pointers(&problem), ["/checkups/1/patient"]);
     assert!(!problem.to_string().contains("Ada"), "{problem}");
 
@@ -177,6 +184,8 @@ async fn an_unlinked_clinic_sending_the_same_identity_is_linked_and_changes_noth
 #[tokio::test]
 async fn a_linked_clinics_change_is_applied_and_listed_by_the_history_command() {
     let api = Api::start().await;
+    // A second of slack: the change times are the database server's clock, not this process's.
+    let began = OffsetDateTime::now_utc() - Duration::seconds(1);
     let north = api.device("North Clinic").await;
     let patient = Uuid::new_v4();
     expect_status(api.post(&north, &upload_for(patient, ada())).await, 201).await;
@@ -242,6 +251,15 @@ async fn a_linked_clinics_change_is_applied_and_listed_by_the_history_command() 
     assert_eq!(lines[1]["new"]["full_name"], "Augusta Ada King");
     assert_eq!(lines[1]["upload_id"], body["upload_id"]);
     assert!(lines[1]["device"].as_str().unwrap().starts_with("tablet-"));
+    // When: RFC 3339 times, in the order the changes were made, none before the test began.
+    let times: Vec<OffsetDateTime> = lines
+        .iter()
+        .map(|line| {
+            OffsetDateTime::parse(line["changed_at"].as_str().unwrap(), &Rfc3339)
+                .unwrap_or_else(|error| panic!("{line}: {error}"))
+        })
+        .collect();
+    assert!(times[0] >= began && times[0] <= times[1], "{times:?}");
 }
 
 #[tokio::test]
