@@ -11,7 +11,7 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use deploy_checks::deploy_dir;
 use serde::Deserialize;
@@ -521,10 +521,16 @@ fn compose_mongodb_requires_authentication_with_a_writer_and_a_read_only_user() 
     assert!(entrypoint.contains("--keyFile"), "{entrypoint}");
     assert!(entrypoint.contains("--replSet rs0"), "{entrypoint}");
     assert!(!entrypoint.contains("--noauth"), "{entrypoint}");
+    // The healthcheck logs in as root with the password from its environment, read inside
+    // mongosh: a command line is visible to every process of the host (`ps`).
     let check = str_of(&mongodb["healthcheck"]["test"][1]);
     assert!(
-        check.contains("--password"),
-        "the healthcheck cannot log in"
+        check.contains("auth('root', process.env.MONGO_INITDB_ROOT_PASSWORD)"),
+        "the healthcheck cannot log in: {check}"
+    );
+    assert!(
+        !check.contains("--password") && !check.contains(" -p ") && !check.contains('$'),
+        "the healthcheck puts a password on its command line: {check}"
     );
 
     let user_of = |service: &str| -> String {
@@ -871,9 +877,11 @@ fn kubernetes_manifests_probe_budget_and_configure_the_services() {
         assert!(budget.is_some(), "{name} has no PodDisruptionBudget");
     }
     for (owner, key, _) in config_maps.iter().chain(&secrets) {
-        // The migration Job's Secret is checked with the Job below.
+        // The migration Job's Secret is checked with the Job below, the CA's (a mounted file,
+        // not environment) by the TLS test.
         assert!(
             owner == "myhealth-migrate-secrets"
+                || owner == K8S_CA_SECRET
                 || shared_keys_read.contains(key)
                 || key == "RUST_LOG",
             "{key} of {owner} is read by no service"
@@ -921,7 +929,7 @@ fn kubernetes_secrets_are_created_by_the_operator_with_the_documented_commands()
         .next()
         .unwrap();
     let examples = yaml_documents(&dir.join("secrets.example.yaml"));
-    assert_eq!(examples.len(), 4);
+    assert_eq!(examples.len(), 5);
     for secret in &examples {
         assert_eq!(secret["kind"].as_str(), Some("Secret"));
         let name = str_of(&secret["metadata"]["name"]);
@@ -1080,6 +1088,441 @@ fn k8s_placeholder(key: &str, value: &str) -> String {
     } else {
         value.to_string()
     }
+}
+
+// --- TLS to the databases -------------------------------------------------------------------------
+
+/// The operator-created Secret holding the CA certificates the Kubernetes workloads mount.
+const K8S_CA_SECRET: &str = "myhealth-database-ca";
+
+/// The files a compose service mounts from the file's top-level `secrets` (short syntax, at
+/// `/run/secrets/<name>`): path in the container → file under `deploy/`.
+fn compose_secret_files(compose: &Value, service: &str) -> HashMap<String, PathBuf> {
+    compose["services"][service]["secrets"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .map(|entry| {
+            let name = str_of(entry);
+            let file = compose["secrets"][name.as_str()]["file"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{service} mounts {name}, which names no file"));
+            (format!("/run/secrets/{name}"), deploy_dir().join(file))
+        })
+        .collect()
+}
+
+/// The host of a `scheme://user:password@host:port/…` URL (its first host).
+fn url_host(url: &str) -> &str {
+    let authority = url.split_once('@').unwrap().1;
+    authority
+        .split(['/', ':', ',', '?'])
+        .next()
+        .unwrap_or_default()
+}
+
+/// Panics unless `url` — a PostgreSQL URL or a MongoDB URI, read as the binaries read it —
+/// encrypts, checks the server's certificate against a CA file and its host name, and that CA
+/// file is one of `mounted` (paths inside the workload's container).
+async fn assert_verifies_the_server(workload: &str, url: &str, mounted: &BTreeSet<String>) {
+    use service_plumbing::postgres::tls::{RootCert, SslMode, Tls};
+    let ca = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let target = service_plumbing::postgres::tls::parse(url)
+            .unwrap_or_else(|error| panic!("{workload}: {error}"));
+        match target.tls {
+            Tls {
+                mode: SslMode::VerifyFull,
+                root: Some(RootCert::File(path)),
+            } => path,
+            other => panic!("{workload}: a PostgreSQL URL without verify-full and a CA: {other:?}"),
+        }
+    } else {
+        assert!(url.starts_with("mongodb://"), "{workload}: {url}");
+        assert!(
+            !url.contains("tlsInsecure") && !url.contains("tlsAllowInvalid"),
+            "{workload}: a MongoDB URI that skips a check"
+        );
+        let options = mongodb::options::ClientOptions::parse(url)
+            .await
+            .unwrap_or_else(|error| panic!("{workload}: the driver refuses its URI: {error}"));
+        match options.tls {
+            Some(mongodb::options::Tls::Enabled(tls)) => {
+                assert_ne!(tls.allow_invalid_certificates, Some(true), "{workload}");
+                tls.ca_file_path
+                    .unwrap_or_else(|| panic!("{workload}: a MongoDB URI without tlsCAFile"))
+            }
+            other => panic!("{workload}: a MongoDB URI without tls=true: {other:?}"),
+        }
+    };
+    let ca = ca.to_str().unwrap();
+    assert!(
+        mounted.contains(ca),
+        "{workload}: the CA {ca} is not mounted (mounted: {mounted:?})"
+    );
+}
+
+#[tokio::test]
+async fn every_compose_database_url_verifies_the_server_with_a_ca_the_service_mounts() {
+    let compose = yaml(&deploy_dir().join("docker-compose.yml"));
+    let mut checked = BTreeSet::new();
+    for (service, spec) in compose["services"].as_mapping().unwrap() {
+        let service = str_of(service);
+        let Some(environment) = spec["environment"].as_mapping() else {
+            continue;
+        };
+        let mounted: BTreeSet<String> = compose_secret_files(&compose, &service)
+            .into_keys()
+            .collect();
+        for (key, value) in environment {
+            let value = interpolate(&str_of(value));
+            for (scheme, server) in [("postgres://", "postgres"), ("mongodb://", "mongodb")] {
+                if value.starts_with(scheme) {
+                    assert_verifies_the_server(&service, &value, &mounted).await;
+                    // The certificate names the server's compose host name (the script's test).
+                    assert_eq!(url_host(&value), server, "{service}: {key:?}");
+                    checked.insert((service.clone(), str_of(key)));
+                }
+            }
+        }
+    }
+    assert_eq!(checked.len(), 5, "{checked:?}");
+
+    // psql (the login step) with libpq's own variables, to the same rules.
+    let logins = compose_environment(&compose, "db-logins");
+    assert_eq!(logins["PGSSLMODE"], "verify-full");
+    assert!(
+        compose_secret_files(&compose, "db-logins").contains_key(&logins["PGSSLROOTCERT"]),
+        "db-logins: PGSSLROOTCERT is not mounted"
+    );
+    assert_eq!(logins["PGHOST"], "postgres");
+}
+
+/// The `install … SOURCE DESTINATION` steps of a compose entrypoint (`bash -c SCRIPT`):
+/// destination → source.
+fn installed_files(spec: &Value) -> HashMap<String, String> {
+    assert_eq!(str_of(&spec["entrypoint"][1]), "-c");
+    str_of(&spec["entrypoint"][2])
+        .split("&&")
+        .filter_map(|step| {
+            let words: Vec<&str> = step.split_whitespace().collect();
+            (words.first() == Some(&"install")).then(|| {
+                let [.., source, destination] = words.as_slice() else {
+                    panic!("{step}");
+                };
+                (destination.to_string(), source.to_string())
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn compose_postgresql_serves_tls_and_accepts_tcp_connections_only_over_it() {
+    let compose = yaml(&deploy_dir().join("docker-compose.yml"));
+    let postgres = &compose["services"]["postgres"];
+    let command: Vec<String> = postgres["command"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(str_of)
+        .collect();
+    assert!(command.contains(&"ssl=on".to_string()), "{command:?}");
+    // The certificate and key come from the operator's secrets, copied for the server's user.
+    let mounted = compose_secret_files(&compose, "postgres");
+    let installed = installed_files(postgres);
+    for (setting, secret) in [
+        ("ssl_cert_file", "postgres_tls_cert"),
+        ("ssl_key_file", "postgres_tls_key"),
+    ] {
+        let path = command
+            .iter()
+            .find_map(|arg| arg.strip_prefix(&format!("{setting}=")))
+            .unwrap_or_else(|| panic!("no {setting} in {command:?}"));
+        let source = installed
+            .get(path)
+            .unwrap_or_else(|| panic!("{setting} {path} is not installed by the entrypoint"));
+        assert_eq!(source, &format!("/run/secrets/{secret}"));
+        assert!(mounted.contains_key(source), "{secret} is not mounted");
+    }
+    let entrypoint = str_of(&postgres["entrypoint"][2]);
+    assert!(
+        entrypoint.contains("-m 0600 -o postgres -g postgres /run/secrets/postgres_tls_key"),
+        "PostgreSQL refuses a key others may read: {entrypoint}"
+    );
+    // (`$$` is compose's escape for `$`.)
+    assert!(
+        entrypoint.ends_with("exec docker-entrypoint.sh \"$$@\""),
+        "{entrypoint}"
+    );
+
+    // TCP only with TLS: `hostssl` lines, no `host` or `hostnossl` (Unix socket: `local`).
+    let hba = read(&deploy_dir().join("postgres/pg_hba.conf"));
+    let types: Vec<&str> = hba
+        .lines()
+        .filter(|line| !line.trim_start().starts_with('#') && !line.trim().is_empty())
+        .map(|line| line.split_whitespace().next().unwrap())
+        .collect();
+    assert!(types.contains(&"hostssl"), "{types:?}");
+    for kind in types {
+        assert!(
+            ["local", "hostssl"].contains(&kind),
+            "pg_hba.conf accepts TCP without TLS: a {kind} line"
+        );
+    }
+}
+
+#[test]
+fn compose_mongodb_requires_tls_with_the_operator_certificate() {
+    let compose = yaml(&deploy_dir().join("docker-compose.yml"));
+    let mongodb = &compose["services"]["mongodb"];
+    let entrypoint = str_of(&mongodb["entrypoint"][2]);
+    let mongod = entrypoint
+        .split_once("exec docker-entrypoint.sh mongod ")
+        .unwrap_or_else(|| panic!("{entrypoint}"))
+        .1;
+    let words: Vec<&str> = mongod.split_whitespace().collect();
+    let option = |name: &str| -> &str {
+        words
+            .iter()
+            .position(|word| *word == name)
+            .map(|index| words[index + 1])
+            .unwrap_or_else(|| panic!("mongod without {name}: {mongod}"))
+    };
+    assert_eq!(option("--tlsMode"), "requireTLS");
+    let mounted = compose_secret_files(&compose, "mongodb");
+    let key_file = option("--tlsCertificateKeyFile");
+    let source = &installed_files(mongodb)[key_file];
+    assert_eq!(source, "/run/secrets/mongodb_tls_pem");
+    assert!(mounted.contains_key(source));
+    assert!(mounted.contains_key(option("--tlsCAFile")));
+    // The healthcheck speaks TLS too, to the name the certificate carries.
+    let check = str_of(&mongodb["healthcheck"]["test"][1]);
+    let ca = check
+        .split_once("--tls --tlsCAFile ")
+        .unwrap_or_else(|| panic!("the healthcheck does not use TLS: {check}"))
+        .1
+        .split_whitespace()
+        .next()
+        .unwrap();
+    assert!(mounted.contains_key(ca), "{ca}");
+    assert!(check.contains("--host mongodb "), "{check}");
+}
+
+#[test]
+fn compose_tls_files_are_made_by_the_script_for_the_compose_host_names_and_never_committed() {
+    let compose = yaml(&deploy_dir().join("docker-compose.yml"));
+    let files: BTreeSet<String> = compose["secrets"]
+        .as_mapping()
+        .unwrap()
+        .values()
+        .map(|secret| str_of(&secret["file"]))
+        .collect();
+    let ignored = read(&deploy_dir().join("tls/.gitignore"));
+    for file in &files {
+        let name = file
+            .strip_prefix("./tls/")
+            .unwrap_or_else(|| panic!("{file} is not made in deploy/tls"));
+        let extension = name.rsplit_once('.').unwrap().1;
+        assert!(
+            ignored.lines().any(|line| line == format!("*.{extension}")),
+            "deploy/tls/.gitignore does not keep {name} out of version control"
+        );
+    }
+
+    let out = tempfile::tempdir().unwrap();
+    let made = std::process::Command::new(deploy_dir().join("tls/make-certs.sh"))
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let produced: BTreeSet<String> = std::fs::read_dir(out.path())
+        .unwrap()
+        .map(|entry| format!("./tls/{}", entry.unwrap().file_name().to_string_lossy()))
+        .collect();
+    assert_eq!(
+        produced, files,
+        "the script makes other files than compose reads"
+    );
+
+    // Each server's certificate is issued by the CA for its compose host name, and for no other.
+    let file_of = |secret: &str| {
+        out.path()
+            .join(str_of(&compose["secrets"][secret]["file"]).trim_start_matches("./tls/"))
+    };
+    let verifies = |certificate: &Path, host: &str| {
+        std::process::Command::new("openssl")
+            .arg("verify")
+            .arg("-CAfile")
+            .arg(file_of("myhealth_ca"))
+            .args(["-verify_hostname", host])
+            .arg(certificate)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    for (secret, host, other) in [
+        ("postgres_tls_cert", "postgres", "mongodb"),
+        ("mongodb_tls_pem", "mongodb", "postgres"),
+    ] {
+        assert!(verifies(&file_of(secret), host), "{secret} for {host}");
+        assert!(!verifies(&file_of(secret), other), "{secret} for {other}");
+    }
+    // The CA's key is gone; the servers' keys are private to whoever made them.
+    let pems: Vec<String> = produced
+        .iter()
+        .map(|file| read(&out.path().join(file.trim_start_matches("./tls/"))))
+        .collect();
+    assert_eq!(
+        pems.iter()
+            .filter(|pem| pem.contains("PRIVATE KEY"))
+            .count(),
+        2,
+        "only the two servers' keys"
+    );
+    for secret in ["postgres_tls_key", "mongodb_tls_pem"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(file_of(secret))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{secret} is readable by others");
+    }
+}
+
+#[tokio::test]
+async fn every_kubernetes_database_url_verifies_the_server_with_the_mounted_ca() {
+    let dir = deploy_dir().join("k8s");
+    let secrets = yaml_documents(&dir.join("secrets.example.yaml"));
+    let secret = |name: &str| -> &Value {
+        secrets
+            .iter()
+            .find(|secret| secret["metadata"]["name"].as_str() == Some(name))
+            .unwrap_or_else(|| panic!("no example Secret {name}"))
+    };
+    let ca_keys: BTreeSet<String> = secret(K8S_CA_SECRET)["stringData"]
+        .as_mapping()
+        .unwrap()
+        .keys()
+        .map(str_of)
+        .collect();
+    let mut workloads: Vec<Value> = ["ingest-api", "cdc-daemon", "reports-api"]
+        .iter()
+        .map(|file| yaml_documents(&dir.join(format!("{file}.yaml"))).remove(0))
+        .collect();
+    workloads.push(yaml_documents(&dir.join("migrate-job.yaml")).remove(0));
+    let mut all_mounted = BTreeSet::new();
+    let mut urls = 0;
+    for workload in &workloads {
+        let name = str_of(&workload["metadata"]["name"]);
+        let pod = &workload["spec"]["template"]["spec"];
+        let container = &pod["containers"][0];
+        // The CA files the container sees: each item of the CA Secret's volume at its mount.
+        let mut mounted = BTreeSet::new();
+        for mount in container["volumeMounts"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+        {
+            let volume = pod["volumes"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .find(|volume| volume["name"] == mount["name"])
+                .unwrap();
+            assert_eq!(
+                volume["secret"]["secretName"].as_str(),
+                Some(K8S_CA_SECRET),
+                "{name}"
+            );
+            assert_eq!(mount["readOnly"].as_bool(), Some(true), "{name}");
+            for item in volume["secret"]["items"].as_sequence().unwrap() {
+                let key = str_of(&item["key"]);
+                assert!(
+                    ca_keys.contains(&key),
+                    "{name} mounts {key}, no key of {K8S_CA_SECRET}"
+                );
+                mounted.insert(format!(
+                    "{}/{}",
+                    str_of(&mount["mountPath"]),
+                    str_of(&item["path"])
+                ));
+            }
+        }
+        let own = str_of(
+            &container["envFrom"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .find_map(|source| source.get("secretRef"))
+                .unwrap()["name"],
+        );
+        for (key, value) in secret(&own)["stringData"].as_mapping().unwrap() {
+            let value = str_of(value);
+            if value.contains("://") {
+                assert_verifies_the_server(&format!("{own} {}", str_of(key)), &value, &mounted)
+                    .await;
+                urls += 1;
+            }
+        }
+        all_mounted.extend(mounted);
+    }
+    assert_eq!(urls, 5);
+
+    // The runbook's commands build the same URLs.
+    let runbook = read(&deploy_dir().join("../docs/operations.md"));
+    let commands = runbook
+        .split_once("\n## Secrets\n")
+        .unwrap()
+        .1
+        .split_once("```sh\n")
+        .unwrap()
+        .1
+        .split_once("```")
+        .unwrap()
+        .0;
+    let mut defined: Vec<(String, String)> = Vec::new();
+    for line in commands.lines() {
+        let Some((name, value)) = line.split_once('=') else {
+            continue;
+        };
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_uppercase() || c == '_') {
+            continue;
+        }
+        let mut value = value.trim_matches(['\'', '"']).to_string();
+        for (earlier, expansion) in &defined {
+            value = value.replace(&format!("${earlier}"), expansion);
+        }
+        defined.push((name.to_string(), value));
+    }
+    let mut used = 0;
+    for (_, variable) in commands
+        .split("--from-literal=")
+        .skip(1)
+        .map(|option| option.split_once('=').unwrap())
+    {
+        let variable = variable
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .trim_matches('"');
+        let Some(name) = variable.strip_prefix('$') else {
+            continue;
+        };
+        let (_, url) = defined
+            .iter()
+            .find(|(defined, _)| defined == name)
+            .unwrap_or_else(|| panic!("the runbook never sets {name}"));
+        if url.contains("://") {
+            assert_verifies_the_server(&format!("docs/operations.md {name}"), url, &all_mounted)
+                .await;
+            used += 1;
+        }
+    }
+    assert_eq!(used, 5, "the runbook's URLs");
 }
 
 // --- the compose healthcheck against a real service ---------------------------------------------------

@@ -31,7 +31,7 @@ use crate::validation::{self, Limits, Rejection};
 const RETRY_AFTER: Duration = Duration::from_secs(2);
 /// The largest amendment body: 4,000 characters of notes and 20 measurements fit many times
 /// over, and every concurrent request may hold one.
-const MAX_AMENDMENT_BYTES: usize = 64 * 1024;
+pub const MAX_AMENDMENT_BYTES: usize = 64 * 1024;
 
 /// What the handlers share.
 #[derive(Debug)]

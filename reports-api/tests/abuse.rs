@@ -1,6 +1,7 @@
 //! Hostile input against the running reports API: MongoDB operators in every query parameter and
 //! in the path, forged tokens (no algorithm, another algorithm, an operator as the subject); and,
-//! against the real binary, its logs checked for the signing secret and bearer tokens.
+//! against the real binary, its logs checked for the signing secret and bearer tokens; and the
+//! service full (`http.max_concurrent_requests` requests in progress) shedding the next one.
 //!
 //! Already covered in `api.rs`: missing, badly signed, expired, not-yet-valid, wrong-issuer and
 //! wrong-audience tokens, another patient's report, a few operator-shaped parameters.
@@ -115,6 +116,106 @@ async fn start() -> (TestContext, String, Uuid, Shutdown) {
     let shutdown = Shutdown::new();
     tokio::spawn(app.run_until_stopped(shutdown.clone()));
     (ctx, base, other_report, shutdown)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_beyond_the_concurrency_limit_are_shed_while_probes_still_answer() {
+    let (ctx, base, _, shutdown) = start().await;
+    let config: reports_api::Config =
+        service_plumbing::config::load_from_vars(None, settings(&ctx)).unwrap();
+    let limit = config.http.max_concurrent_requests;
+    let http = reqwest::Client::new();
+    let bearer = token(json!(Uuid::new_v4()), Algorithm::HS256);
+    // A request that holds its slot for the longest wait without touching the store: the
+    // read model never reaches this position.
+    let waiting = format!(
+        "{base}/v1/me/summary?min_lsn=FFFFFFFF/0&wait_ms={}",
+        reports_api::params::MAX_WAIT_MS
+    );
+    let hold = |count: usize| {
+        (0..count)
+            .map(|_| {
+                let request = http.get(&waiting).bearer_auth(&bearer);
+                tokio::spawn(async move { request.send().await.unwrap().status().as_u16() })
+            })
+            .collect::<Vec<_>>()
+    };
+    let get = |path: &str| {
+        let request = http.get(format!("{base}{path}")).bearer_auth(&bearer);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .map(|value| value.to_str().unwrap().to_string());
+            (status, retry_after, response.text().await.unwrap())
+        }
+    };
+
+    // One slot short of the limit: a request is still served.
+    let mut held = hold(limit - 1);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, _, body) = get("/v1/me/reports").await;
+    assert_eq!(status, 200, "{body}");
+
+    // Every slot taken: the next request is shed at once, before its token is even looked at,
+    // and the probes, which take no slot, still answer.
+    held.extend(hold(1));
+    let started = std::time::Instant::now();
+    let shed = loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // A held request that arrived after a probe had taken the last slot was shed itself:
+        // send it again, so that `limit` requests are in progress.
+        let (lost, kept): (Vec<_>, Vec<_>) =
+            held.into_iter().partition(|request| request.is_finished());
+        held = kept;
+        held.extend(hold(lost.len()));
+        let answer = get("/v1/me/reports").await;
+        if answer.0 == 503 || started.elapsed() > Duration::from_secs(3) {
+            break answer;
+        }
+    };
+    assert_eq!(
+        shed.0, 503,
+        "not shed with {limit} requests in progress: {}",
+        shed.2
+    );
+    assert_eq!(shed.1.as_deref(), Some("1"));
+    assert!(
+        shed.2.contains("too many requests in progress"),
+        "{}",
+        shed.2
+    );
+    let forged = http
+        .get(format!("{base}/v1/me/reports"))
+        .bearer_auth("forged")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        forged.status(),
+        503,
+        "a forged token was looked at before the request was shed"
+    );
+    for probe in ["/healthz", "/readyz", "/metrics"] {
+        let status = http
+            .get(format!("{base}{probe}"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200, "{probe} under a full service");
+    }
+
+    // The held requests end (the store never catches up: 503 from the freshness wait), and
+    // the slots are free again.
+    for request in held {
+        assert_eq!(request.await.unwrap(), 503);
+    }
+    let (status, _, body) = get("/v1/me/reports").await;
+    assert_eq!(status, 200, "{body}");
+    shutdown.trigger();
 }
 
 #[tokio::test]
