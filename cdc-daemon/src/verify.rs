@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use mongodb::Database;
-use mongodb::bson::{Bson, DateTime, Document};
+use mongodb::bson::{Bson, DateTime, Document, doc};
 use read_model::{PATIENTS, REPORTS};
 
 use crate::decode::relations::Row;
@@ -271,23 +271,46 @@ fn expected_patients(
 }
 
 /// Every document of `collection` by id, without `_id` and `_cdc`.
+/// Documents read per command by [`actual`].
+const PAGE: i64 = 500;
+
+/// Every document of `collection` by id, without `_cdc`. Read in pages of [`PAGE`] by `_id`,
+/// each answered whole by one command, rather than through one long-lived cursor: FerretDB
+/// closes a cursor with the connection that opened it, and the driver may run a `getMore` on
+/// another of its connections after the store restarted (`CursorNotFound`).
 async fn actual(store: &Database, collection: &str) -> Result<Expected, VerifyError> {
-    let mut cursor = store
-        .collection::<Document>(collection)
-        .find(Document::new())
-        .await?;
+    let collection = store.collection::<Document>(collection);
     let mut documents = Expected::new();
-    while cursor.advance().await? {
-        let mut document = cursor.deserialize_current()?;
-        let id = match document.remove("_id") {
-            Some(Bson::String(id)) => id,
-            Some(other) => other.to_string(),
-            None => continue,
-        };
-        document.remove("_cdc");
-        documents.insert(id, document);
+    let mut after: Option<Bson> = None;
+    loop {
+        let filter = after
+            .take()
+            .map_or_else(Document::new, |last| doc! { "_id": { "$gt": last } });
+        let mut cursor = collection
+            .find(filter)
+            .sort(doc! { "_id": 1 })
+            .limit(PAGE)
+            .batch_size(u32::try_from(PAGE).unwrap_or(u32::MAX))
+            .await?;
+        let mut read = 0;
+        while cursor.advance().await? {
+            read += 1;
+            let mut document = cursor.deserialize_current()?;
+            let Some(id) = document.remove("_id") else {
+                continue;
+            };
+            document.remove("_cdc");
+            let key = match &id {
+                Bson::String(id) => id.clone(),
+                other => other.to_string(),
+            };
+            documents.insert(key, document);
+            after = Some(id);
+        }
+        if read < PAGE {
+            return Ok(documents);
+        }
     }
-    Ok(documents)
 }
 
 fn compare(
