@@ -12,7 +12,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use mongodb::Database;
-use mongodb::bson::{Bson, DateTime, Document, doc};
+use mongodb::bson::{Bson, DateTime, Document};
+use mongodb::error::ErrorKind;
 use read_model::{PATIENTS, REPORTS};
 
 use crate::decode::relations::Row;
@@ -271,46 +272,46 @@ fn expected_patients(
 }
 
 /// Every document of `collection` by id, without `_id` and `_cdc`.
-/// Documents read per command by [`actual`].
-const PAGE: i64 = 500;
+/// The store's code for a cursor it no longer has.
+const CURSOR_NOT_FOUND: i32 = 43;
 
-/// Every document of `collection` by id, without `_cdc`. Read in pages of [`PAGE`] by `_id`,
-/// each answered whole by one command, rather than through one long-lived cursor: FerretDB
-/// closes a cursor with the connection that opened it, and the driver may run a `getMore` on
-/// another of its connections after the store restarted (`CursorNotFound`).
+/// Scans of one collection before a store that keeps losing its cursors fails the verify.
+const SCANS: usize = 3;
+
+/// Every document of `collection` by id, without `_cdc`. A scan whose cursor the store lost
+/// (`CursorNotFound`) starts again: FerretDB closes a cursor with the connection that opened
+/// it, and after a store restart the driver may send the `getMore` on another connection.
 async fn actual(store: &Database, collection: &str) -> Result<Expected, VerifyError> {
-    let collection = store.collection::<Document>(collection);
-    let mut documents = Expected::new();
-    let mut after: Option<Bson> = None;
+    let mut scans = 1;
     loop {
-        let filter = after
-            .take()
-            .map_or_else(Document::new, |last| doc! { "_id": { "$gt": last } });
-        let mut cursor = collection
-            .find(filter)
-            .sort(doc! { "_id": 1 })
-            .limit(PAGE)
-            .batch_size(u32::try_from(PAGE).unwrap_or(u32::MAX))
-            .await?;
-        let mut read = 0;
-        while cursor.advance().await? {
-            read += 1;
-            let mut document = cursor.deserialize_current()?;
-            let Some(id) = document.remove("_id") else {
-                continue;
-            };
-            document.remove("_cdc");
-            let key = match &id {
-                Bson::String(id) => id.clone(),
-                other => other.to_string(),
-            };
-            documents.insert(key, document);
-            after = Some(id);
-        }
-        if read < PAGE {
-            return Ok(documents);
+        match scan(store, collection).await {
+            Err(error) if scans < SCANS && is_cursor_not_found(&error) => scans += 1,
+            outcome => return Ok(outcome?),
         }
     }
+}
+
+fn is_cursor_not_found(error: &mongodb::error::Error) -> bool {
+    matches!(&*error.kind, ErrorKind::Command(command) if command.code == CURSOR_NOT_FOUND)
+}
+
+async fn scan(store: &Database, collection: &str) -> Result<Expected, mongodb::error::Error> {
+    let mut cursor = store
+        .collection::<Document>(collection)
+        .find(Document::new())
+        .await?;
+    let mut documents = Expected::new();
+    while cursor.advance().await? {
+        let mut document = cursor.deserialize_current()?;
+        let id = match document.remove("_id") {
+            Some(Bson::String(id)) => id,
+            Some(other) => other.to_string(),
+            None => continue,
+        };
+        document.remove("_cdc");
+        documents.insert(id, document);
+    }
+    Ok(documents)
 }
 
 fn compare(
