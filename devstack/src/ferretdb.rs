@@ -256,7 +256,7 @@ impl Store {
             if exited || started.elapsed() > START_TIMEOUT {
                 return Err(HarnessError::NotReady {
                     what: "FerretDB".to_string(),
-                    seconds: START_TIMEOUT.as_secs(),
+                    seconds: started.elapsed().as_secs(),
                     last_error: error,
                     log: self
                         .process

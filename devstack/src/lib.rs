@@ -57,12 +57,12 @@ pub enum HarnessError {
         /// Its exit status and the end of its output.
         detail: String,
     },
-    /// A server did not become ready in time.
-    #[error("{what} did not become ready within {seconds} s; last error: {last_error}{log}")]
+    /// A server exited before it was ready, or did not become ready in time.
+    #[error("{what} was not ready after {seconds} s; last error: {last_error}{log}")]
     NotReady {
         /// Which server.
         what: String,
-        /// How long the harness waited.
+        /// How long the harness waited (less than its timeout: the server exited).
         seconds: u64,
         /// The last connection error.
         last_error: String,

@@ -201,7 +201,7 @@ impl PostgresServer {
             if exited || started.elapsed() > START_TIMEOUT {
                 return Err(HarnessError::NotReady {
                     what: "PostgreSQL".to_string(),
-                    seconds: START_TIMEOUT.as_secs(),
+                    seconds: started.elapsed().as_secs(),
                     last_error: error,
                     log: self
                         .process

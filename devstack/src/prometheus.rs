@@ -102,7 +102,7 @@ impl Prometheus {
             if self.process.has_exited() || started.elapsed() > START_TIMEOUT {
                 return Err(HarnessError::NotReady {
                     what: "Prometheus".to_string(),
-                    seconds: START_TIMEOUT.as_secs(),
+                    seconds: started.elapsed().as_secs(),
                     last_error: error,
                     log: self.process.log_tail(),
                 });

@@ -110,7 +110,7 @@ impl ServiceProcess {
             if !self.is_running() || started.elapsed() > timeout {
                 return Err(HarnessError::NotReady {
                     what: self.name.clone(),
-                    seconds: timeout.as_secs(),
+                    seconds: started.elapsed().as_secs(),
                     last_error: last,
                     log: log_tail(&self.log),
                 });
@@ -161,8 +161,18 @@ impl ServiceProcess {
         self.process.start_server()
     }
 
+    /// Its resident set size now (`VmRSS`), in bytes.
+    pub fn rss_bytes(&self) -> Result<u64, HarnessError> {
+        self.memory_bytes("VmRSS")
+    }
+
     /// Its peak resident set size so far (`VmHWM`), in bytes.
     pub fn peak_rss_bytes(&self) -> Result<u64, HarnessError> {
+        self.memory_bytes("VmHWM")
+    }
+
+    /// A memory line of `/proc/<pid>/status` (which gives it in KiB), in bytes.
+    fn memory_bytes(&self, field: &str) -> Result<u64, HarnessError> {
         let unreadable = |detail: &str| HarnessError::Command {
             command: format!("reading the memory of {}", self.name),
             detail: detail.to_string(),
@@ -175,9 +185,9 @@ impl ServiceProcess {
             .map_err(|error| unreadable(&error.to_string()))?;
         let kib: u64 = status
             .lines()
-            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
             .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-            .ok_or_else(|| unreadable("no VmHWM in /proc status"))?;
+            .ok_or_else(|| unreadable(&format!("no {field} in /proc status")))?;
         Ok(kib * 1024)
     }
 }
@@ -202,7 +212,7 @@ pub async fn wait_streaming(url: &str, timeout: Duration) -> Result<(), HarnessE
         if started.elapsed() > timeout {
             return Err(HarnessError::NotReady {
                 what: format!("the daemon at {url} (streaming)"),
-                seconds: timeout.as_secs(),
+                seconds: started.elapsed().as_secs(),
                 last_error: last,
                 log: String::new(),
             });

@@ -9,10 +9,11 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::collections::HashMap;
-use std::process::Stdio;
+use std::path::Path;
 use std::time::Duration;
 
 use devstack::TestContext;
+use devstack::services::{READY_TIMEOUT, ServiceProcess};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use mongodb::bson::{DateTime, doc};
 use serde_json::{Value, json};
@@ -322,29 +323,13 @@ async fn unsigned_other_algorithm_and_operator_subject_tokens_are_refused() {
 async fn the_binary_never_logs_the_signing_secret_or_a_bearer_token() {
     let ctx = TestContext::new().await.unwrap();
     let port = devstack::process::free_loopback_port().unwrap();
-    let logs = std::env::temp_dir().join(format!("reports-abuse-{}.log", Uuid::new_v4()));
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_reports-api"))
-        .envs(settings(&ctx))
-        .env("MYHEALTH_HTTP__LISTEN", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&logs).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
+    let mut env: Vec<(String, String)> = settings(&ctx).into_iter().collect();
+    env.push(("RUST_LOG".to_string(), "debug".to_string()));
+    let binary = Path::new(env!("CARGO_BIN_EXE_reports-api"));
+    let mut service = ServiceProcess::spawn(binary, port, &env, None).unwrap();
+    service.wait_ready(READY_TIMEOUT).await.unwrap();
+    let base = service.url().to_string();
     let http = reqwest::Client::new();
-    let mut ready = false;
-    for _ in 0..100 {
-        if let Ok(response) = http.get(format!("{base}/readyz")).send().await {
-            ready = response.status() == 200;
-        }
-        if ready {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(ready, "the reports API did not become ready");
 
     let patient = json!(Uuid::new_v4());
     let valid = token(patient.clone(), Algorithm::HS256);
@@ -359,17 +344,8 @@ async fn the_binary_never_logs_the_signing_secret_or_a_bearer_token() {
                 .unwrap();
         }
     }
-    let pid = child.id().unwrap();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    tokio::time::timeout(Duration::from_secs(20), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    let log = std::fs::read_to_string(&logs).unwrap();
-    std::fs::remove_file(&logs).unwrap();
+    service.stop(Duration::from_secs(20)).await.unwrap();
+    let log = std::fs::read_to_string(service.log()).unwrap();
     assert!(log.lines().count() > 9, "debug logs were captured:\n{log}");
     let signature = |token: &str| token.rsplit('.').next().unwrap().to_string();
     for (what, secret) in [

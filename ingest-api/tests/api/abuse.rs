@@ -7,13 +7,13 @@
 //! malformed JSON, oversize bodies and missing/unknown/revoked tokens (`uploads`), another
 //! clinic's amendments and deletes (`amendments`).
 
-use std::process::Stdio;
+use std::path::Path;
 use std::time::Duration;
 
 use devstack::roles::{DEV_PASSWORD, ServiceLogin};
+use devstack::services::{READY_TIMEOUT, ServiceProcess};
 use futures::StreamExt;
 use serde_json::{Value, json};
-use uuid::Uuid;
 
 use crate::support::{Api, expect_status, pointers, report_id, upload};
 
@@ -297,16 +297,6 @@ async fn forged_tokens_and_another_clinics_tablet_are_refused() {
     assert_eq!(api.count("checkups").await, 1);
 }
 
-/// Resident memory of `pid` in KiB, from `/proc`.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 #[tokio::test]
 async fn a_flood_is_shed_with_retry_after_memory_stays_bounded_and_logs_hold_no_secrets() {
     let ctx = devstack::TestContext::new().await.unwrap();
@@ -315,31 +305,22 @@ async fn a_flood_is_shed_with_retry_after_memory_stays_bounded_and_logs_hold_no_
         .await
         .unwrap();
     let port = devstack::process::free_loopback_port().unwrap();
-    let logs = std::env::temp_dir().join(format!("ingest-abuse-{}.log", Uuid::new_v4()));
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ingest-api"))
-        .env("MYHEALTH_HTTP__LISTEN", format!("127.0.0.1:{port}"))
-        .env("MYHEALTH_DATABASE_URL", ctx.url_as(ServiceLogin::Ingest))
-        .env("MYHEALTH_MAX_CONCURRENT_UPLOADS", "4")
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&logs).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let pid = child.id().unwrap();
-    let base = format!("http://127.0.0.1:{port}");
+    let env = [
+        (
+            "MYHEALTH_DATABASE_URL".to_string(),
+            ctx.url_as(ServiceLogin::Ingest),
+        ),
+        (
+            "MYHEALTH_MAX_CONCURRENT_UPLOADS".to_string(),
+            "4".to_string(),
+        ),
+        ("RUST_LOG".to_string(), "debug".to_string()),
+    ];
+    let binary = Path::new(env!("CARGO_BIN_EXE_ingest-api"));
+    let mut service = ServiceProcess::spawn(binary, port, &env, None).unwrap();
+    service.wait_ready(READY_TIMEOUT).await.unwrap();
+    let base = service.url().to_string();
     let http = reqwest::Client::new();
-    let mut ready = false;
-    for _ in 0..100 {
-        if let Ok(response) = http.get(format!("{base}/readyz")).send().await {
-            ready = response.status() == 200;
-        }
-        if ready {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(ready, "the ingest API did not become ready");
 
     let post = |token: String| {
         let http = http.clone();
@@ -359,7 +340,7 @@ async fn a_flood_is_shed_with_retry_after_memory_stays_bounded_and_logs_hold_no_
     for _ in 0..30 {
         assert_eq!(post(token.clone()).await.0, 201);
     }
-    let rss_before = rss_kib(pid);
+    let rss_before = service.rss_bytes().unwrap() / 1024;
 
     // One request in ten carries a forged token; shedding comes before authentication, so
     // those are answered 401 or 503, never 201.
@@ -380,7 +361,7 @@ async fn a_flood_is_shed_with_retry_after_memory_stays_bounded_and_logs_hold_no_
         .buffer_unordered(200)
         .collect()
         .await;
-    let rss_after = rss_kib(pid);
+    let rss_after = service.rss_bytes().unwrap() / 1024;
 
     let count = |forged: bool, wanted: u16| {
         outcomes
@@ -423,16 +404,8 @@ async fn a_flood_is_shed_with_retry_after_memory_stays_bounded_and_logs_hold_no_
         "RSS grew from {rss_before} KiB to {rss_after} KiB under the flood"
     );
 
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    tokio::time::timeout(Duration::from_secs(20), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    let log = std::fs::read_to_string(&logs).unwrap();
-    std::fs::remove_file(&logs).unwrap();
+    service.stop(Duration::from_secs(20)).await.unwrap();
+    let log = std::fs::read_to_string(service.log()).unwrap();
     assert!(log.lines().count() > 100, "debug logs were captured");
     let secret_part = token.trim_start_matches("mhd_");
     for (what, secret) in [

@@ -5,11 +5,12 @@
 //! process's peak resident set, `VmHWM`, against the pod limit of `deploy/k8s/ingest-api.yaml`).
 
 use std::io::Write;
-use std::process::Stdio;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use devstack::TestContext;
 use devstack::roles::ServiceLogin;
+use devstack::services::{READY_TIMEOUT, ServiceProcess};
 use futures::StreamExt;
 use uuid::Uuid;
 
@@ -34,63 +35,25 @@ fn pod_memory_limit_kib() -> u64 {
     }
 }
 
-/// The ingest API binary on a free loopback port, killed when dropped.
-struct Binary {
-    child: tokio::process::Child,
-    base: String,
-    http: reqwest::Client,
+/// The ingest API binary with its default limits on a free loopback port, stopped when dropped.
+async fn start_binary(ctx: &TestContext) -> ServiceProcess {
+    let port = devstack::process::free_loopback_port().unwrap();
+    let env = [
+        (
+            "MYHEALTH_DATABASE_URL".to_string(),
+            ctx.url_as(ServiceLogin::Ingest),
+        ),
+        ("RUST_LOG".to_string(), "warn".to_string()),
+    ];
+    let binary = Path::new(env!("CARGO_BIN_EXE_ingest-api"));
+    let api = ServiceProcess::spawn(binary, port, &env, None).unwrap();
+    api.wait_ready(READY_TIMEOUT).await.unwrap();
+    api
 }
 
-impl Binary {
-    async fn start(ctx: &TestContext) -> Binary {
-        let port = devstack::process::free_loopback_port().unwrap();
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ingest-api"))
-            .env("MYHEALTH_HTTP__LISTEN", format!("127.0.0.1:{port}"))
-            .env("MYHEALTH_DATABASE_URL", ctx.url_as(ServiceLogin::Ingest))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let binary = Binary {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::new(),
-        };
-        for _ in 0..200 {
-            if let Ok(response) = binary.http.get(binary.url("/readyz")).send().await
-                && response.status() == 200
-            {
-                return binary;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("the ingest API did not become ready");
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// A line of `/proc/<pid>/status` in KiB (`VmRSS`, `VmHWM`).
-    fn memory_kib(&self, field: &str) -> u64 {
-        let pid = self.child.id().unwrap();
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(field))
-            .and_then(|value| {
-                value
-                    .trim_start_matches(':')
-                    .trim()
-                    .trim_end_matches("kB")
-                    .trim()
-                    .parse()
-                    .ok()
-            })
-            .unwrap_or_else(|| panic!("no {field} in {status}"))
-    }
+/// `path` on the running binary.
+fn url(api: &ServiceProcess, path: &str) -> String {
+    format!("{}{path}", api.url())
 }
 
 async fn device(ctx: &TestContext, clinic: &str) -> String {
@@ -105,7 +68,8 @@ async fn device(ctx: &TestContext, clinic: &str) -> String {
 async fn a_flood_of_forged_tokens_on_every_route_and_readyz_leaves_real_uploads_succeeding() {
     let ctx = TestContext::new().await.unwrap();
     let token = device(&ctx, "Flooded Clinic").await;
-    let api = Binary::start(&ctx).await;
+    let api = start_binary(&ctx).await;
+    let http = reqwest::Client::new();
 
     // Forged credentials of every shape: malformed ones are refused without a database round
     // trip or an upload permit; one in eight is well-formed and costs one device lookup.
@@ -129,7 +93,7 @@ async fn a_flood_of_forged_tokens_on_every_route_and_readyz_leaves_real_uploads_
     ];
     let stop = Stop::default();
     let flood = {
-        let (http, base, stop) = (api.http.clone(), api.base.clone(), stop.clone());
+        let (http, base, stop) = (http.clone(), api.url().to_string(), stop.clone());
         tokio::spawn(async move {
             // Bounded in count and time: at most 20,000 requests, 48 at a time, for 60 s.
             let started = Instant::now();
@@ -161,9 +125,8 @@ async fn a_flood_of_forged_tokens_on_every_route_and_readyz_leaves_real_uploads_
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut created = 0;
     for _ in 0..25 {
-        let response = api
-            .http
-            .post(api.url("/v1/uploads"))
+        let response = http
+            .post(url(&api, "/v1/uploads"))
             .bearer_auth(&token)
             .json(&upload())
             .send()
@@ -252,7 +215,8 @@ fn hostile_bodies(size: usize) -> Vec<(&'static str, Vec<u8>, bool)> {
 async fn every_request_slot_holding_a_hostile_maximum_body_stays_within_the_pod_memory_limit() {
     let ctx = TestContext::new().await.unwrap();
     let token = device(&ctx, "Hostile Clinic").await;
-    let api = Binary::start(&ctx).await;
+    let api = start_binary(&ctx).await;
+    let http = reqwest::Client::new();
     // The defaults, as a pod runs them.
     let config: ingest_api::Config = service_plumbing::config::load_from_vars(
         None,
@@ -274,7 +238,7 @@ async fn every_request_slot_holding_a_hostile_maximum_body_stays_within_the_pod_
     // (more bodies parsed at the same moment). Without the value budget (32 upload slots, whole
     // trees) the upload bodies alone peaked at ~393 MiB even on 2 cores, so this fails there.
     let budget = pod_limit / 2;
-    let rss_idle = api.memory_kib("VmRSS");
+    let rss_idle = api.rss_bytes().unwrap() / 1024;
 
     // Three rounds of every slot busy at once. Each body is read and refused (400, 413 or 422;
     // a 503 would mean a request was shed, so its slot was not filled); none crashes the
@@ -286,9 +250,8 @@ async fn every_request_slot_holding_a_hostile_maximum_body_stays_within_the_pod_
             } else {
                 reqwest::Method::PATCH
             };
-            let mut request = api
-                .http
-                .request(method, api.url(&path))
+            let mut request = http
+                .request(method, url(&api, &path))
                 .bearer_auth(&token)
                 .header("content-type", "application/json")
                 .body(body.clone());
@@ -325,7 +288,7 @@ async fn every_request_slot_holding_a_hostile_maximum_body_stays_within_the_pod_
             );
         }
     }
-    let peak = api.memory_kib("VmHWM");
+    let peak = api.peak_rss_bytes().unwrap() / 1024;
     eprintln!(
         "ingest-api: {upload_slots} upload slots × {body_bytes} bytes and {other_slots} other \
          slots × {} bytes of hostile bodies: idle RSS {rss_idle} KiB, peak {peak} KiB (pod \
@@ -338,9 +301,8 @@ async fn every_request_slot_holding_a_hostile_maximum_body_stays_within_the_pod_
     );
 
     // And it still serves.
-    let response = api
-        .http
-        .post(api.url("/v1/uploads"))
+    let response = http
+        .post(url(&api, "/v1/uploads"))
         .bearer_auth(&token)
         .json(&upload())
         .send()
