@@ -1530,24 +1530,10 @@ async fn every_kubernetes_database_url_verifies_the_server_with_the_mounted_ca()
 #[tokio::test(flavor = "multi_thread")]
 async fn compose_healthcheck_command_passes_on_a_ready_service_and_fails_on_a_closed_port() {
     let ctx = devstack::TestContext::new().await.unwrap();
-    let config: ingest_api::Config = load_from_vars(
-        None,
-        HashMap::from([
-            (
-                "MYHEALTH_HTTP__LISTEN".to_string(),
-                "127.0.0.1:0".to_string(),
-            ),
-            (
-                "MYHEALTH_DATABASE_URL".to_string(),
-                ctx.database_url.clone(),
-            ),
-        ]),
-    )
-    .unwrap();
-    let app = ingest_api::build(config).await.unwrap();
-    let port = app.local_addr().port();
-    let shutdown = service_plumbing::shutdown::Shutdown::new();
-    tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    let ingest = devstack::in_process::ingest(&[("MYHEALTH_DATABASE_URL", &ctx.database_url)])
+        .await
+        .unwrap();
+    let port: u16 = ingest.url.rsplit_once(':').unwrap().1.parse().unwrap();
 
     let compose = yaml(&deploy_dir().join("docker-compose.yml"));
     let test = compose["services"]["ingest-api"]["healthcheck"]["test"]
@@ -1586,5 +1572,5 @@ async fn compose_healthcheck_command_passes_on_a_ready_service_and_fails_on_a_cl
         !run(closed).await,
         "the healthcheck passed on a closed port"
     );
-    shutdown.trigger();
+    ingest.stop().await.unwrap();
 }
