@@ -3,30 +3,25 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::time::Duration;
+use devstack::in_process::{self, vars};
 
-use devstack::in_process::vars;
-use service_plumbing::shutdown::Shutdown;
+const SETTINGS: &[(&str, &str)] = &[
+    ("MYHEALTH_HTTP__READINESS_TIMEOUT_MS", "300"),
+    (
+        "MYHEALTH_DATABASE_URL",
+        "postgres://cdc:hunter2@127.0.0.1:1/myhealth",
+    ),
+    (
+        "MYHEALTH_MONGODB_URI",
+        "mongodb://cdc:hunter3@127.0.0.1:1/?directConnection=true",
+    ),
+    ("MYHEALTH_MONGODB_DATABASE", "t_cdc"),
+];
 
 #[tokio::test]
 async fn the_daemon_is_alive_but_reports_both_stores_unready() {
-    let config: cdc_daemon::Config = service_plumbing::config::load_from_vars(
-        None,
-        vars(&[
-            ("MYHEALTH_HTTP__LISTEN", "127.0.0.1:0"),
-            ("MYHEALTH_HTTP__READINESS_TIMEOUT_MS", "300"),
-            (
-                "MYHEALTH_DATABASE_URL",
-                "postgres://cdc:hunter2@127.0.0.1:1/myhealth",
-            ),
-            (
-                "MYHEALTH_MONGODB_URI",
-                "mongodb://cdc:hunter3@127.0.0.1:1/?directConnection=true",
-            ),
-            ("MYHEALTH_MONGODB_DATABASE", "t_cdc"),
-        ]),
-    )
-    .unwrap();
+    let config: cdc_daemon::Config =
+        service_plumbing::config::load_from_vars(None, vars(SETTINGS)).unwrap();
     assert_eq!(config.mongodb_database, "t_cdc");
     let debug = format!("{config:?}");
     assert!(
@@ -34,25 +29,16 @@ async fn the_daemon_is_alive_but_reports_both_stores_unready() {
         "{debug}"
     );
 
-    let shutdown = Shutdown::new();
-    let app = cdc_daemon::build(config, shutdown.clone()).await.unwrap();
-    let base = format!("http://{}", app.local_addr());
-    let running = tokio::spawn(app.run_until_stopped());
-
-    let client = reqwest::Client::new();
-    let health = client.get(format!("{base}/healthz")).send().await.unwrap();
-    assert_eq!(health.status(), 200);
-
-    let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
-    assert_eq!(ready.status(), 503);
-    let body: serde_json::Value = ready.json().await.unwrap();
+    let running = in_process::daemon(SETTINGS).await.unwrap();
+    let probes = devstack::services::probe(&running.url).await.unwrap();
+    assert_eq!(probes.alive, 200);
+    assert_eq!(probes.ready, 503);
+    let body = &probes.readiness;
     assert_eq!(body["errors"][0]["pointer"], "#/dependencies/postgres");
     assert_eq!(body["errors"][1]["pointer"], "#/dependencies/mongodb");
-
-    shutdown.trigger();
-    tokio::time::timeout(Duration::from_secs(30), running)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    assert!(
+        !body.to_string().contains("hunter2") && !body.to_string().contains("hunter3"),
+        "{body}"
+    );
+    running.stop().await.unwrap();
 }

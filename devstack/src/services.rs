@@ -192,6 +192,47 @@ impl ServiceProcess {
     }
 }
 
+/// What a service's probes answer: `/healthz`'s status, `/readyz`'s status and its body (a
+/// problem naming each unready dependency by pointer when it is not ready).
+#[derive(Debug)]
+pub struct Probes {
+    /// `/healthz`: 200 while the process serves at all.
+    pub alive: u16,
+    /// `/readyz`: 200 when every dependency answers, else 503.
+    pub ready: u16,
+    /// `/readyz`'s JSON body.
+    pub readiness: serde_json::Value,
+}
+
+/// Asks the service at `url` (`http://host:port`) `/healthz` and `/readyz` once each.
+pub async fn probe(url: &str) -> Result<Probes, HarnessError> {
+    let http = reqwest::Client::new();
+    let get = |path: &'static str| {
+        let request = http.get(format!("{url}{path}"));
+        async move {
+            let failed = |error: reqwest::Error| HarnessError::Command {
+                command: format!("GET {url}{path}"),
+                detail: error.to_string(),
+            };
+            let response = request.send().await.map_err(failed)?;
+            let status = response.status().as_u16();
+            let body = response.bytes().await.map_err(failed)?;
+            Ok::<_, HarnessError>((status, body))
+        }
+    };
+    let (alive, _) = get("/healthz").await?;
+    let (ready, body) = get("/readyz").await?;
+    let readiness = serde_json::from_slice(&body).map_err(|error| HarnessError::Command {
+        command: format!("GET {url}/readyz"),
+        detail: format!("not JSON: {error}"),
+    })?;
+    Ok(Probes {
+        alive,
+        ready,
+        readiness,
+    })
+}
+
 /// Waits until the daemon serving `url` reports `cdc_connected 1` (it holds its slot, so every
 /// source change from now on reaches it).
 pub async fn wait_streaming(url: &str, timeout: Duration) -> Result<(), HarnessError> {

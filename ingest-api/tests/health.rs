@@ -3,47 +3,29 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::time::Duration;
+use devstack::in_process::{self, vars};
 
-use devstack::in_process::vars;
-use service_plumbing::shutdown::Shutdown;
+const SETTINGS: &[(&str, &str)] = &[
+    (
+        "MYHEALTH_DATABASE_URL",
+        "postgres://app:hunter2@127.0.0.1:1/myhealth",
+    ),
+    ("MYHEALTH_DATABASE_POOL_SIZE", "2"),
+];
 
 #[tokio::test]
 async fn the_service_is_alive_but_not_ready_without_postgres() {
-    let config: ingest_api::Config = service_plumbing::config::load_from_vars(
-        None,
-        vars(&[
-            ("MYHEALTH_HTTP__LISTEN", "127.0.0.1:0"),
-            (
-                "MYHEALTH_DATABASE_URL",
-                "postgres://app:hunter2@127.0.0.1:1/myhealth",
-            ),
-            ("MYHEALTH_DATABASE_POOL_SIZE", "2"),
-        ]),
-    )
-    .unwrap();
+    let config: ingest_api::Config =
+        service_plumbing::config::load_from_vars(None, vars(SETTINGS)).unwrap();
     assert_eq!(config.database_pool_size, 2);
     assert!(!format!("{config:?}").contains("hunter2"));
 
-    let app = ingest_api::build(config).await.unwrap();
-    let base = format!("http://{}", app.local_addr());
-    let shutdown = Shutdown::new();
-    let running = tokio::spawn(app.run_until_stopped(shutdown.clone()));
-
-    let client = reqwest::Client::new();
-    let health = client.get(format!("{base}/healthz")).send().await.unwrap();
-    assert_eq!(health.status(), 200);
-
-    let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
-    assert_eq!(ready.status(), 503);
-    let body: serde_json::Value = ready.json().await.unwrap();
+    let running = in_process::ingest(SETTINGS).await.unwrap();
+    let probes = devstack::services::probe(&running.url).await.unwrap();
+    assert_eq!(probes.alive, 200);
+    assert_eq!(probes.ready, 503);
+    let body = &probes.readiness;
     assert_eq!(body["errors"][0]["pointer"], "#/dependencies/postgres");
     assert!(!body.to_string().contains("hunter2"), "{body}");
-
-    shutdown.trigger();
-    tokio::time::timeout(Duration::from_secs(10), running)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    running.stop().await.unwrap();
 }
