@@ -72,18 +72,7 @@ enum DeadLetterCommand {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(error) = service_plumbing::telemetry::init_tracing(cdc_daemon::SERVICE_NAME) {
-        eprintln!("{error:#}");
-        return ExitCode::FAILURE;
-    }
-    match run(cli).await {
-        Ok(code) => code,
-        Err(error) => {
-            // Logged rather than returned so that the failure is a JSON line like the others.
-            tracing::error!(error = format!("{error:#}"), "cdc-daemon failed");
-            ExitCode::FAILURE
-        }
-    }
+    service_plumbing::telemetry::run_binary(cdc_daemon::SERVICE_NAME, run(cli)).await
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {

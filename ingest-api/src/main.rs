@@ -71,18 +71,10 @@ enum DeviceCommand {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(error) = service_plumbing::telemetry::init_tracing(ingest_api::SERVICE_NAME) {
-        eprintln!("{error:#}");
-        return ExitCode::FAILURE;
-    }
-    match run(cli).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            // Logged rather than returned so that the failure is a JSON line like the others.
-            tracing::error!(error = format!("{error:#}"), "ingest-api failed");
-            ExitCode::FAILURE
-        }
-    }
+    service_plumbing::telemetry::run_binary(ingest_api::SERVICE_NAME, async {
+        run(cli).await.map(|()| ExitCode::SUCCESS)
+    })
+    .await
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

@@ -58,18 +58,10 @@ fn parse_ttl(text: &str) -> Result<Duration, String> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(error) = service_plumbing::telemetry::init_tracing(reports_api::SERVICE_NAME) {
-        eprintln!("{error:#}");
-        return ExitCode::FAILURE;
-    }
-    match run(cli).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            // Logged rather than returned so that the failure is a JSON line like the others.
-            tracing::error!(error = format!("{error:#}"), "reports-api failed");
-            ExitCode::FAILURE
-        }
-    }
+    service_plumbing::telemetry::run_binary(reports_api::SERVICE_NAME, async {
+        run(cli).await.map(|()| ExitCode::SUCCESS)
+    })
+    .await
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

@@ -46,6 +46,26 @@ pub fn init_tracing(service: &'static str) -> Result<(), TelemetryError> {
     Ok(())
 }
 
+/// A service binary's `main` after parsing its command line: installs tracing, awaits `run`,
+/// and turns a failure into a JSON log line (like every other line of the service, rather than
+/// Rust's `Debug` dump of a returned error) and a failing exit code.
+pub async fn run_binary<E: fmt::Display>(
+    service: &'static str,
+    run: impl Future<Output = Result<std::process::ExitCode, E>>,
+) -> std::process::ExitCode {
+    if let Err(error) = init_tracing(service) {
+        eprintln!("{error:#}");
+        return std::process::ExitCode::FAILURE;
+    }
+    match run.await {
+        Ok(code) => code,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "{service} failed");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// The formatting layer of [`init_tracing`], writing to `writer`.
 fn json_layer<S, W>(service: &str, writer: W) -> impl Layer<S>
 where
