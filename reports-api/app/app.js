@@ -226,7 +226,10 @@
       cursor: { drag: { x: false, y: false } },
     };
     const data = [times.map((time) => Date.parse(time) / 1000)].concat(columns);
-    charts.push(new uPlot(options, data, figure));
+    const chart = new uPlot(options, data, figure);
+    // The plotted data and series, for the browser test to compare with what the API answered.
+    figure.uplot = chart;
+    charts.push(chart);
   }
 
   async function reports(cursor) {
@@ -254,7 +257,12 @@
   }
 
   async function report(id) {
-    const found = await api("/v1/me/reports/" + encodeURIComponent(id));
+    const found = await api("/v1/me/reports/" + encodeURIComponent(id)).catch((error) => {
+      if (error.status === 404) return null;
+      throw error;
+    });
+    // Another patient's report is not found either: the API does not say whose it is.
+    if (!found) return notFound();
     const rows = found.measurements.map((m) =>
       el("tr", { "data-code": m.code },
         el("th", { scope: "row" }, m.name || m.code),
@@ -291,8 +299,12 @@
     if (parts[0] === "trends" && parts.length === 2) return trends(parts[1]);
     if (parts[0] === "reports" && parts.length === 1) return reports(query.get("cursor"));
     if (parts[0] === "reports" && parts.length === 2) return report(parts[1]);
-    return Promise.resolve(screen("missing",
-      [el("h1", {}, "Not found"), el("p", {}, el("a", { href: "#/" }, "Latest values"))]));
+    return Promise.resolve(notFound());
+  }
+
+  function notFound() {
+    return screen("missing",
+      [el("h1", {}, "Not found"), el("p", {}, el("a", { href: "#/" }, "Latest values"))]);
   }
 
   async function route() {
