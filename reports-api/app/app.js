@@ -10,6 +10,8 @@
   const TOKEN_KEY = "myhealth.token";
   const PAGE_SIZE = 10;
   const TREND_POINTS = 500;
+  /** Seconds in a day: uPlot's time axis counts seconds. */
+  const DAY = 86400;
   /** Codes drawn on one chart: blood pressure is read as systolic over diastolic. */
   const GROUPS = [{ title: "Blood pressure", codes: ["8480-6", "8462-4"] }];
   const FLAGS = {
@@ -210,6 +212,7 @@
     figure.dataset.points = String(points);
     figure.append(el("figcaption", {}, points + " values, oldest to newest"));
     if (typeof uPlot !== "function" || times.length === 0) return;
+    const xs = times.map((time) => Date.parse(time) / 1000);
     const width = Math.max(280, Math.min(figure.clientWidth || 320, 900));
     const options = {
       width: width,
@@ -222,10 +225,13 @@
         points: { show: true, size: 7 },
         spanGaps: true,
       }))),
+      // uPlot spans a lone reading over the next thousand days, the reading at the left edge;
+      // a month around it reads better.
+      scales: xs.length === 1 ? { x: { range: [xs[0] - 15 * DAY, xs[0] + 15 * DAY] } } : {},
       axes: [{}, { size: 50 }],
       cursor: { drag: { x: false, y: false } },
     };
-    const data = [times.map((time) => Date.parse(time) / 1000)].concat(columns);
+    const data = [xs].concat(columns);
     const chart = new uPlot(options, data, figure);
     // The plotted data and series, for the browser test to compare with what the API answered.
     figure.uplot = chart;

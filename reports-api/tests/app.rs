@@ -54,20 +54,27 @@ impl Stack {
         }
     }
 
-    /// Posts `upload` and waits until the reports API serves it.
+    /// Posts `upload` and waits until the reports API serves it, asking again while it answers
+    /// that the store has not reached the upload yet (`503`, "retry shortly"): on two shared
+    /// cores the daemon can take longer than one request's longest wait.
     async fn post_and_wait(&self, upload: &Value, patient: &Patient) {
         let result = self.tablet.post(upload).await.unwrap();
         let lsn = result["commit_lsn"].as_str().unwrap();
-        let response = reqwest::Client::new()
-            .get(format!(
-                "{}/v1/me/summary?min_lsn={lsn}&wait_ms=5000",
-                self.reports
-            ))
-            .bearer_auth(token(patient.id))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
+        let url = format!("{}/v1/me/summary?min_lsn={lsn}&wait_ms=5000", self.reports);
+        for attempt in 1.. {
+            let response = reqwest::Client::new()
+                .get(&url)
+                .bearer_auth(token(patient.id))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            if status == 200 {
+                return;
+            }
+            let body = response.text().await.unwrap();
+            assert!(status == 503 && attempt < 6, "{status} {body}");
+        }
     }
 
     async fn api(&self, token: &str, path: &str) -> Value {
@@ -427,6 +434,7 @@ async fn assert_blood_pressure_chart(
              const box = (r) => ({ x: r.x, y: r.y, width: r.width, height: r.height }); \
              return { codes: f.dataset.codes, points: Number(f.dataset.points), \
              data: u.data.map((column) => Array.from(column)), \
+             xs: Array.from(u.data[0], (x) => u.valToPos(x, 'x')), \
              strokes: u.series.slice(1).map((s, i) => \
                typeof s.stroke === 'function' ? s.stroke(u, i + 1) : s.stroke), \
              rows: document.querySelectorAll('table.points tbody tr').length, \
@@ -471,6 +479,20 @@ async fn assert_blood_pressure_chart(
     assert!(
         legend.contains("Systolic") && legend.contains("Diastolic"),
         "{legend}"
+    );
+
+    // Every reading inside the plot; a lone one away from its edges.
+    let plot_width = chart["plot"]["width"].as_f64().unwrap();
+    let xs: Vec<f64> = chart["xs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    let inner = if readings > 1 { 0.0 } else { plot_width / 4.0 };
+    assert!(
+        xs.iter().all(|x| (inner..=plot_width - inner).contains(x)),
+        "readings outside the plot: {chart}"
     );
 
     let shot = browser.screenshot(name).await;
