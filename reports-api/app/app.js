@@ -308,6 +308,7 @@
     return Promise.resolve(notFound());
   }
 
+  /** What an unknown route shows, and a report id that is not this patient's. */
   function notFound() {
     return screen("missing",
       [el("h1", {}, "Not found"), el("p", {}, el("a", { href: "#/" }, "Latest values"))]);
