@@ -171,9 +171,7 @@ impl LocalStack {
         env.push(("PROMETHEUS_URL".to_string(), prometheus.url()));
         env.push(("DEVICE_TOKEN".to_string(), device_token));
         env.push(("DEMO_PATIENT_ID".to_string(), patient.id.to_string()));
-        // The token rides in the fragment, which the browser never sends; the app moves it to
-        // sessionStorage and out of the address bar.
-        let app_url = format!("{}/app/#token={patient_token}", running[1].url());
+        let app_url = app_sign_in_url(running[1].url(), &patient_token);
         env.push(("PATIENT_TOKEN".to_string(), patient_token));
         env.push(("APP_SIGN_IN_URL".to_string(), app_url));
         write_env_file(&options.env_file, &env)?;
@@ -207,35 +205,50 @@ impl LocalStack {
         &self.demo_commit_lsn
     }
 
-    /// Prints the URLs, the env file and a ready-to-paste curl of the demo patient's reports.
-    pub fn print_summary(&self) {
-        eprintln!("devstack: the stack is ready (Ctrl-C stops it)");
+    /// The URLs, the env file and a ready-to-paste curl of the demo patient's reports, as
+    /// `devstack run` prints them once the stack is ready (secrets left out, URLs redacted).
+    pub fn summary(&self) -> String {
+        use std::fmt::Write;
+
+        let mut text = String::from("devstack: the stack is ready (Ctrl-C stops it)\n");
         for (key, value) in &self.env {
             if key.contains("SECRET") {
                 continue;
             }
-            eprintln!("  {key:<28} {}", redact_if_url(value));
+            let _ = writeln!(text, "  {key:<28} {}", redact_if_url(value));
         }
-        eprintln!(
+        let _ = writeln!(
+            text,
             "  dashboard                    {}",
             self.prometheus.dashboard_url()
         );
         if let Some(log_dir) = self.services.first().and_then(|s| s.log().parent()) {
-            eprintln!("  logs                         {}", log_dir.display());
+            let _ = writeln!(text, "  logs                         {}", log_dir.display());
         }
-        eprintln!(
+        let _ = writeln!(
+            text,
             "devstack: {} has {DEMO_CHECKUPS} demo checkups; open the patient app signed in as them:",
             self.demo_patient_name
         );
-        eprintln!("  {}", self.var("APP_SIGN_IN_URL").unwrap_or_default());
-        eprintln!("devstack: their reports as JSON:");
-        eprintln!(
+        let _ = writeln!(
+            text,
+            "  {}",
+            self.var("APP_SIGN_IN_URL").unwrap_or_default()
+        );
+        let _ = writeln!(text, "devstack: their reports as JSON:");
+        let _ = writeln!(
+            text,
             "  curl -s -H 'Authorization: Bearer {}' '{}/v1/me/reports?min_lsn={}&wait_ms=3000'",
             self.var("PATIENT_TOKEN").unwrap_or_default(),
             self.var("REPORTS_URL").unwrap_or_default(),
             self.demo_commit_lsn
         );
-        eprintln!("  env file                     {}", self.env_file.display());
+        let _ = writeln!(
+            text,
+            "  env file                     {}",
+            self.env_file.display()
+        );
+        text
     }
 
     /// Resolves with the name of the first service that exits.
@@ -258,6 +271,13 @@ impl LocalStack {
             }
         }
     }
+}
+
+/// The patient app's sign-in link on the reports API at `reports_url`, signed in with the
+/// patient's `token`. The token rides in the fragment, which the browser never sends; the app
+/// moves it to sessionStorage and out of the address bar.
+pub fn app_sign_in_url(reports_url: &str, token: &str) -> String {
+    format!("{reports_url}/app/#token={token}")
 }
 
 /// Creates `database` if it does not exist, applies the migrations and creates the services'

@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use devstack::local::{LocalStack, Options};
+use devstack::local::{LocalStack, Options, app_sign_in_url};
 use devstack::process::free_loopback_port;
 use serde_json::Value;
 
@@ -126,7 +126,7 @@ async fn every_readme_command_works_against_the_local_stack() {
     let reports = stack.var("REPORTS_URL").unwrap().to_string();
     let token = stack.var("PATIENT_TOKEN").unwrap().to_string();
     let mut last_lsn = stack.demo_commit_lsn().to_string();
-    let mut failures = Vec::new();
+    let mut failures = sign_in_link_failures(&stack, &reports, &token).await;
     let mut outputs = Vec::new();
     for (line, commands) in &blocks {
         wait_for_store(&reports, &token, &last_lsn).await;
@@ -176,6 +176,43 @@ async fn every_readme_command_works_against_the_local_stack() {
         "blocks found: {blocks:?}"
     );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// What is wrong with the app's sign-in link of `make run`: it must be in the summary the stack
+/// prints, be the link devstack builds for the demo patient's token, and serve the app (the
+/// fragment stays in the client, as in a browser) with the app's policy.
+async fn sign_in_link_failures(stack: &LocalStack, reports: &str, token: &str) -> Vec<String> {
+    let mut failures = Vec::new();
+    let link = app_sign_in_url(reports, token);
+    if stack.var("APP_SIGN_IN_URL") != Some(link.as_str()) {
+        failures.push(format!(
+            "APP_SIGN_IN_URL is {:?}, not {link}",
+            stack.var("APP_SIGN_IN_URL")
+        ));
+    }
+    let summary = stack.summary();
+    if !summary.lines().any(|line| line.trim() == link) {
+        failures.push(format!(
+            "the printed summary has no line with the sign-in link {link}:\n{summary}"
+        ));
+    }
+    let response = reqwest::get(&link).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.text().await.unwrap();
+    if status != 200
+        || headers["content-type"] != "text/html; charset=utf-8"
+        || headers
+            .get("content-security-policy")
+            .map(|value| value.as_bytes())
+            != Some(reports_api::app::CONTENT_SECURITY_POLICY_VALUE.as_bytes())
+        || !body.contains("app.js")
+    {
+        failures.push(format!(
+            "GET {link} is not the app: {status} {headers:?}\n{body}"
+        ));
+    }
+    failures
 }
 
 /// Waits until the reports API serves data at or after `lsn`.

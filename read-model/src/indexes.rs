@@ -1,7 +1,8 @@
 //! The indexes the read model needs, created by the daemon at start. Every reports API query is
-//! served by one of them on MongoDB. FerretDB 1.24 creates them (as btree indexes on either
-//! backend) but does not use them: it filters with `_jsonb->'key' @> value`, which btree does
-//! not serve, and sorts in its own process.
+//! served by one of them on MongoDB. FerretDB 1.24 creates them as PostgreSQL indexes on each
+//! key's expression; on its PostgreSQL backend the patient condition it pushes down is served by
+//! one (a bitmap index scan), and the rest of the filter, the sort and the limit are applied in
+//! its own process (`reports-api/tests/trend_index.rs` asks both stores to explain the trend).
 
 use mongodb::bson::{Document, doc};
 use mongodb::options::IndexOptions;

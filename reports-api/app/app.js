@@ -10,6 +10,8 @@
   const TOKEN_KEY = "myhealth.token";
   const PAGE_SIZE = 10;
   const TREND_POINTS = 500;
+  /** Seconds in a day: uPlot's time axis counts seconds. */
+  const DAY = 86400;
   /** Codes drawn on one chart: blood pressure is read as systolic over diastolic. */
   const GROUPS = [{ title: "Blood pressure", codes: ["8480-6", "8462-4"] }];
   const FLAGS = {
@@ -210,6 +212,7 @@
     figure.dataset.points = String(points);
     figure.append(el("figcaption", {}, points + " values, oldest to newest"));
     if (typeof uPlot !== "function" || times.length === 0) return;
+    const xs = times.map((time) => Date.parse(time) / 1000);
     const width = Math.max(280, Math.min(figure.clientWidth || 320, 900));
     const options = {
       width: width,
@@ -222,11 +225,17 @@
         points: { show: true, size: 7 },
         spanGaps: true,
       }))),
+      // uPlot spans a lone reading over the next thousand days, the reading at the left edge;
+      // a month around it reads better.
+      scales: xs.length === 1 ? { x: { range: [xs[0] - 15 * DAY, xs[0] + 15 * DAY] } } : {},
       axes: [{}, { size: 50 }],
       cursor: { drag: { x: false, y: false } },
     };
-    const data = [times.map((time) => Date.parse(time) / 1000)].concat(columns);
-    charts.push(new uPlot(options, data, figure));
+    const data = [xs].concat(columns);
+    const chart = new uPlot(options, data, figure);
+    // The plotted data and series, for the browser test to compare with what the API answered.
+    figure.uplot = chart;
+    charts.push(chart);
   }
 
   async function reports(cursor) {
@@ -254,7 +263,12 @@
   }
 
   async function report(id) {
-    const found = await api("/v1/me/reports/" + encodeURIComponent(id));
+    const found = await api("/v1/me/reports/" + encodeURIComponent(id)).catch((error) => {
+      if (error.status === 404) return null;
+      throw error;
+    });
+    // Another patient's report is not found either: the API does not say whose it is.
+    if (!found) return notFound();
     const rows = found.measurements.map((m) =>
       el("tr", { "data-code": m.code },
         el("th", { scope: "row" }, m.name || m.code),
@@ -291,8 +305,13 @@
     if (parts[0] === "trends" && parts.length === 2) return trends(parts[1]);
     if (parts[0] === "reports" && parts.length === 1) return reports(query.get("cursor"));
     if (parts[0] === "reports" && parts.length === 2) return report(parts[1]);
-    return Promise.resolve(screen("missing",
-      [el("h1", {}, "Not found"), el("p", {}, el("a", { href: "#/" }, "Latest values"))]));
+    return Promise.resolve(notFound());
+  }
+
+  /** What an unknown route shows, and a report id that is not this patient's. */
+  function notFound() {
+    return screen("missing",
+      [el("h1", {}, "Not found"), el("p", {}, el("a", { href: "#/" }, "Latest values"))]);
   }
 
   async function route() {

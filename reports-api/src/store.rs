@@ -85,6 +85,21 @@ pub async fn trend(
     patient: Uuid,
     query: &TrendQuery,
 ) -> Result<(Vec<Document>, bool), mongodb::error::Error> {
+    let measurement = format!("measurements.{}", query.code.code);
+    let projection = doc! { "taken_at": 1, &measurement: 1 };
+    newest_first(
+        database,
+        trend_filter(patient, query),
+        projection,
+        query.limit,
+    )
+    .await
+}
+
+/// The filter of [`trend`]: the patient and the instrument types that may report the code
+/// lead, as in `patient_instrument_taken_at`. Public so that a test can ask the store to
+/// explain the query as sent.
+pub fn trend_filter(patient: Uuid, query: &TrendQuery) -> Document {
     let instruments: Vec<&str> = query
         .code
         .instruments
@@ -111,8 +126,13 @@ pub async fn trend(
     if let Some(cursor) = &query.cursor {
         filter.insert("$or", after(cursor));
     }
-    let projection = doc! { "taken_at": 1, &measurement: 1 };
-    newest_first(database, filter, projection, query.limit).await
+    filter
+}
+
+/// The order of every list and trend: newest first, the id breaking ties (the order of the
+/// `*_taken_at` indexes and of the keyset cursor).
+pub fn newest_first_sort() -> Document {
+    doc! { "taken_at": -1, "_id": -1 }
 }
 
 /// Keyset pagination: strictly after `cursor` in (taken_at desc, _id desc) order, so new
@@ -137,7 +157,7 @@ async fn newest_first(
     let mut cursor = database
         .collection::<Document>(REPORTS)
         .find(filter)
-        .sort(doc! { "taken_at": -1, "_id": -1 })
+        .sort(newest_first_sort())
         .projection(projection)
         .limit(limit)
         .batch_size(u32::try_from(limit).unwrap_or(u32::MAX))

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use devstack::TestContext;
 use devstack::in_process::InProcessStack;
+use devstack::local::app_sign_in_url;
 use devstack::tablet::{Patient, Tablet};
 use jsonwebtoken::{EncodingKey, Header, encode};
 use serde_json::{Value, json};
@@ -53,20 +54,27 @@ impl Stack {
         }
     }
 
-    /// Posts `upload` and waits until the reports API serves it.
+    /// Posts `upload` and waits until the reports API serves it, asking again while it answers
+    /// that the store has not reached the upload yet (`503`, "retry shortly"): on two shared
+    /// cores the daemon can take longer than one request's longest wait.
     async fn post_and_wait(&self, upload: &Value, patient: &Patient) {
         let result = self.tablet.post(upload).await.unwrap();
         let lsn = result["commit_lsn"].as_str().unwrap();
-        let response = reqwest::Client::new()
-            .get(format!(
-                "{}/v1/me/summary?min_lsn={lsn}&wait_ms=5000",
-                self.reports
-            ))
-            .bearer_auth(token(patient.id))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
+        let url = format!("{}/v1/me/summary?min_lsn={lsn}&wait_ms=5000", self.reports);
+        for attempt in 1.. {
+            let response = reqwest::Client::new()
+                .get(&url)
+                .bearer_auth(token(patient.id))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            if status == 200 {
+                return;
+            }
+            let body = response.text().await.unwrap();
+            assert!(status == 503 && attempt < 6, "{status} {body}");
+        }
     }
 
     async fn api(&self, token: &str, path: &str) -> Value {
@@ -311,6 +319,212 @@ fn colours(shot: &(u32, u32, Vec<u8>), x: u32, y: u32, width: u32, height: u32) 
     seen.len()
 }
 
+/// Pixels of a rectangle of a screenshot within a small distance of `colour` (antialiased
+/// edges blend into the background, the middle of a line does not).
+fn pixels_of(
+    shot: &(u32, u32, Vec<u8>),
+    (x, y, width, height): (u32, u32, u32, u32),
+    colour: [u8; 3],
+) -> usize {
+    let (shot_width, shot_height, pixels) = shot;
+    let mut count = 0;
+    for row in y..(y + height).min(*shot_height) {
+        for column in x..(x + width).min(*shot_width) {
+            let at = ((row * shot_width + column) * 4) as usize;
+            let near = pixels[at..at + 3]
+                .iter()
+                .zip(colour)
+                .all(|(have, want)| have.abs_diff(want) <= 24);
+            count += usize::from(near);
+        }
+    }
+    count
+}
+
+/// `#rrggbb` as bytes.
+fn hex_colour(text: &str) -> [u8; 3] {
+    let hex = text.strip_prefix('#').unwrap_or_else(|| panic!("{text}"));
+    let byte = |at: usize| u8::from_str_radix(&hex[at..at + 2], 16).unwrap();
+    [byte(0), byte(2), byte(4)]
+}
+
+/// A rectangle of `getBoundingClientRect()` in whole screenshot pixels.
+fn rect(value: &Value) -> (u32, u32, u32, u32) {
+    let number = |name: &str| value[name].as_f64().unwrap().max(0.0) as u32;
+    (number("x"), number("y"), number("width"), number("height"))
+}
+
+/// The app took `token` from the sign-in link as the README promises: the address (and so the
+/// history entry) no longer holds it, the tab's `sessionStorage` does, and nothing that outlives
+/// the tab (`localStorage`) does.
+async fn assert_signed_in_with_token_out_of_the_url(browser: &mut Browser, token: &str) {
+    let state = browser
+        .eval(
+            "({ href: location.href, hash: location.hash, \
+             session: sessionStorage.getItem('myhealth.token'), \
+             local: Object.keys(localStorage).map((key) => key + '=' + localStorage.getItem(key)) })",
+        )
+        .await;
+    let href = state["href"].as_str().unwrap();
+    assert!(
+        !href.contains(token) && !href.contains("token="),
+        "the token stays in the address bar: {href}"
+    );
+    assert_eq!(state["hash"], "#/", "{state}");
+    assert_eq!(state["session"], json!(token), "{state}");
+    assert!(
+        state["local"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|entry| !entry.as_str().unwrap().contains(token)),
+        "the token is kept in localStorage: {state}"
+    );
+}
+
+/// The home screen shows every latest value of `summary` (the API's answer) with its flag as a
+/// word, not only a colour, and nothing else.
+async fn assert_home_shows(browser: &mut Browser, summary: &Value) {
+    let shown = browser
+        .eval(
+            "[...document.querySelectorAll('li.value')].map((li) => ({ code: li.dataset.code, \
+             reading: li.querySelector('.reading').textContent, \
+             flag: li.querySelector('.flag').textContent }))",
+        )
+        .await;
+    let latest = summary["latest"].as_array().unwrap();
+    assert_eq!(shown.as_array().unwrap().len(), latest.len(), "{shown}");
+    for (entry, shown) in latest.iter().zip(shown.as_array().unwrap()) {
+        assert_eq!(shown["code"], entry["code"]);
+        let reading = shown["reading"].as_str().unwrap();
+        let value = entry["value"].as_f64().unwrap();
+        assert_eq!(
+            reading,
+            format!("{value} {}", entry["unit"].as_str().unwrap()),
+            "{entry}"
+        );
+        let word = match entry["flag"].as_str() {
+            Some("H") => "High",
+            Some("L") => "Low",
+            Some("N") => "Normal",
+            _ => "No range",
+        };
+        assert!(
+            shown["flag"].as_str().unwrap().contains(word),
+            "{entry} {shown}"
+        );
+    }
+}
+
+/// The blood pressure chart on screen (route `#/trends/8480-6`) as uPlot holds it: one x per
+/// reading, oldest first, and the systolic and diastolic values the API answered for `token`
+/// as two series; both series' stroke colours are distinct and drawn in the plot area of the
+/// screenshot `name`. Returns what the page said of the chart.
+async fn assert_blood_pressure_chart(
+    browser: &mut Browser,
+    stack: &Stack,
+    token: &str,
+    name: &str,
+) -> Value {
+    let chart = browser
+        .eval(
+            "(() => { const f = document.querySelector('figure.chart'); const u = f.uplot; \
+             const c = f.querySelector('canvas').getBoundingClientRect(); \
+             const p = u.over.getBoundingClientRect(); \
+             const box = (r) => ({ x: r.x, y: r.y, width: r.width, height: r.height }); \
+             return { codes: f.dataset.codes, points: Number(f.dataset.points), \
+             data: u.data.map((column) => Array.from(column)), \
+             xs: Array.from(u.data[0], (x) => u.valToPos(x, 'x')), \
+             strokes: u.series.slice(1).map((s, i) => \
+               typeof s.stroke === 'function' ? s.stroke(u, i + 1) : s.stroke), \
+             rows: document.querySelectorAll('table.points tbody tr').length, \
+             legend: [...f.querySelectorAll('.u-legend .u-label')].map((l) => l.textContent), \
+             canvas: box(c), plot: box(p) }; })()",
+        )
+        .await;
+    assert_eq!(chart["codes"], "8480-6 8462-4");
+    let data = chart["data"].as_array().unwrap();
+    assert_eq!(data.len(), 3, "x and two series: {chart}");
+    let mut readings = 0;
+    for (column, code) in data[1..].iter().zip(["8480-6", "8462-4"]) {
+        let trend = stack
+            .api(token, &format!("/v1/me/trends?code={code}&limit=500"))
+            .await;
+        let expected: Vec<f64> = trend["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|point| point["value"].as_f64().unwrap())
+            .collect();
+        let plotted: Vec<f64> = column
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|value| value.as_f64().unwrap())
+            .collect();
+        assert_eq!(plotted, expected, "{code}: {chart}");
+        readings = expected.len();
+    }
+    let times: Vec<f64> = data[0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|time| time.as_f64().unwrap())
+        .collect();
+    assert_eq!(times.len(), readings, "one x per reading: {chart}");
+    assert!(times.windows(2).all(|pair| pair[0] < pair[1]), "{chart}");
+    assert_eq!(chart["points"], json!(2 * readings), "{chart}");
+    assert_eq!(chart["rows"], json!(readings), "{chart}");
+    let legend = chart["legend"].to_string();
+    assert!(
+        legend.contains("Systolic") && legend.contains("Diastolic"),
+        "{legend}"
+    );
+
+    // Every reading inside the plot; a lone one away from its edges.
+    let plot_width = chart["plot"]["width"].as_f64().unwrap();
+    let xs: Vec<f64> = chart["xs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    let inner = if readings > 1 { 0.0 } else { plot_width / 4.0 };
+    assert!(
+        xs.iter().all(|x| (inner..=plot_width - inner).contains(x)),
+        "readings outside the plot: {chart}"
+    );
+
+    let shot = browser.screenshot(name).await;
+    let plot = rect(&chart["plot"]);
+    assert!(plot.2 >= 200 && plot.3 >= 100, "a small plot area: {chart}");
+    assert!(
+        colours(&shot, plot.0, plot.1, plot.2, plot.3) > 10,
+        "a blank plot: {chart}"
+    );
+    let strokes: Vec<[u8; 3]> = chart["strokes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|stroke| hex_colour(stroke.as_str().unwrap()))
+        .collect();
+    assert_eq!(strokes.len(), 2, "{chart}");
+    assert_ne!(
+        strokes[0], strokes[1],
+        "one colour for both series: {chart}"
+    );
+    // A line across the plot, or the ring of a lone point.
+    let wanted = if readings > 1 { 100 } else { 8 };
+    for stroke in strokes {
+        let drawn = pixels_of(&shot, plot, stroke);
+        assert!(
+            drawn >= wanted,
+            "{stroke:?} drawn in {drawn} pixels: {chart}"
+        );
+    }
+    chart
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_patient_signs_in_and_sees_values_trends_and_reports_in_a_browser() {
     let mut stack = Stack::start().await;
@@ -383,54 +597,16 @@ async fn a_patient_signs_in_and_sees_values_trends_and_reports_in_a_browser() {
 
     let mut browser = Browser::start().await;
     browser.viewport(PHONE).await;
+    // Sign in as a user of `make run` does: through the link devstack prints.
     browser
-        .navigate(&format!("{}/app/#token={ada_token}", stack.reports))
+        .navigate(&app_sign_in_url(&stack.reports, &ada_token))
         .await;
     browser.rendered("#/").await;
-    let href = browser.eval("location.href").await;
-    assert!(
-        !href.as_str().unwrap().contains("token"),
-        "the token stays in the address bar: {href}"
-    );
-    assert_eq!(
-        browser
-            .eval("sessionStorage.getItem('myhealth.token')")
-            .await,
-        json!(ada_token)
-    );
+    assert_signed_in_with_token_out_of_the_url(&mut browser, &ada_token).await;
 
-    // Home: every latest value with its flag as a word, not only a colour.
     let text = browser.text().await;
     assert!(text.contains(ada.full_name.as_str()), "{text}");
-    let shown = browser
-        .eval(
-            "[...document.querySelectorAll('li.value')].map((li) => ({ code: li.dataset.code, \
-             reading: li.querySelector('.reading').textContent, \
-             flag: li.querySelector('.flag').textContent }))",
-        )
-        .await;
-    let latest = summary["latest"].as_array().unwrap();
-    assert_eq!(shown.as_array().unwrap().len(), latest.len(), "{shown}");
-    for (entry, shown) in latest.iter().zip(shown.as_array().unwrap()) {
-        assert_eq!(shown["code"], entry["code"]);
-        let reading = shown["reading"].as_str().unwrap();
-        let value = entry["value"].as_f64().unwrap();
-        assert_eq!(
-            reading,
-            format!("{value} {}", entry["unit"].as_str().unwrap()),
-            "{entry}"
-        );
-        let word = match entry["flag"].as_str() {
-            Some("H") => "High",
-            Some("L") => "Low",
-            Some("N") => "Normal",
-            _ => "No range",
-        };
-        assert!(
-            shown["flag"].as_str().unwrap().contains(word),
-            "{entry} {shown}"
-        );
-    }
+    assert_home_shows(&mut browser, &summary).await;
     assert_eq!(
         browser
             .eval("document.documentElement.scrollWidth <= window.innerWidth")
@@ -448,35 +624,11 @@ async fn a_patient_signs_in_and_sees_values_trends_and_reports_in_a_browser() {
     // Blood pressure: both codes on one chart with one point per checkup each.
     browser.eval("location.hash = '#/trends/8480-6'").await;
     browser.rendered("#/trends/8480-6").await;
-    let chart = browser
-        .eval(
-            "(() => { const f = document.querySelector('figure.chart'); \
-             const c = f.querySelector('canvas'); const r = c.getBoundingClientRect(); \
-             return { codes: f.dataset.codes, points: Number(f.dataset.points), \
-             rows: document.querySelectorAll('table.points tbody tr').length, \
-             legend: [...f.querySelectorAll('.u-legend .u-label')].map((l) => l.textContent), \
-             x: r.x, y: r.y, width: r.width, height: r.height }; })()",
-        )
-        .await;
-    assert_eq!(chart["codes"], "8480-6 8462-4");
+    let chart =
+        assert_blood_pressure_chart(&mut browser, &stack, &ada_token, "app-phone-trend.png").await;
     assert_eq!(chart["points"], json!(2 * CHECKUPS), "{chart}");
-    assert_eq!(chart["rows"], json!(CHECKUPS), "{chart}");
-    let legend = chart["legend"].to_string();
-    assert!(
-        legend.contains("Systolic") && legend.contains("Diastolic"),
-        "{legend}"
-    );
-    let shot = browser.screenshot("app-phone-trend.png").await;
-    let (x, y) = (chart["x"].as_f64().unwrap(), chart["y"].as_f64().unwrap());
-    let (width, height) = (
-        chart["width"].as_f64().unwrap(),
-        chart["height"].as_f64().unwrap(),
-    );
+    let width = chart["canvas"]["width"].as_f64().unwrap();
     assert!(width >= 280.0 && width <= f64::from(PHONE.0), "{chart}");
-    assert!(
-        colours(&shot, x as u32, y as u32, width as u32, height as u32) > 10,
-        "the chart area is blank: {chart}"
-    );
 
     // Reports: pages of ten, walked with the keyboard, until the oldest.
     browser.eval("location.hash = '#/reports'").await;
@@ -547,21 +699,71 @@ async fn a_patient_signs_in_and_sees_values_trends_and_reports_in_a_browser() {
         columns.as_u64().unwrap() >= 3,
         "{columns} columns on a desktop"
     );
+    let cards = browser
+        .eval(
+            "[...document.querySelectorAll('li.value')].map((li) => li.getBoundingClientRect()) \
+             .filter((r) => r.bottom <= window.innerHeight) \
+             .map((r) => ({ x: r.x, y: r.y, width: r.width, height: r.height }))",
+        )
+        .await;
     let shot = browser.screenshot("app-desktop-home.png").await;
     assert_eq!((shot.0, shot.1), DESKTOP);
     assert!(colours(&shot, 0, 0, DESKTOP.0, DESKTOP.1) > 30);
+    // Every value on screen is drawn: its name, reading and flag, not an empty box.
+    let cards = cards.as_array().unwrap();
+    assert!(cards.len() >= 3, "{cards:?}");
+    for card in cards {
+        let (x, y, width, height) = rect(card);
+        assert!(width >= 120 && height >= 60, "{card}");
+        assert!(
+            colours(&shot, x, y, width, height) > 10,
+            "a blank value: {card}"
+        );
+    }
     browser.eval("location.hash = '#/trends/8480-6'").await;
     browser.rendered("#/trends/8480-6").await;
-    browser.screenshot("app-desktop-trend.png").await;
+    let chart =
+        assert_blood_pressure_chart(&mut browser, &stack, &ada_token, "app-desktop-trend.png")
+            .await;
+    assert!(
+        chart["canvas"]["width"].as_f64().unwrap() > f64::from(PHONE.0),
+        "the chart does not use a desktop's width: {chart}"
+    );
 
     // Another patient signing in on the same tab sees only their own data.
+    let grace_token = token(grace.id);
     browser
-        .navigate(&format!("{}/app/#token={}", stack.reports, token(grace.id)))
+        .navigate(&app_sign_in_url(&stack.reports, &grace_token))
         .await;
     browser.rendered("#/").await;
+    assert_signed_in_with_token_out_of_the_url(&mut browser, &grace_token).await;
     let text = browser.text().await;
     assert!(text.contains(grace.full_name.as_str()), "{text}");
     assert!(!text.contains(ada.full_name.as_str()), "{text}");
+    assert_home_shows(
+        &mut browser,
+        &stack.api(&grace_token, "/v1/me/summary").await,
+    )
+    .await;
+    let page = browser.eval("document.documentElement.outerHTML").await;
+    let page = page.as_str().unwrap();
+    assert!(
+        expected.iter().all(|id| !page.contains(id.as_str())),
+        "the first patient's report ids on the second one's home screen"
+    );
+    browser.eval("location.hash = '#/trends/8480-6'").await;
+    browser.rendered("#/trends/8480-6").await;
+    let chart = assert_blood_pressure_chart(
+        &mut browser,
+        &stack,
+        &grace_token,
+        "app-desktop-trend-second-patient.png",
+    )
+    .await;
+    assert_eq!(chart["points"], json!(2), "{chart}");
+    let page = browser.eval("document.documentElement.outerHTML").await;
+    let page = page.as_str().unwrap();
+    assert!(expected.iter().all(|id| !page.contains(id.as_str())));
     browser.eval("location.hash = '#/reports'").await;
     browser.rendered("#/reports").await;
     let ids: Vec<String> = serde_json::from_value(
@@ -572,12 +774,27 @@ async fn a_patient_signs_in_and_sees_values_trends_and_reports_in_a_browser() {
     .unwrap();
     assert_eq!(ids.len(), 5);
     assert!(ids.iter().all(|id| !expected.contains(id)), "{ids:?}");
+    // The first patient's report, opened by its address: not found, as any unknown id.
     browser
-        .eval(&format!("location.hash = '#/reports/{id}'"))
+        .navigate(&format!("{}/app/#/reports/{id}", stack.reports))
         .await;
     browser.rendered(&format!("#/reports/{id}")).await;
     let text = browser.text().await;
     assert!(!text.contains(NOTES), "another patient's report is shown");
+    assert_eq!(
+        browser
+            .eval("document.getElementById('main').dataset.view")
+            .await,
+        "missing",
+        "{text}"
+    );
+    assert!(text.contains("Not found"), "{text}");
+    assert_eq!(
+        browser
+            .eval("document.querySelectorAll('table.measurements').length")
+            .await,
+        json!(0)
+    );
 
     // Signing out forgets the token; a bad token is refused and forgotten too.
     browser
@@ -590,7 +807,7 @@ async fn a_patient_signs_in_and_sees_values_trends_and_reports_in_a_browser() {
         Value::Null
     );
     browser
-        .navigate(&format!("{}/app/#token=not-a-token", stack.reports))
+        .navigate(&app_sign_in_url(&stack.reports, "not-a-token"))
         .await;
     browser.rendered("#/").await;
     assert!(browser.text().await.contains("signed out"));

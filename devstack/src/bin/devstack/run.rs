@@ -49,7 +49,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     let mut stack = LocalStack::start(&options)
         .await
         .context("failed to start the local stack")?;
-    stack.print_summary();
+    eprint!("{}", stack.summary());
 
     let mut terminate = signal(SignalKind::terminate()).context("failed to watch SIGTERM")?;
     let code = tokio::select! {
