@@ -460,8 +460,9 @@ mod tests {
         "sink",
         "checkpoint",
     ];
-    /// Modules any step may import; they import no step themselves.
-    const LEAVES: &[&str] = &["decode", "metrics", "retry", "backoff", "lag", "heartbeat"];
+    /// Modules any step may import; they import no step themselves, and each imports only
+    /// leaves after it (so they form no cycle either).
+    const LEAVES: &[&str] = &["heartbeat", "lag", "retry", "backoff", "decode", "metrics"];
 
     /// The `crate::<module>` paths in code (not comments) of module `name`'s files.
     fn imports(name: &str) -> Vec<String> {
@@ -486,23 +487,88 @@ mod tests {
         let mut found = Vec::new();
         for file in files {
             let text = std::fs::read_to_string(&file).expect("module file is readable");
-            for line in text
+            let code: String = text
                 .lines()
                 .filter(|line| !line.trim_start().starts_with("//"))
-            {
-                for (at, _) in line.match_indices("crate::") {
-                    let module: String = line[at + "crate::".len()..]
-                        .chars()
-                        .take_while(|c| c.is_ascii_lowercase() || *c == '_')
-                        .collect();
-                    // An empty name is an item of the crate root (`crate::SERVICE_NAME`).
-                    if !module.is_empty() && module != name && !found.contains(&module) {
-                        found.push(module);
+                .collect::<Vec<_>>()
+                .join("\n");
+            // A top-level module's `super::` is the crate root.
+            let top_level = file.parent() == Some(source.as_path());
+            let prefixes: &[&str] = if top_level {
+                &["crate::", "super::"]
+            } else {
+                &["crate::"]
+            };
+            for prefix in prefixes {
+                for (at, _) in code.match_indices(prefix) {
+                    for module in paths_after(&code[at + prefix.len()..]) {
+                        // An empty name is an item of the crate root (`crate::SERVICE_NAME`).
+                        if !module.is_empty() && module != name && !found.contains(&module) {
+                            found.push(module);
+                        }
                     }
                 }
             }
         }
         found
+    }
+
+    /// The first segment of a path's rest (`mapping::Mapper` → `mapping`), or of each path in a
+    /// group (`{mapping::Mapper, sink}` → `mapping`, `sink`).
+    fn paths_after(rest: &str) -> Vec<String> {
+        let segment = |text: &str| -> String {
+            text.trim_start()
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect()
+        };
+        let Some(group) = rest.strip_prefix('{') else {
+            return vec![segment(rest)];
+        };
+        let (mut depth, mut start, mut firsts) = (0, 0, Vec::new());
+        for (at, c) in group.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' if depth == 0 => {
+                    firsts.push(segment(&group[start..at]));
+                    break;
+                }
+                '}' => depth -= 1,
+                ',' if depth == 0 => {
+                    firsts.push(segment(&group[start..at]));
+                    start = at + 1;
+                }
+                _ => {}
+            }
+        }
+        firsts
+    }
+
+    #[test]
+    fn grouped_and_nested_imports_name_each_module() {
+        assert_eq!(paths_after("mapping::Mapper;"), ["mapping"]);
+        assert_eq!(
+            paths_after("{mapping::{Mapper, Table},\n    sink::Batch, metrics};"),
+            ["mapping", "sink", "metrics"]
+        );
+    }
+
+    #[test]
+    fn every_module_is_a_step_or_a_leaf() {
+        let root =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lib.rs"))
+                .expect("lib.rs is readable");
+        let declared: Vec<&str> = root
+            .lines()
+            .filter_map(|line| line.strip_prefix("pub mod ")?.strip_suffix(';'))
+            .collect();
+        assert!(declared.len() >= STEPS.len(), "{declared:?}");
+        for module in declared {
+            assert!(
+                STEPS.contains(&module) || LEAVES.contains(&module),
+                "{module} is neither a step nor a shared leaf: place it in STEPS or LEAVES"
+            );
+        }
     }
 
     #[test]
@@ -517,11 +583,11 @@ mod tests {
             }
         }
         assert!(!imports("snapshot").contains(&"support_requests".to_string()));
-        for leaf in LEAVES {
+        for (position, leaf) in LEAVES.iter().enumerate() {
             for module in imports(leaf) {
                 assert!(
-                    LEAVES.contains(&module.as_str()),
-                    "the shared leaf {leaf} imports the step {module}"
+                    LEAVES[position + 1..].contains(&module.as_str()),
+                    "the shared leaf {leaf} imports {module}, which is a step or a leaf before it"
                 );
             }
         }
