@@ -54,6 +54,15 @@ pub fn text<'r>(row: &'r Row, column: &str) -> Result<&'r str, FieldError> {
     }
 }
 
+/// A text column that an UPDATE leaves out when its value is an unchanged TOASTed one: `None`
+/// then, and the value already written stays.
+pub fn sent_text<'r>(row: &'r Row, column: &str) -> Result<Option<&'r str>, FieldError> {
+    match row.get(column) {
+        None => Ok(None),
+        Some(_) => text(row, column).map(Some),
+    }
+}
+
 /// A required timestamp column as milliseconds since the epoch.
 pub fn timestamp(row: &Row, column: &str) -> Result<DateTime, FieldError> {
     match row.get(column) {
