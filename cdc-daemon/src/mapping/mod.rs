@@ -17,6 +17,10 @@
 //! candidate that wins if it is newer; a change that can lower a newest value (a delete, an
 //! amendment, a status or time change) marks the patient for recomputation from its reports.
 //! A change that cannot be mapped becomes a [`DeadLetter`] and the stream goes on.
+//!
+//! An UPDATE does not carry the columns whose values are unchanged and TOASTed (stored out of
+//! line): their fields keep the values the documents have, field by field inside a
+//! sub-document (see [`documents::SentFields`]), and nothing of them fans out.
 
 mod checkups;
 mod clinics;
@@ -496,7 +500,8 @@ fn forget_every_latest() -> Write {
     Write::update_many(PATIENTS, doc! {}, doc! { "$unset": { "latest": "" } })
 }
 
-/// The values of a tuple as text by column name, for a dead letter.
+/// The values of a tuple as text by column name, for a dead letter (the only place that shows an
+/// unchanged TOASTed value, as a placeholder: documents never hold one).
 fn raw_values(relation: &Relation, tuple: &TupleData) -> Document {
     relation
         .columns

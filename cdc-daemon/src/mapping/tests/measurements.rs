@@ -1,9 +1,12 @@
-//! Measurements: `measurements.<code>` of the report, and what they mean for `latest`.
+//! Measurements: `measurements.<code>` of the report (whole, or the fields an update carries),
+//! and what they mean for `latest`.
 
 use mongodb::bson::doc;
 use read_model::{PATIENTS, REPORTS};
 
-use super::{Cell, LATER, LATER_REPORT, PATIENT, REPORT, Stream, report, systolic, update_of};
+use super::{
+    Cell, LATER, LATER_REPORT, PATIENT, REPORT, Stream, report, systolic, update_of, with,
+};
 use crate::mapping::{Dirty, Table};
 
 #[tokio::test]
@@ -115,7 +118,7 @@ async fn a_code_that_cannot_be_a_document_key_is_a_dead_letter() {
     let mapped = stream
         .insert(
             Table::Measurements,
-            super::with(systolic(REPORT, "120"), "code", Cell::Text("$where")),
+            with(systolic(REPORT, "120"), "code", Cell::Text("$where")),
         )
         .await;
     let letter = mapped.dead_letter.expect("a dead letter");
@@ -134,5 +137,43 @@ async fn truncating_measurements_empties_every_report_and_every_latest() {
     assert_eq!(
         update_of(&writes, PATIENTS, &doc! {}),
         &doc! { "$unset": { "latest": "" } }
+    );
+}
+
+#[tokio::test]
+async fn a_measurement_update_with_unchanged_toast_names_sets_only_the_fields_it_carries() {
+    let mut stream = Stream::seeded().await;
+    stream
+        .insert(Table::Measurements, systolic(REPORT, "120"))
+        .await;
+    stream.writes();
+    stream.mapper.take_latest();
+    let toasted = with(
+        with(systolic(REPORT, "125"), "display_name", Cell::Toast),
+        "unit",
+        Cell::Toast,
+    );
+    let mapped = stream.update(Table::Measurements, toasted).await;
+    assert_eq!(mapped.dead_letter, None);
+    let writes = stream.writes();
+    let set = update_of(
+        &writes,
+        REPORTS,
+        &doc! { "_id": REPORT, "patient_id": PATIENT },
+    )
+    .get_document("$set")
+    .unwrap();
+    assert!(!set.contains_key("measurements.8480-6"), "{set}");
+    assert!(!set.contains_key("measurements.8480-6.name"), "{set}");
+    assert!(!set.contains_key("measurements.8480-6.unit"), "{set}");
+    assert_eq!(set.get_f64("measurements.8480-6.value").unwrap(), 125.0);
+    assert_eq!(set.get_str("measurements.8480-6.flag").unwrap(), "N");
+    assert_eq!(
+        set.get_f64("measurements.8480-6.reference_high").unwrap(),
+        120.0
+    );
+    assert_eq!(
+        stream.mapper.take_latest().dirty.get(PATIENT),
+        Some(&Dirty::one("8480-6".to_string()))
     );
 }
