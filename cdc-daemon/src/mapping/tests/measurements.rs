@@ -7,6 +7,7 @@ use read_model::{PATIENTS, REPORTS};
 use super::{
     Cell, LATER, LATER_REPORT, PATIENT, REPORT, Stream, report, systolic, update_of, with,
 };
+use crate::decode::{Message, OldTuple, Update};
 use crate::mapping::{Dirty, Table};
 
 #[tokio::test]
@@ -176,4 +177,41 @@ async fn a_measurement_update_with_unchanged_toast_names_sets_only_the_fields_it
         stream.mapper.take_latest().dirty.get(PATIENT),
         Some(&Dirty::one("8480-6".to_string()))
     );
+}
+
+#[tokio::test]
+async fn a_measurement_update_whose_toasted_code_comes_in_the_old_key_is_applied() {
+    let mut stream = Stream::seeded().await;
+    stream
+        .insert(Table::Measurements, systolic(REPORT, "120"))
+        .await;
+    stream.writes();
+    // PostgreSQL logs the old key when a key column is stored out of line.
+    let relation = super::relation(Table::Measurements);
+    let key = [
+        ("report_id", Cell::Text(REPORT)),
+        ("code", Cell::Text("8480-6")),
+    ];
+    let mapped = stream
+        .send(Message::Update(Update {
+            relation_id: relation.id,
+            old: Some(OldTuple::Key(super::tuple(&relation, &key))),
+            new: super::tuple(
+                &relation,
+                &with(systolic(REPORT, "125"), "code", Cell::Toast),
+            ),
+        }))
+        .await;
+    assert_eq!(mapped.dead_letter, None);
+    let writes = stream.writes();
+    let set = update_of(
+        &writes,
+        REPORTS,
+        &doc! { "_id": REPORT, "patient_id": PATIENT },
+    )
+    .get_document("$set")
+    .unwrap();
+    let measurement = set.get_document("measurements.8480-6").unwrap();
+    assert_eq!(measurement.get_str("code").unwrap(), "8480-6");
+    assert_eq!(measurement.get_f64("value").unwrap(), 125.0);
 }
