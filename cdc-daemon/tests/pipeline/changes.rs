@@ -347,3 +347,66 @@ async fn updates_beside_toasted_names_keep_the_names_and_apply_the_rest() {
     assert_eq!(dead_letters, 0);
     daemon.stop().await;
 }
+
+#[tokio::test]
+async fn an_update_of_a_measurement_whose_code_is_toasted_is_applied() {
+    let rig = Rig::new().await;
+    let daemon = rig.start().await;
+    let source = Source::new(&rig).await;
+    let patient = source.patient("Toast Code").await;
+    let report = source.checkup(patient, 1).await[0];
+    // A code of random hex long enough to be stored out of line (its primary key index still
+    // takes it): an update names the row by the old key PostgreSQL logs for it.
+    let code: String = source
+        .client
+        .query_one(
+            "INSERT INTO measurements VALUES ($1, (SELECT string_agg(md5(random()::text), '') \
+                                                    FROM generate_series(1, 80)), \
+                                              'Long code', 5, 'u', NULL, NULL, NULL) \
+             RETURNING code",
+            &[&report],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let toasted: i64 = source
+        .client
+        .query_one(
+            "SELECT pg_relation_size(reltoastrelid) FROM pg_class WHERE oid = 'measurements'::regclass",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(toasted > 0, "the code is not stored out of line");
+    source
+        .client
+        .execute(
+            "UPDATE measurements SET value = 6 WHERE report_id = $1 AND code = $2",
+            &[&report, &code],
+        )
+        .await
+        .unwrap();
+    rig.assert_verified().await;
+    let stored = rig
+        .store
+        .collection::<Document>("reports")
+        .find_one(doc! { "_id": report.to_string() })
+        .await
+        .unwrap()
+        .unwrap();
+    let measurement = stored
+        .get_document("measurements")
+        .unwrap()
+        .get_document(&code)
+        .unwrap();
+    assert_eq!(measurement.get_f64("value").unwrap(), 6.0);
+    let dead_letters = rig
+        .store
+        .collection::<Document>(read_model::DEAD_LETTERS)
+        .count_documents(doc! {})
+        .await
+        .unwrap();
+    assert_eq!(dead_letters, 0);
+    daemon.stop().await;
+}
