@@ -1,5 +1,6 @@
 //! `public.clinics` → `lookup_clinics`, the clinic names that reports embed. A rename fans out
-//! to `checkup.clinic_name` of every report of the clinic.
+//! to `checkup.clinic_name` of every report of the clinic; an update that does not carry the
+//! name (an unchanged TOASTed value) changes nothing.
 
 use mongodb::bson::{Document, doc};
 use read_model::{LOOKUP_CLINICS, REPORTS};
@@ -22,7 +23,10 @@ impl<S: LookupStore> Mapper<S> {
         batch: &mut Batch,
     ) -> Result<(), MapError> {
         let id = documents::uuid(row, "id")?.to_string();
-        let name = documents::text(row, "name")?;
+        // Not sent (unchanged TOAST): nothing mapped changed.
+        let Some(name) = documents::sent_text(row, "name")? else {
+            return Ok(());
+        };
         let previous = match operation {
             Operation::Update => self.lookups.clinic_name(&id).await?,
             _ => None,

@@ -1,5 +1,6 @@
 //! `public.devices` → `lookup_devices`, the tablet labels that reports embed. A relabel fans
-//! out to `checkup.device_label` of every report taken with the device.
+//! out to `checkup.device_label` of every report taken with the device; an update that does not
+//! carry the label (an unchanged TOASTed value) keeps it everywhere.
 
 use mongodb::bson::{Document, doc};
 use read_model::{LOOKUP_DEVICES, REPORTS};
@@ -22,17 +23,21 @@ impl<S: LookupStore> Mapper<S> {
         batch: &mut Batch,
     ) -> Result<(), MapError> {
         let id = documents::uuid(row, "id")?.to_string();
-        let label = documents::text(row, "label")?;
+        let clinic_id = documents::uuid(row, "clinic_id")?.to_string();
+        let label = documents::sent_text(row, "label")?;
+        let mut fields = doc! { "clinic_id": clinic_id };
+        if let Some(label) = label {
+            fields.insert("label", label);
+        }
+        batch.push(Write::upsert(LOOKUP_DEVICES, id.as_str(), fields));
+        // Not sent (unchanged TOAST): the cached label and the reports' stay.
+        let Some(label) = label else {
+            return Ok(());
+        };
         let previous = match operation {
             Operation::Update => self.lookups.device_label(&id).await?,
             _ => None,
         };
-        let clinic_id = documents::uuid(row, "clinic_id")?.to_string();
-        batch.push(Write::upsert(
-            LOOKUP_DEVICES,
-            id.as_str(),
-            doc! { "clinic_id": clinic_id, "label": label },
-        ));
         self.lookups.set_device(&id, label);
         if operation == Operation::Update && previous.as_deref() != Some(label) {
             batch.push(Write::update_many(

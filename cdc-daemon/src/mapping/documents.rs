@@ -5,7 +5,7 @@
 //! become strings (`YYYY-MM-DD`), timestamps BSON datetimes (milliseconds), numerics a double
 //! when it round-trips exactly and a string otherwise, JSON (`raw`) its text. A column absent
 //! from the row (an unchanged TOASTed value in an UPDATE) is left out of the fields, never
-//! written as null.
+//! written as null: the document keeps the value it has (see [`SentFields`]).
 
 use mongodb::bson::{Bson, DateTime, Document, doc};
 use uuid::Uuid;
@@ -51,6 +51,15 @@ pub fn text<'r>(row: &'r Row, column: &str) -> Result<&'r str, FieldError> {
             format!("expected text, found {}", kind(other)),
         )),
         None => Err(field_error(column, "is missing")),
+    }
+}
+
+/// A text column that an UPDATE leaves out when its value is an unchanged TOASTed one: `None`
+/// then, and the value already written stays.
+pub fn sent_text<'r>(row: &'r Row, column: &str) -> Result<Option<&'r str>, FieldError> {
+    match row.get(column) {
+        None => Ok(None),
+        Some(_) => text(row, column).map(Some),
     }
 }
 
@@ -124,6 +133,62 @@ fn kind(value: &Value) -> &'static str {
     }
 }
 
+/// The fields of a sub-document (or of a document) made from the columns a row carries. An
+/// UPDATE does not carry an unchanged TOASTed value: its column is named in `missing`, and
+/// writing the fields with [`SentFields::set_at`] leaves the field the document has alone.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SentFields {
+    /// The fields of the columns the row carries.
+    pub fields: Document,
+    /// The columns it does not carry.
+    pub missing: Vec<&'static str>,
+}
+
+impl SentFields {
+    /// Adds `column` as `field`, or records it missing.
+    fn value(&mut self, row: &Row, column: &'static str, field: &str) {
+        match row.get(column) {
+            Some(value) => {
+                self.fields.insert(field, bson(value));
+            }
+            None => self.missing.push(column),
+        }
+    }
+
+    /// Adds the text column `column` as `field`, or records it missing.
+    fn text(&mut self, row: &Row, column: &'static str, field: &str) -> Result<(), FieldError> {
+        match sent_text(row, column)? {
+            Some(text) => {
+                self.fields.insert(field, text);
+            }
+            None => self.missing.push(column),
+        }
+        Ok(())
+    }
+
+    /// The fields, or the error of the first missing column: for rows that carry every column
+    /// (those `cdc-daemon verify` reads with SQL).
+    pub fn whole(self) -> Result<Document, FieldError> {
+        match self.missing.first() {
+            Some(column) => Err(field_error(column, "is missing")),
+            None => Ok(self.fields),
+        }
+    }
+
+    /// The `$set` fields that write these at `path`: the whole sub-document when no column is
+    /// missing, else each field on its own (`path.field`), so that the missing ones keep the
+    /// value the document has.
+    pub fn set_at(&self, path: &str) -> Document {
+        if self.missing.is_empty() {
+            return doc! { path: self.fields.clone() };
+        }
+        self.fields
+            .iter()
+            .map(|(field, value)| (format!("{path}.{field}"), value.clone()))
+            .collect()
+    }
+}
+
 /// Copies the present `columns` of `row` into `fields` under the same names.
 fn copy_present(row: &Row, columns: &[&str], fields: &mut Document) {
     for column in columns {
@@ -135,12 +200,17 @@ fn copy_present(row: &Row, columns: &[&str], fields: &mut Document) {
 
 /// The patient snapshot embedded in report documents.
 pub fn patient_snapshot(row: &Row) -> Result<Document, FieldError> {
-    let mut snapshot = doc! { "id": uuid(row, "id")?.to_string() };
+    patient_snapshot_sent(row)?.whole()
+}
+
+/// The fields of the patient snapshot that `row` carries.
+pub fn patient_snapshot_sent(row: &Row) -> Result<SentFields, FieldError> {
+    let mut snapshot = SentFields {
+        fields: doc! { "id": uuid(row, "id")?.to_string() },
+        missing: Vec::new(),
+    };
     for column in ["external_ref", "full_name", "birth_date", "sex"] {
-        let value = row
-            .get(column)
-            .ok_or_else(|| field_error(column, "is missing"))?;
-        snapshot.insert(column, bson(value));
+        snapshot.value(row, column, column);
     }
     Ok(snapshot)
 }
@@ -198,22 +268,41 @@ pub fn checkup_embedded(
 
 /// The report's own fields (everything but the embedded patient, checkup and measurements).
 pub fn report_fields(row: &Row) -> Result<Document, FieldError> {
-    let mut fields = doc! {
-        "patient_id": uuid(row, "patient_id")?.to_string(),
-        "checkup_id": uuid(row, "checkup_id")?.to_string(),
-        "instrument": {
-            "type": text(row, "instrument_type")?,
-            "serial": text(row, "instrument_serial")?,
+    report_fields_sent(row)?.whole()
+}
+
+/// The report's own fields that `row` carries, as `$set` fields: `instrument` whole, or the
+/// part of it that `row` carries.
+pub fn report_fields_sent(row: &Row) -> Result<SentFields, FieldError> {
+    let mut report = SentFields {
+        fields: doc! {
+            "patient_id": uuid(row, "patient_id")?.to_string(),
+            "checkup_id": uuid(row, "checkup_id")?.to_string(),
         },
-        "taken_at": timestamp(row, "taken_at")?,
-        "status": text(row, "status")?,
+        missing: Vec::new(),
     };
-    copy_present(row, &["notes", "raw"], &mut fields);
-    Ok(fields)
+    let mut instrument = SentFields::default();
+    instrument.text(row, "instrument_type", "type")?;
+    instrument.text(row, "instrument_serial", "serial")?;
+    report.fields.extend(instrument.set_at("instrument"));
+    report.missing.extend(instrument.missing);
+    report
+        .fields
+        .insert("taken_at", timestamp(row, "taken_at")?);
+    report.text(row, "status", "status")?;
+    copy_present(row, &["notes", "raw"], &mut report.fields);
+    Ok(report)
 }
 
 /// A measurement's code (checked to be usable as a document key) and its sub-document.
 pub fn measurement(row: &Row) -> Result<(String, Document), FieldError> {
+    let (code, fields) = measurement_sent(row)?;
+    Ok((code, fields.whole()?))
+}
+
+/// A measurement's code (checked to be usable as a document key) and the fields of its
+/// sub-document that `row` carries.
+pub fn measurement_sent(row: &Row) -> Result<(String, SentFields), FieldError> {
     let code = text(row, "code")?;
     if code.is_empty() || code.starts_with('$') || code.contains('.') || code.contains('\0') {
         return Err(field_error(
@@ -221,7 +310,10 @@ pub fn measurement(row: &Row) -> Result<(String, Document), FieldError> {
             format!("{code:?} cannot be a document key"),
         ));
     }
-    let mut fields = doc! { "code": code };
+    let mut fields = SentFields {
+        fields: doc! { "code": code },
+        missing: Vec::new(),
+    };
     for (column, name) in [
         ("display_name", "name"),
         ("value", "value"),
@@ -230,10 +322,7 @@ pub fn measurement(row: &Row) -> Result<(String, Document), FieldError> {
         ("reference_high", "reference_high"),
         ("flag", "flag"),
     ] {
-        let value = row
-            .get(column)
-            .ok_or_else(|| field_error(column, "is missing"))?;
-        fields.insert(name, bson(value));
+        fields.value(row, column, name);
     }
     Ok((code.to_string(), fields))
 }

@@ -1,10 +1,11 @@
 //! `public.measurements` → `measurements.<code>` of the report document, and the patient's
 //! `latest.<code>`: an inserted measurement of a report not entered in error is a candidate
-//! that wins if it is newer; an update or delete marks the code for recomputation. A
-//! measurement of an unknown report is an orphan (a dead letter). A delete is routed by its
-//! key `(report_id, code)` alone; its write names the report's patient (the shard key of
-//! `reports`) from the report's lookup, and is left out when the report is known nowhere (its
-//! document does not exist either).
+//! that wins if it is newer; an update or delete marks the code for recomputation. An update
+//! that does not carry a value (an unchanged TOASTed one) sets the others field by field, so
+//! the report keeps that value. A measurement of an unknown report is an orphan (a dead
+//! letter). A delete is routed by its key `(report_id, code)` alone; its write names the
+//! report's patient (the shard key of `reports`) from the report's lookup, and is left out
+//! when the report is known nowhere (its document does not exist either).
 
 use mongodb::bson::{Document, doc};
 use read_model::REPORTS;
@@ -39,18 +40,25 @@ impl<S: LookupStore> Mapper<S> {
         batch: &mut Batch,
     ) -> Result<(), MapError> {
         let report_id = documents::uuid(row, "report_id")?.to_string();
-        let (code, measurement) = documents::measurement(row)?;
+        let (code, measurement) = documents::measurement_sent(row)?;
         let report = known(self.lookups.report(&report_id).await?, "report", &report_id)?;
+        let mut set = measurement.set_at(&format!("measurements.{code}"));
+        set.insert("_cdc", transaction.cdc());
         batch.push(Write::update(
             REPORTS,
             Key::report(&report_id, &report.patient_id),
-            doc! { "$set": { format!("measurements.{code}"): measurement.clone(), "_cdc": transaction.cdc() } },
+            doc! { "$set": set },
         ));
         match operation {
+            // An insert carries every column (only updates leave unchanged TOAST out).
             Operation::Insert if !report.entered_in_error => {
                 let candidate = Candidate {
                     taken_at: report.taken_at,
-                    entry: documents::latest_entry(&measurement, &report_id, report.taken_at),
+                    entry: documents::latest_entry(
+                        &measurement.fields,
+                        &report_id,
+                        report.taken_at,
+                    ),
                     report_id,
                 };
                 self.propose_latest(report.patient_id, code, candidate);

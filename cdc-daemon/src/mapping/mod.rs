@@ -17,6 +17,10 @@
 //! candidate that wins if it is newer; a change that can lower a newest value (a delete, an
 //! amendment, a status or time change) marks the patient for recomputation from its reports.
 //! A change that cannot be mapped becomes a [`DeadLetter`] and the stream goes on.
+//!
+//! An UPDATE does not carry the columns whose values are unchanged and TOASTed (stored out of
+//! line): their fields keep the values the documents have, field by field inside a
+//! sub-document (see [`documents::SentFields`]), and nothing of them fans out.
 
 mod checkups;
 mod clinics;
@@ -45,7 +49,7 @@ use crate::decode::values::{
     DATE as DATE_OID, FLOAT4, FLOAT8, INT2, INT4, INT8, JSON as JSON_OID, JSONB, NUMERIC, TEXT,
     TIMESTAMP, TIMESTAMPTZ, UUID, VARCHAR,
 };
-use crate::decode::{ColumnData, Message, Relation, TupleData};
+use crate::decode::{ColumnData, Message, Relation, TupleData, Update};
 use crate::sink::{Batch, Write};
 
 /// Column names with the type oids the mapping accepts for each.
@@ -362,6 +366,16 @@ impl<S: LookupStore> Mapper<S> {
                 }),
             });
         }
+        let filled;
+        let tuple = match message {
+            Message::Update(Update { old: Some(old), .. })
+                if tuple.0.contains(&ColumnData::UnchangedToast) =>
+            {
+                filled = fill_unchanged(tuple, old.tuple());
+                &filled
+            }
+            _ => tuple,
+        };
         let parsed = match row(relation, tuple) {
             Ok(parsed) => parsed,
             Err(error) => {
@@ -496,7 +510,24 @@ fn forget_every_latest() -> Write {
     Write::update_many(PATIENTS, doc! {}, doc! { "$unset": { "latest": "" } })
 }
 
-/// The values of a tuple as text by column name, for a dead letter.
+/// `new` with its unchanged TOASTed values taken from `old` where it has them. PostgreSQL logs
+/// the old key when a key column is stored out of line (the new row cannot carry it), so an
+/// update whose key was TOASTed still names its row.
+fn fill_unchanged(new: &TupleData, old: &TupleData) -> TupleData {
+    TupleData(
+        new.0
+            .iter()
+            .enumerate()
+            .map(|(index, value)| match (value, old.0.get(index)) {
+                (ColumnData::UnchangedToast, Some(old @ ColumnData::Text(_))) => old.clone(),
+                _ => value.clone(),
+            })
+            .collect(),
+    )
+}
+
+/// The values of a tuple as text by column name, for a dead letter (the only place that shows an
+/// unchanged TOASTed value, as a placeholder: documents never hold one).
 fn raw_values(relation: &Relation, tuple: &TupleData) -> Document {
     relation
         .columns

@@ -4,7 +4,8 @@
 //! A patient has one record number per clinic, so a report shows the one of the clinic its
 //! checkup was taken at. A link written or changed fans out to the reports of that patient at
 //! that clinic (inserts too: the migration back-fills links for reports that already exist); a
-//! removed link clears the number. Reports mapped later read the number from the lookup.
+//! removed link clears the number. Reports mapped later read the number from the lookup. An
+//! update that does not carry the number (an unchanged TOASTed value) changes nothing.
 
 use mongodb::bson::{Bson, Document, doc};
 use read_model::{LOOKUP_PATIENT_CLINICS, REPORTS};
@@ -33,7 +34,10 @@ impl<S: LookupStore> Mapper<S> {
     ) -> Result<(), MapError> {
         let patient_id = documents::uuid(row, "patient_id")?.to_string();
         let clinic_id = documents::uuid(row, "clinic_id")?.to_string();
-        let number = documents::text(row, "external_ref")?;
+        // Not sent (unchanged TOAST): nothing mapped changed.
+        let Some(number) = documents::sent_text(row, "external_ref")? else {
+            return Ok(());
+        };
         let key = link_key(&patient_id, &clinic_id);
         let previous = match operation {
             Operation::Update => self.lookups.record_number(&key).await?,

@@ -1,6 +1,7 @@
 //! `public.patients` → the patient document (demographics; `latest` is settled separately). A
 //! change of what reports embed (the patient snapshot) fans out to every report of the patient;
-//! a delete removes the patient with their reports.
+//! a delete removes the patient with their reports. An update that does not carry a value (an
+//! unchanged TOASTed one) leaves it as the patient document and the reports have it.
 
 use mongodb::bson::{Document, doc};
 use read_model::{PATIENTS, REPORTS};
@@ -23,7 +24,8 @@ pub(super) const COLUMNS: ColumnTypes = &[
 
 impl<S: LookupStore> Mapper<S> {
     /// Writes the patient document; an update that changes the snapshot reports embed
-    /// rewrites it in every report of the patient.
+    /// rewrites it in every report of the patient (only the fields the update carries, when it
+    /// leaves some out).
     pub(super) async fn upsert_patient(
         &mut self,
         operation: Operation,
@@ -40,13 +42,18 @@ impl<S: LookupStore> Mapper<S> {
         let mut fields = documents::patient_fields(row);
         fields.insert("_cdc", cdc.clone());
         batch.push(Write::upsert(PATIENTS, id.as_str(), fields));
-        let snapshot = documents::patient_snapshot(row)?;
+        let sent = documents::patient_snapshot_sent(row)?;
+        // What the store has once the batch is written: the sent fields over the known ones.
+        let mut snapshot = previous.clone().unwrap_or_default();
+        snapshot.extend(sent.fields.clone());
         self.lookups.set_patient(&id, snapshot.clone());
         if operation == Operation::Update && previous.as_ref() != Some(&snapshot) {
+            let mut set = sent.set_at("patient");
+            set.insert("_cdc", cdc);
             batch.push(Write::update_many(
                 REPORTS,
                 doc! { "patient_id": &id },
-                doc! { "$set": { "patient": snapshot, "_cdc": cdc } },
+                doc! { "$set": set },
             ));
         }
         Ok(())

@@ -2,7 +2,8 @@
 //! (clinic name, device label) are joined from the daemon's own lookups, never from the source.
 //! A report whose patient or checkup is unknown is an orphan (a dead letter). An update that
 //! moves, re-dates or withdraws a report (`entered-in-error`) makes its patient's `latest` be
-//! recomputed; so does a delete.
+//! recomputed; so does a delete. An update that does not carry a value (an unchanged TOASTed
+//! one) leaves it as the report document has it.
 //!
 //! Every write names the report's patient as well as its id: `patient_id` is the shard key of
 //! `reports` on a sharded cluster. A report moved to another patient (an operator's correction:
@@ -47,14 +48,20 @@ impl<S: LookupStore> Mapper<S> {
     ) -> Result<(), MapError> {
         let id = documents::uuid(row, "id")?.to_string();
         let fields = self.report_document(row, transaction).await?;
-        let info = ReportInfo {
-            patient_id: fields.get_str("patient_id").unwrap_or_default().to_string(),
-            taken_at: documents::timestamp(row, "taken_at")?,
-            entered_in_error: documents::text(row, "status")? == "entered-in-error",
-        };
         let previous = match operation {
             Operation::Update => self.lookups.report(&id).await?,
             _ => None,
+        };
+        let entered_in_error = match documents::sent_text(row, "status")? {
+            Some(status) => status == "entered-in-error",
+            None => previous
+                .as_ref()
+                .is_some_and(|known| known.entered_in_error),
+        };
+        let info = ReportInfo {
+            patient_id: fields.get_str("patient_id").unwrap_or_default().to_string(),
+            taken_at: documents::timestamp(row, "taken_at")?,
+            entered_in_error,
         };
         let stored_under = previous
             .as_ref()
@@ -76,14 +83,14 @@ impl<S: LookupStore> Mapper<S> {
         Ok(())
     }
 
-    /// The report's fields with its patient snapshot and checkup joined in (its measurements
-    /// are written by their own changes).
+    /// The report's fields that `row` carries, with its patient snapshot and checkup joined in
+    /// (its measurements are written by their own changes).
     async fn report_document(
         &mut self,
         row: &Row,
         transaction: &Transaction,
     ) -> Result<Document, MapError> {
-        let mut fields = documents::report_fields(row)?;
+        let mut fields = documents::report_fields_sent(row)?.fields;
         let patient_id = fields.get_str("patient_id").unwrap_or_default().to_string();
         let checkup_id = fields.get_str("checkup_id").unwrap_or_default().to_string();
         let patient = known(

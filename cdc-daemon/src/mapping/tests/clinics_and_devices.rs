@@ -1,9 +1,13 @@
-//! Clinics and devices: lookups, renames fanning out to reports, deletes, truncates.
+//! Clinics and devices: lookups, renames fanning out to reports, unchanged TOAST, deletes,
+//! truncates.
 
 use mongodb::bson::doc;
 use read_model::{LOOKUP_CLINICS, LOOKUP_DEVICES, REPORTS};
 
-use super::{CLINIC, DEVICE, Stream, clinic, deletes, device, set_of, update_of, writes_to};
+use super::{
+    CHECKUP, CLINIC, Cell, DEVICE, PATIENT, Stream, checkup, clinic, deletes, device, set_of,
+    update_of, with, writes_to,
+};
 use crate::mapping::{Operation, Table};
 
 #[tokio::test]
@@ -71,10 +75,10 @@ async fn a_relabelled_device_is_relabelled_in_every_report_taken_with_it() {
 async fn deleting_a_clinic_or_device_removes_only_its_lookup() {
     let mut stream = Stream::seeded().await;
     stream
-        .delete(Table::Clinics, vec![("id", super::Cell::Text(CLINIC))])
+        .delete(Table::Clinics, vec![("id", Cell::Text(CLINIC))])
         .await;
     stream
-        .delete(Table::Devices, vec![("id", super::Cell::Text(DEVICE))])
+        .delete(Table::Devices, vec![("id", Cell::Text(DEVICE))])
         .await;
     let writes = stream.writes();
     assert!(deletes(&writes, LOOKUP_CLINICS, &doc! { "_id": CLINIC }));
@@ -109,4 +113,57 @@ async fn truncating_clinics_empties_their_lookups() {
     stream.truncate(Table::Clinics).await;
     let writes = stream.writes();
     assert!(deletes(&writes, LOOKUP_CLINICS, &doc! {}));
+}
+
+#[tokio::test]
+async fn a_clinic_update_whose_name_is_unchanged_toast_keeps_the_name_everywhere() {
+    let mut stream = Stream::seeded().await;
+    let toasted = with(clinic("North Clinic"), "name", Cell::Toast);
+    let mapped = stream.update(Table::Clinics, toasted).await;
+    assert_eq!(mapped.dead_letter, None);
+    let writes = stream.writes();
+    assert!(
+        !writes_to(&writes, LOOKUP_CLINICS, &doc! { "_id": CLINIC }),
+        "{writes:#?}"
+    );
+    assert!(
+        !writes_to(&writes, REPORTS, &doc! { "checkup.clinic_id": CLINIC }),
+        "{writes:#?}"
+    );
+    // The name stays known: a checkup rewritten afterwards embeds it.
+    stream
+        .update(Table::Checkups, checkup("2026-11-27 09:45:00+00"))
+        .await;
+    let writes = stream.writes();
+    let embedded = update_of(
+        &writes,
+        REPORTS,
+        &doc! { "patient_id": PATIENT, "checkup_id": CHECKUP },
+    )
+    .get_document("$set")
+    .unwrap()
+    .get_document("checkup")
+    .unwrap();
+    assert_eq!(embedded.get_str("clinic_name").unwrap(), "North Clinic");
+}
+
+#[tokio::test]
+async fn a_device_update_whose_label_is_unchanged_toast_keeps_the_label_everywhere() {
+    let mut stream = Stream::seeded().await;
+    let toasted = with(device("tablet-1"), "label", Cell::Toast);
+    let mapped = stream.update(Table::Devices, toasted).await;
+    assert_eq!(mapped.dead_letter, None);
+    let writes = stream.writes();
+    assert_eq!(
+        set_of(&writes, LOOKUP_DEVICES, DEVICE),
+        &doc! { "clinic_id": CLINIC }
+    );
+    assert!(
+        !writes_to(&writes, REPORTS, &doc! { "checkup.device_id": DEVICE }),
+        "{writes:#?}"
+    );
+    assert_eq!(
+        stream.mapper.lookups.device_label(DEVICE).await.unwrap(),
+        Some("tablet-1".to_string())
+    );
 }

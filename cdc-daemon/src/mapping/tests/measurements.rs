@@ -1,9 +1,13 @@
-//! Measurements: `measurements.<code>` of the report, and what they mean for `latest`.
+//! Measurements: `measurements.<code>` of the report (whole, or the fields an update carries),
+//! and what they mean for `latest`.
 
 use mongodb::bson::doc;
 use read_model::{PATIENTS, REPORTS};
 
-use super::{Cell, LATER, LATER_REPORT, PATIENT, REPORT, Stream, report, systolic, update_of};
+use super::{
+    Cell, LATER, LATER_REPORT, PATIENT, REPORT, Stream, report, systolic, update_of, with,
+};
+use crate::decode::{Message, OldTuple, Update};
 use crate::mapping::{Dirty, Table};
 
 #[tokio::test]
@@ -115,7 +119,7 @@ async fn a_code_that_cannot_be_a_document_key_is_a_dead_letter() {
     let mapped = stream
         .insert(
             Table::Measurements,
-            super::with(systolic(REPORT, "120"), "code", Cell::Text("$where")),
+            with(systolic(REPORT, "120"), "code", Cell::Text("$where")),
         )
         .await;
     let letter = mapped.dead_letter.expect("a dead letter");
@@ -135,4 +139,79 @@ async fn truncating_measurements_empties_every_report_and_every_latest() {
         update_of(&writes, PATIENTS, &doc! {}),
         &doc! { "$unset": { "latest": "" } }
     );
+}
+
+#[tokio::test]
+async fn a_measurement_update_with_unchanged_toast_names_sets_only_the_fields_it_carries() {
+    let mut stream = Stream::seeded().await;
+    stream
+        .insert(Table::Measurements, systolic(REPORT, "120"))
+        .await;
+    stream.writes();
+    stream.mapper.take_latest();
+    let toasted = with(
+        with(systolic(REPORT, "125"), "display_name", Cell::Toast),
+        "unit",
+        Cell::Toast,
+    );
+    let mapped = stream.update(Table::Measurements, toasted).await;
+    assert_eq!(mapped.dead_letter, None);
+    let writes = stream.writes();
+    let set = update_of(
+        &writes,
+        REPORTS,
+        &doc! { "_id": REPORT, "patient_id": PATIENT },
+    )
+    .get_document("$set")
+    .unwrap();
+    assert!(!set.contains_key("measurements.8480-6"), "{set}");
+    assert!(!set.contains_key("measurements.8480-6.name"), "{set}");
+    assert!(!set.contains_key("measurements.8480-6.unit"), "{set}");
+    assert_eq!(set.get_f64("measurements.8480-6.value").unwrap(), 125.0);
+    assert_eq!(set.get_str("measurements.8480-6.flag").unwrap(), "N");
+    assert_eq!(
+        set.get_f64("measurements.8480-6.reference_high").unwrap(),
+        120.0
+    );
+    assert_eq!(
+        stream.mapper.take_latest().dirty.get(PATIENT),
+        Some(&Dirty::one("8480-6".to_string()))
+    );
+}
+
+#[tokio::test]
+async fn a_measurement_update_whose_toasted_code_comes_in_the_old_key_is_applied() {
+    let mut stream = Stream::seeded().await;
+    stream
+        .insert(Table::Measurements, systolic(REPORT, "120"))
+        .await;
+    stream.writes();
+    // PostgreSQL logs the old key when a key column is stored out of line.
+    let relation = super::relation(Table::Measurements);
+    let key = [
+        ("report_id", Cell::Text(REPORT)),
+        ("code", Cell::Text("8480-6")),
+    ];
+    let mapped = stream
+        .send(Message::Update(Update {
+            relation_id: relation.id,
+            old: Some(OldTuple::Key(super::tuple(&relation, &key))),
+            new: super::tuple(
+                &relation,
+                &with(systolic(REPORT, "125"), "code", Cell::Toast),
+            ),
+        }))
+        .await;
+    assert_eq!(mapped.dead_letter, None);
+    let writes = stream.writes();
+    let set = update_of(
+        &writes,
+        REPORTS,
+        &doc! { "_id": REPORT, "patient_id": PATIENT },
+    )
+    .get_document("$set")
+    .unwrap();
+    let measurement = set.get_document("measurements.8480-6").unwrap();
+    assert_eq!(measurement.get_str("code").unwrap(), "8480-6");
+    assert_eq!(measurement.get_f64("value").unwrap(), 125.0);
 }

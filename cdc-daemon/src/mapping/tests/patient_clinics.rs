@@ -1,9 +1,13 @@
-//! Patient–clinic links: the lookup, the record number in the reports at that clinic, deletes.
+//! Patient–clinic links: the lookup, the record number in the reports at that clinic, unchanged
+//! TOAST, deletes.
 
 use mongodb::bson::{Bson, doc};
 use read_model::{LOOKUP_PATIENT_CLINICS, REPORTS};
 
-use super::{CLINIC, PATIENT, REPORT, Stream, Values, deletes, report, set_of, update_of};
+use super::{
+    CHECKUP, CLINIC, Cell, PATIENT, REPORT, Stream, Values, checkup, deletes, report, set_of,
+    update_of, with, writes_to,
+};
 use crate::mapping::Table;
 use crate::sink::Write;
 
@@ -82,4 +86,38 @@ async fn a_report_of_an_unlinked_clinic_shows_no_record_number() {
         .get_document("checkup")
         .unwrap();
     assert_eq!(checkup.get("clinic_record_number"), Some(&Bson::Null));
+}
+
+#[tokio::test]
+async fn a_link_update_whose_record_number_is_unchanged_toast_keeps_the_number_everywhere() {
+    let mut stream = Stream::seeded().await;
+    stream.insert(Table::PatientClinics, link("MRN-7")).await;
+    stream.writes();
+    let toasted = with(link("MRN-7"), "external_ref", Cell::Toast);
+    let mapped = stream.update(Table::PatientClinics, toasted).await;
+    assert_eq!(mapped.dead_letter, None);
+    let writes = stream.writes();
+    let filter = doc! { "patient_id": PATIENT, "checkup.clinic_id": CLINIC };
+    assert!(!writes_to(&writes, REPORTS, &filter), "{writes:#?}");
+    let lookup = doc! { "_id": LINK };
+    assert!(
+        !writes_to(&writes, LOOKUP_PATIENT_CLINICS, &lookup)
+            || !set_of(&writes, LOOKUP_PATIENT_CLINICS, LINK).contains_key("external_ref"),
+        "{writes:#?}"
+    );
+    // The number stays known: the checkup rewritten in the reports still shows it.
+    stream
+        .update(Table::Checkups, checkup("2026-11-27 09:45:00+00"))
+        .await;
+    let writes = stream.writes();
+    let embedded = update_of(
+        &writes,
+        REPORTS,
+        &doc! { "patient_id": PATIENT, "checkup_id": CHECKUP },
+    )
+    .get_document("$set")
+    .unwrap()
+    .get_document("checkup")
+    .unwrap();
+    assert_eq!(embedded.get_str("clinic_record_number").unwrap(), "MRN-7");
 }

@@ -1,10 +1,11 @@
-//! Patients: the patient document, the snapshot reports embed, deletes.
+//! Patients: the patient document, the snapshot reports embed, unchanged TOAST, deletes.
 
 use mongodb::bson::doc;
 use read_model::{PATIENTS, REPORTS};
 
 use super::{
-    Cell, PATIENT, REPORT, Stream, deletes, patient, set_of, systolic, update_of, with, writes_to,
+    Cell, PATIENT, REPORT, Stream, TAKEN_AT, deletes, patient, report, set_of, systolic, update_of,
+    with, writes_to,
 };
 use crate::mapping::Table;
 
@@ -72,7 +73,7 @@ async fn a_change_outside_the_embedded_snapshot_does_not_fan_out() {
 }
 
 #[tokio::test]
-async fn an_unchanged_toasted_column_is_left_out_of_the_patient_update() {
+async fn an_unchanged_toasted_email_is_left_out_of_the_patient_update() {
     let mut stream = Stream::seeded().await;
     let toasted = with(patient(PATIENT, "Ada Lovelace"), "email", Cell::Toast);
     stream.update(Table::Patients, toasted).await;
@@ -80,6 +81,45 @@ async fn an_unchanged_toasted_column_is_left_out_of_the_patient_update() {
     let set = set_of(&writes, PATIENTS, PATIENT);
     assert!(!set.contains_key("email"), "{set}");
     assert_eq!(set.get_str("full_name").unwrap(), "Ada Lovelace");
+}
+
+#[tokio::test]
+async fn unchanged_toasted_snapshot_columns_are_kept_in_the_patient_and_in_the_reports() {
+    let mut stream = Stream::seeded().await;
+    let toasted = with(
+        with(
+            with(patient(PATIENT, "Ada Lovelace"), "full_name", Cell::Toast),
+            "external_ref",
+            Cell::Toast,
+        ),
+        "birth_date",
+        Cell::Text("1985-12-11"),
+    );
+    let mapped = stream.update(Table::Patients, toasted).await;
+    assert_eq!(mapped.dead_letter, None);
+    let writes = stream.writes();
+    let set = set_of(&writes, PATIENTS, PATIENT);
+    assert!(!set.contains_key("full_name"), "{set}");
+    assert!(!set.contains_key("external_ref"), "{set}");
+    assert_eq!(set.get_str("birth_date").unwrap(), "1985-12-11");
+    let fan_out = update_of(&writes, REPORTS, &doc! { "patient_id": PATIENT })
+        .get_document("$set")
+        .unwrap();
+    assert!(!fan_out.contains_key("patient"), "{fan_out}");
+    assert!(!fan_out.contains_key("patient.full_name"), "{fan_out}");
+    assert!(!fan_out.contains_key("patient.external_ref"), "{fan_out}");
+    assert_eq!(fan_out.get_str("patient.birth_date").unwrap(), "1985-12-11");
+    // The snapshot a report embeds afterwards has both the kept and the new values.
+    stream
+        .update(Table::Reports, report(REPORT, TAKEN_AT, "final"))
+        .await;
+    let writes = stream.writes();
+    let embedded = set_of(&writes, REPORTS, REPORT)
+        .get_document("patient")
+        .unwrap();
+    assert_eq!(embedded.get_str("full_name").unwrap(), "Ada Lovelace");
+    assert_eq!(embedded.get_str("external_ref").unwrap(), "MRN-001");
+    assert_eq!(embedded.get_str("birth_date").unwrap(), "1985-12-11");
 }
 
 #[tokio::test]

@@ -4,8 +4,8 @@ use mongodb::bson::doc;
 use read_model::REPORTS;
 
 use super::{
-    CHECKUP, Cell, LATER, OTHER_PATIENT, PATIENT, REPORT, Stream, TAKEN_AT, deletes, patient,
-    report, set_of, update_of, with,
+    CHECKUP, Cell, LATER, LATER_REPORT, OTHER_PATIENT, PATIENT, REPORT, Stream, TAKEN_AT, deletes,
+    patient, report, set_of, systolic, update_of, with,
 };
 use crate::decode::{Delete, Insert, Message, OldTuple, TupleData, Update};
 use crate::mapping::{Dirty, Operation, Origin, Table};
@@ -86,6 +86,56 @@ async fn an_unchanged_toasted_raw_is_left_out_of_the_report_update_never_nulled(
     assert_eq!(set.get_str("status").unwrap(), "amended");
     assert!(!set.contains_key("raw"), "{set}");
     assert!(!set.contains_key("notes"), "{set}");
+}
+
+#[tokio::test]
+async fn an_unchanged_toasted_instrument_serial_and_status_are_kept_in_the_report() {
+    let mut stream = Stream::seeded().await;
+    let toasted = with(
+        with(
+            with(
+                report(REPORT, TAKEN_AT, "final"),
+                "instrument_serial",
+                Cell::Toast,
+            ),
+            "status",
+            Cell::Toast,
+        ),
+        "notes",
+        Cell::Text("right arm"),
+    );
+    let mapped = stream.update(Table::Reports, toasted).await;
+    assert_eq!(mapped.dead_letter, None);
+    let writes = stream.writes();
+    let set = set_of(&writes, REPORTS, REPORT);
+    assert_eq!(set.get_str("notes").unwrap(), "right arm");
+    assert!(!set.contains_key("status"), "{set}");
+    assert!(!set.contains_key("instrument"), "{set}");
+    assert!(!set.contains_key("instrument.serial"), "{set}");
+    assert_eq!(set.get_str("instrument.type").unwrap(), "blood_pressure");
+    assert!(stream.mapper.take_latest().is_empty());
+}
+
+#[tokio::test]
+async fn a_report_entered_in_error_stays_so_when_its_status_is_unchanged_toast() {
+    let mut stream = Stream::seeded().await;
+    stream
+        .insert(
+            Table::Reports,
+            report(LATER_REPORT, LATER, "entered-in-error"),
+        )
+        .await;
+    let toasted = with(
+        report(LATER_REPORT, LATER, "entered-in-error"),
+        "status",
+        Cell::Toast,
+    );
+    let mapped = stream.update(Table::Reports, toasted).await;
+    assert_eq!(mapped.dead_letter, None);
+    stream
+        .insert(Table::Measurements, systolic(LATER_REPORT, "130"))
+        .await;
+    assert!(stream.mapper.take_latest().candidates.is_empty());
 }
 
 #[tokio::test]
