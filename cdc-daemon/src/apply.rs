@@ -19,7 +19,10 @@ use std::time::Duration;
 
 use mongodb::Database;
 use mongodb::bson::{Bson, DateTime, Document, doc};
-use read_model::DEAD_LETTERS;
+use read_model::{
+    DEAD_LETTERS, LOOKUP_CHECKUPS, LOOKUP_CLINICS, LOOKUP_DEVICES, LOOKUP_PATIENT_CLINICS,
+    PATIENTS, REPORTS,
+};
 
 use crate::decode::Message;
 use crate::mapping::{DeadLetter, Mapped, Mapper, Transaction, latest};
@@ -154,10 +157,31 @@ impl Writer {
         &self.metrics
     }
 
-    /// The retry policy, for the store operations that are not writes of a batch (checkpoints,
-    /// clearing the read model).
+    /// The retry policy, for the store operations that are not writes of a batch (checkpoints).
     pub fn retry(&self) -> &Retry {
         &self.retry
+    }
+
+    /// Empties the read model's documents and dead letters (not the checkpoints), before an
+    /// initial snapshot copies the source again.
+    pub async fn clear_read_model(&self) -> Result<(), GaveUp> {
+        for collection in [
+            REPORTS,
+            PATIENTS,
+            LOOKUP_CLINICS,
+            LOOKUP_DEVICES,
+            LOOKUP_CHECKUPS,
+            LOOKUP_PATIENT_CLINICS,
+            DEAD_LETTERS,
+        ] {
+            let collection = self.database.collection::<Document>(collection);
+            self.retry
+                .until_ok(Stage::Snapshot, || async {
+                    collection.delete_many(doc! {}).await
+                })
+                .await?;
+        }
+        Ok(())
     }
 
     /// Whether `batch` reached a size limit and should be written now.

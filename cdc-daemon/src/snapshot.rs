@@ -26,11 +26,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use mongodb::Database;
-use mongodb::bson::{DateTime, Document, doc};
-use read_model::{
-    DEAD_LETTERS, LOOKUP_CHECKUPS, LOOKUP_CLINICS, LOOKUP_DEVICES, LOOKUP_PATIENT_CLINICS,
-    PATIENTS, REPORTS,
-};
+use mongodb::bson::DateTime;
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
@@ -39,7 +35,7 @@ use service_plumbing::shutdown::Shutdown;
 use crate::apply::Writer;
 use crate::decode::{ColumnData, Insert, Message, Relation, TupleData};
 use crate::mapping::{Mapper, Table, Transaction};
-use crate::metrics::{CdcMetrics, Stage};
+use crate::metrics::CdcMetrics;
 use crate::replication::{ExportedSnapshot, ReplicationError, Source};
 use crate::retry::GaveUp;
 use crate::sink::{Batch, Mode};
@@ -103,7 +99,7 @@ pub async fn copy(
     for relation in &relations {
         mapper.relation(relation.clone());
     }
-    clear_read_model(writer).await?;
+    writer.clear_read_model().await?;
     tracing::info!(tables = relations.len(), lsn = %read_model::lsn::format(exported.consistent_lsn), "initial snapshot started");
 
     let mut copier = Copier {
@@ -226,28 +222,6 @@ pub async fn copy(
     copier.flush().await?;
     progress.finish();
     Ok(true)
-}
-
-/// Empties the read model's documents and dead letters (not the checkpoints).
-async fn clear_read_model(writer: &Writer) -> Result<(), GaveUp> {
-    for collection in [
-        REPORTS,
-        PATIENTS,
-        LOOKUP_CLINICS,
-        LOOKUP_DEVICES,
-        LOOKUP_CHECKUPS,
-        LOOKUP_PATIENT_CLINICS,
-        DEAD_LETTERS,
-    ] {
-        let collection = writer.database().collection::<Document>(collection);
-        writer
-            .retry()
-            .until_ok(Stage::Snapshot, || async {
-                collection.delete_many(doc! {}).await
-            })
-            .await?;
-    }
-    Ok(())
 }
 
 /// Rows of one table, on their way to the mapping.
