@@ -18,7 +18,7 @@ test: deps
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) build -p devstack --bin devstack
 	scripts/check-prometheus-rules.sh
-	target/debug/devstack test -- $(CARGO) test --workspace
+	target/debug/devstack test -- $(CARGO) test --workspace --no-fail-fast
 	$(CARGO) build --workspace --bins
 	target/debug/chaos --seconds 30 --faults 5
 

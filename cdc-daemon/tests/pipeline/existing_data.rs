@@ -147,7 +147,7 @@ async fn a_snapshot_killed_halfway_starts_again_and_converges() {
     source.checkup(patient, 3).await;
 
     let process = rig.spawn_binary().await;
-    process.wait_streaming().await;
+    process.wait_snapshotted().await;
     rig.assert_verified().await;
 }
 

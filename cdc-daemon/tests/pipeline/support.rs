@@ -363,6 +363,15 @@ impl Process {
             .unwrap();
     }
 
+    /// Waits until this process has copied the source (an initial snapshot) and streams. The
+    /// copy runs beside the other tests on two cores, the 50,000-report snapshot among them,
+    /// so it is given minutes rather than the slot hand-over's [`services::STREAMING_TIMEOUT`].
+    pub async fn wait_snapshotted(&self) {
+        services::wait_streaming(&self.base, Duration::from_secs(300))
+            .await
+            .unwrap();
+    }
+
     /// SIGSTOP: frozen mid-work, its connections open.
     pub fn freeze(&self) {
         self.process.freeze().unwrap();
