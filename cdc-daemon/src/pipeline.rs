@@ -111,9 +111,9 @@ impl From<RequestError> for SessionError {
     }
 }
 
-/// The pipeline and what it needs.
+/// The streaming loop's parts: where it reads, how it writes, how much it may cache.
 pub struct Pipeline {
-    /// The slot to read.
+    /// Where changes come from: the source database, its slot and publication.
     pub source: Source,
     /// Writes batches (and holds the store, the metrics and the retry policy).
     pub writer: Writer,

@@ -28,9 +28,10 @@ const IDLE_WAKEUP: Duration = Duration::from_secs(10);
 pub struct Source {
     /// The source database URL (`postgres://user:password@host:port/db?sslmode=...`).
     pub url: SecretString,
-    /// The replication slot.
+    /// The logical replication slot (pgoutput) streamed from; the daemon creates it, with an
+    /// initial snapshot, when it is missing.
     pub slot: String,
-    /// The publication.
+    /// The publication whose tables the slot streams; created by the migrations, not here.
     pub publication: String,
 }
 

@@ -82,7 +82,7 @@ pub struct Begin {
     pub final_lsn: u64,
     /// Commit time, in microseconds since 2000-01-01 00:00:00 UTC (PostgreSQL's epoch).
     pub commit_time_micros: i64,
-    /// The transaction id.
+    /// The transaction id (32-bit, wraps around): for logs, never for ordering.
     pub xid: u32,
 }
 
@@ -115,7 +115,7 @@ pub struct Relation {
     pub id: u32,
     /// The schema name; empty for `pg_catalog`.
     pub namespace: String,
-    /// The table name.
+    /// The table name, unquoted.
     pub name: String,
     /// `relreplident`: `d` (primary key), `n` (nothing), `f` (full row) or `i` (an index).
     pub replica_identity: u8,
@@ -128,7 +128,7 @@ pub struct Relation {
 pub struct Column {
     /// Whether the column is part of the replica identity (what old-key tuples carry).
     pub is_key: bool,
-    /// The column name.
+    /// The column name, unquoted, as the mapping looks it up.
     pub name: String,
     /// The OID of the column's data type.
     pub type_oid: u32,
@@ -152,7 +152,7 @@ pub struct TypeInfo {
 pub struct Insert {
     /// The [`Relation`] the row belongs to.
     pub relation_id: u32,
-    /// The new row.
+    /// The inserted row, every column present (inserts carry no unchanged TOAST).
     pub new: TupleData,
 }
 
@@ -215,7 +215,7 @@ pub struct LogicalMessage {
     pub lsn: u64,
     /// The prefix the emitter chose to tell its messages apart.
     pub prefix: String,
-    /// The payload.
+    /// The payload as emitted, uninterpreted (heartbeats and support requests parse their own).
     pub content: Bytes,
 }
 
