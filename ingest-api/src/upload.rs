@@ -123,7 +123,7 @@ pub struct Report {
 pub struct Measurement {
     /// The catalogue entry (code, display name, unit, ranges).
     pub code: &'static Code,
-    /// The value.
+    /// The value in the code's unit, within the code's possible range in the catalogue.
     pub value: f64,
 }
 

@@ -214,9 +214,9 @@ pub enum AuthConfigError {
     /// Both the inline and the file form of a key are set.
     #[error("set only one of {first} and {second}")]
     Ambiguous {
-        /// The inline form.
+        /// The setting holding the key inline.
         first: &'static str,
-        /// The file form.
+        /// The setting naming the key's file.
         second: &'static str,
     },
     /// The HS256 secret is too short to be safe.

@@ -83,7 +83,8 @@ pub enum Rejection {
     Invalid(Vec<FieldError>),
     /// More JSON values than the limit (`max`): 413, refused while parsing.
     TooManyValues {
-        /// The limit.
+        /// The most JSON values the body may hold (the upload or the amendment budget of
+        /// `Limits`).
         max: usize,
     },
 }
