@@ -25,7 +25,7 @@ pub struct Machine {
     pub cores: usize,
     /// RAM, GiB.
     pub ram_gib: f64,
-    /// The store.
+    /// Which store the run wrote to: FerretDB and its backend, or the MongoDB at `MONGODB_URI`.
     pub store: String,
 }
 
@@ -58,7 +58,7 @@ impl Machine {
 /// Everything one run measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    /// The machine.
+    /// Where it ran: a ratio means little without the cores and the store.
     pub machine: Machine,
     /// Uploads of the large workload.
     pub uploads: usize,
@@ -68,9 +68,9 @@ pub struct Report {
     pub seconds: u64,
     /// Clients of the loads.
     pub clients: usize,
-    /// The large workload.
+    /// What was generated for a, b and e (the WAL both readers drain).
     pub large: Workload,
-    /// The store workload.
+    /// What was generated for c, d and g (small enough for the store to take in one run).
     pub small: Workload,
     /// a. pg_recvlogical's seconds over the large workload.
     pub source_seconds: f64,
@@ -99,13 +99,13 @@ pub struct Report {
 pub struct Line {
     /// What is measured.
     pub figure: String,
-    /// The measured value.
+    /// The project's value, formatted with its unit.
     pub value: String,
-    /// The reference and its value.
+    /// What it is compared with, and that reference's value in the same run.
     pub reference: String,
     /// value / reference.
     pub ratio: Option<f64>,
-    /// The target.
+    /// The goal the ratio or value is held to (e.g. `≥ 0.8`).
     pub target: String,
     /// Whether it is met.
     pub met: bool,
