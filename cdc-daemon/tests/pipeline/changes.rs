@@ -181,13 +181,7 @@ async fn an_update_that_leaves_a_toasted_column_untouched_keeps_it() {
         .await
         .unwrap();
     rig.assert_verified().await;
-    let stored = rig
-        .store
-        .collection::<Document>("reports")
-        .find_one(doc! { "_id": report.to_string() })
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = rig.stored("reports", report).await;
     assert_eq!(stored.get_str("status").unwrap(), ("amended"));
     assert_eq!(stored.get_str("notes").unwrap().len(), 96_000);
     assert!(stored.get_str("raw").unwrap().len() > 50_000);
@@ -296,13 +290,7 @@ async fn updates_beside_toasted_names_keep_the_names_and_apply_the_rest() {
         .unwrap();
     rig.assert_verified().await;
 
-    let stored = rig
-        .store
-        .collection::<Document>("reports")
-        .find_one(doc! { "_id": report.to_string() })
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = rig.stored("reports", report).await;
     let checkup = stored.get_document("checkup").unwrap();
     assert_eq!(checkup.get_str("clinic_name").unwrap(), clinic_name);
     assert_eq!(checkup.get_str("device_label").unwrap(), device_label);
@@ -321,21 +309,9 @@ async fn updates_beside_toasted_names_keep_the_names_and_apply_the_rest() {
     assert_eq!(systolic.get_f64("value").unwrap(), 99.0);
     assert_eq!(systolic.get_str("name").unwrap(), display_name);
     assert_eq!(systolic.get_str("unit").unwrap(), unit);
-    let lookup = rig
-        .store
-        .collection::<Document>(read_model::LOOKUP_CLINICS)
-        .find_one(doc! { "_id": source.clinic.to_string() })
-        .await
-        .unwrap()
-        .unwrap();
+    let lookup = rig.stored(read_model::LOOKUP_CLINICS, source.clinic).await;
     assert_eq!(lookup.get_str("name").unwrap(), clinic_name);
-    let summary = rig
-        .store
-        .collection::<Document>("patients")
-        .find_one(doc! { "_id": patient.to_string() })
-        .await
-        .unwrap()
-        .unwrap();
+    let summary = rig.stored("patients", patient).await;
     assert_eq!(summary.get_str("full_name").unwrap(), full_name);
     assert_eq!(summary.get_str("birth_date").unwrap(), "1985-12-11");
     let dead_letters = rig
@@ -388,13 +364,7 @@ async fn an_update_of_a_measurement_whose_code_is_toasted_is_applied() {
         .await
         .unwrap();
     rig.assert_verified().await;
-    let stored = rig
-        .store
-        .collection::<Document>("reports")
-        .find_one(doc! { "_id": report.to_string() })
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = rig.stored("reports", report).await;
     let measurement = stored
         .get_document("measurements")
         .unwrap()

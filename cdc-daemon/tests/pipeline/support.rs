@@ -10,6 +10,7 @@ use devstack::postgres::{ClusterOptions, PostgresServer};
 use devstack::roles::{ServiceLogin, url_as};
 use devstack::services::{self, ServiceProcess};
 use mongodb::Database;
+use mongodb::bson::{Document, doc};
 use service_plumbing::shutdown::Shutdown;
 use uuid::Uuid;
 
@@ -167,6 +168,17 @@ impl Rig {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The document `id` of `collection` in the store; fails the test when there is none.
+    pub async fn stored(&self, collection: &str, id: impl ToString) -> Document {
+        let id = id.to_string();
+        self.store
+            .collection::<Document>(collection)
+            .find_one(doc! { "_id": &id })
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("no {collection} document {id}"))
     }
 
     /// Waits for the daemon, then checks that `cdc-daemon verify` finds no difference.
