@@ -129,6 +129,13 @@ impl Write {
         }
     }
 
+    /// Whether the write addresses every document its filter matches (a fan-out).
+    pub fn is_multi(&self) -> bool {
+        match self {
+            Write::Update { multi, .. } | Write::Delete { multi, .. } => *multi,
+        }
+    }
+
     /// The commit LSN the write is guarded by, if any.
     pub fn lsn(&self) -> Option<u64> {
         match self {

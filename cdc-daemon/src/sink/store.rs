@@ -40,6 +40,14 @@ pub enum FlushError {
     /// The store applied the command but could not satisfy the write concern.
     #[error("the store reported a write concern error: {0}")]
     WriteConcern(String),
+    /// Repeating a collection's fan-outs (see [`repeat_fan_outs`]) did not settle.
+    #[error("repeating the multi-document writes to {collection}: {detail}")]
+    FanOut {
+        /// The collection written.
+        collection: &'static str,
+        /// The store's error, or how many passes still changed documents.
+        detail: String,
+    },
 }
 
 /// A statement the store refused on its own (e.g. a document over the size limit).
@@ -122,18 +130,21 @@ pub async fn flush(
                         continue;
                     }
                     let started = std::time::Instant::now();
-                    let errors = send(database, &concern, collection, chunk).await?;
+                    let errors = send(database, &concern, collection, chunk).await?.errors;
                     on_command(collection, chunk.len(), started.elapsed());
                     if errors.is_empty() {
+                        repeat_fan_outs(database, &concern, collection, chunk).await?;
                         continue;
                     }
                     for write in chunk {
                         let single = std::slice::from_ref(write);
                         let Some(error) = send(database, &concern, collection, single)
                             .await?
+                            .errors
                             .into_iter()
                             .next()
                         else {
+                            repeat_fan_outs(database, &concern, collection, single).await?;
                             continue;
                         };
                         if error.code == DUPLICATE_KEY && is_newer(database, write).await? {
@@ -150,6 +161,49 @@ pub async fn flush(
         }
     }
     Ok(skipped)
+}
+
+/// Most passes [`repeat_fan_outs`] makes: a pass that still changes documents after these is
+/// reported as an error, to be retried with the batch, rather than repeated forever.
+const FAN_OUT_PASSES: usize = 8;
+
+/// Sends the guarded multi-document statements of `chunk` (already applied once) again until a
+/// pass changes nothing. On a sharded cluster an `updateMany` or `deleteMany` can miss documents
+/// that a chunk migration is moving at that moment, and says nothing about it; MongoDB's advice
+/// is to repeat the statement until nothing is left to change. Repeating is safe: the
+/// statements are guarded by their LSN (a document written since is not matched) and only
+/// `$set`/`$unset` fixed values or delete, so a document already done is matched but not
+/// changed. A pass that changes nothing costs one round trip per command with a fan-out.
+async fn repeat_fan_outs(
+    database: &Database,
+    concern: &Option<Document>,
+    collection: &'static str,
+    chunk: &[Write],
+) -> Result<(), FlushError> {
+    let fan_outs: Vec<Write> = chunk
+        .iter()
+        .filter(|write| write.is_multi() && write.lsn().is_some())
+        .cloned()
+        .collect();
+    if fan_outs.is_empty() {
+        return Ok(());
+    }
+    for _ in 0..FAN_OUT_PASSES {
+        let reply = send(database, concern, collection, &fan_outs).await?;
+        if let Some(error) = reply.errors.first() {
+            return Err(FlushError::FanOut {
+                collection,
+                detail: error.to_string(),
+            });
+        }
+        if reply.changed == 0 {
+            return Ok(());
+        }
+    }
+    Err(FlushError::FanOut {
+        collection,
+        detail: format!("documents still changed after {FAN_OUT_PASSES} passes"),
+    })
 }
 
 /// Whether the document a guarded single-document write addresses is stored with a newer
@@ -255,13 +309,23 @@ async fn insert(
     Ok(write_errors(&reply).is_empty())
 }
 
-/// Sends one command of same-kind statements; returns the write errors it reported.
+/// What the store answered to one command.
+#[derive(Debug, Default)]
+struct Reply {
+    /// The statements' errors.
+    errors: Vec<WriteError>,
+    /// Documents changed: `nModified` of an update (a match already at the new values is not
+    /// counted), `n` of a delete.
+    changed: i64,
+}
+
+/// Sends one command of same-kind statements.
 async fn send(
     database: &Database,
     concern: &Option<Document>,
     collection: &str,
     writes: &[Write],
-) -> Result<Vec<WriteError>, FlushError> {
+) -> Result<Reply, FlushError> {
     let command = match writes.first() {
         Some(Write::Update { .. }) => {
             let updates: Vec<Bson> = writes
@@ -290,14 +354,26 @@ async fn send(
                 .collect();
             doc! { "delete": collection, "deletes": deletes, "ordered": true }
         }
-        None => return Ok(Vec::new()),
+        None => return Ok(Reply::default()),
+    };
+    let changed_field = match writes.first() {
+        Some(Write::Update { .. }) => "nModified",
+        _ => "n",
     };
     let reply = database.run_command(with_concern(command, concern)).await?;
     if let Ok(concern) = reply.get_document("writeConcernError") {
         // Not applied durably: treat as a failed round trip, to be retried.
         return Err(FlushError::WriteConcern(concern.to_string()));
     }
-    Ok(write_errors(&reply))
+    let changed = match reply.get(changed_field) {
+        Some(Bson::Int32(count)) => i64::from(*count),
+        Some(Bson::Int64(count)) => *count,
+        _ => 0,
+    };
+    Ok(Reply {
+        errors: write_errors(&reply),
+        changed,
+    })
 }
 
 /// A statement's error in a command's reply.
