@@ -258,7 +258,9 @@ async fn forged_tokens_and_another_clinics_tablet_are_refused() {
     let upload_id = body["upload_id"].as_str().unwrap();
 
     let well_formed = format!("mhd_{}", "0".repeat(64));
-    let almost = format!("{}0", &north[..north.len() - 1]);
+    // The real token with its last digit changed (to another digit, whatever it was).
+    let (kept, last) = north.split_at(north.len() - 1);
+    let almost = format!("{kept}{}", if last == "0" { "1" } else { "0" });
     let long = format!("mhd_{}", "a".repeat(16 * 1024));
     for forged in [
         well_formed.as_str(),
