@@ -113,6 +113,7 @@ fn steps(criterion: &mut Criterion) {
         .flat_map(|write| match write {
             Write::Update { filter, update, .. } => vec![filter, update],
             Write::Delete { filter, .. } => vec![filter],
+            Write::Move { .. } => vec![],
         })
         .collect();
     let bytes: usize = documents

@@ -21,7 +21,7 @@ use mongodb::Database;
 use mongodb::bson::{Bson, DateTime, Document, doc};
 use read_model::{
     DEAD_LETTERS, LOOKUP_CHECKUPS, LOOKUP_CLINICS, LOOKUP_DEVICES, LOOKUP_PATIENT_CLINICS,
-    PATIENTS, REPORTS,
+    MOVING_REPORTS, PATIENTS, REPORTS,
 };
 
 use crate::decode::Message;
@@ -173,6 +173,7 @@ impl Writer {
             LOOKUP_CHECKUPS,
             LOOKUP_PATIENT_CLINICS,
             DEAD_LETTERS,
+            MOVING_REPORTS,
         ] {
             let collection = self.database.collection::<Document>(collection);
             self.retry
@@ -321,6 +322,13 @@ impl Writer {
                 Write::Delete { filter, .. } => {
                     (extended_json(Bson::Document(filter.clone())), Bson::Null)
                 }
+                Write::Move { id, from, to, .. } => (
+                    extended_json(Bson::Document(doc! { "_id": id, "patient_id": from })),
+                    // What the move does to the document, as an update would say it.
+                    Bson::String(extended_json(Bson::Document(
+                        doc! { "$set": { "patient_id": to } },
+                    ))),
+                ),
             };
             letters.push(Write::upsert(
                 DEAD_LETTERS,

@@ -13,7 +13,9 @@
 //!   them;
 //! - `cdc_checkpoints`: per replication slot, the last source commit whose writes are all
 //!   acknowledged by the store;
-//! - `cdc_dead_letters`: changes the daemon could not map, kept for inspection and replay.
+//! - `cdc_dead_letters`: changes the daemon could not map, kept for inspection and replay;
+//! - `cdc_moving_reports`: a report moved to another patient, while the daemon moves its
+//!   document from the old patient to the new one (empty between moves).
 
 pub mod checkpoint;
 pub mod indexes;
@@ -42,3 +44,7 @@ pub const LOOKUP_PATIENT_CLINICS: &str = "lookup_patient_clinics";
 pub const CHECKPOINTS: &str = "cdc_checkpoints";
 /// Changes that could not be mapped.
 pub const DEAD_LETTERS: &str = "cdc_dead_letters";
+/// Copies of report documents being moved to another patient, keyed by report id and the
+/// move's LSN: a report cannot be under both patients at once (one `_id`), so its copy here is
+/// what a move resumes from after a crash.
+pub const MOVING_REPORTS: &str = "cdc_moving_reports";

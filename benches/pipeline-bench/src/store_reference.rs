@@ -139,9 +139,16 @@ pub async fn write(database: &Database, batches: &[PreparedBatch]) -> Result<f64
     Ok(started.elapsed().as_secs_f64())
 }
 
-/// Per collection, runs of updates or deletes in order, 32 statements per command.
+/// Per collection, runs of updates or deletes in order, 32 statements per command. The
+/// benchmark's workloads move no report to another patient, so there is no move to send.
 async fn send(database: &Database, statements: &[(&'static str, Vec<Write>)]) -> Result<()> {
     for (collection, writes) in statements {
+        anyhow::ensure!(
+            !writes
+                .iter()
+                .any(|write| matches!(write, Write::Move { .. })),
+            "the reference does not move reports"
+        );
         for run in writes.chunk_by(|a, b| is_update(a) == is_update(b)) {
             for chunk in run.chunks(STATEMENTS_PER_COMMAND) {
                 let command = if is_update(&chunk[0]) {
@@ -180,7 +187,7 @@ fn update_statement(write: &Write) -> Option<Bson> {
         } => Some(Bson::Document(
             doc! { "q": filter.clone(), "u": update.clone(), "upsert": *upsert, "multi": *multi },
         )),
-        Write::Delete { .. } => None,
+        Write::Delete { .. } | Write::Move { .. } => None,
     }
 }
 
@@ -189,6 +196,6 @@ fn delete_statement(write: &Write) -> Option<Bson> {
         Write::Delete { filter, multi, .. } => Some(Bson::Document(
             doc! { "q": filter.clone(), "limit": if *multi { 0 } else { 1 } },
         )),
-        Write::Update { .. } => None,
+        Write::Update { .. } | Write::Move { .. } => None,
     }
 }

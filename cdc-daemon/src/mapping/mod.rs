@@ -376,7 +376,16 @@ impl<S: LookupStore> Mapper<S> {
             }
             _ => tuple,
         };
-        let parsed = match row(relation, tuple) {
+        // With an update's old key, sent when the update changed the key.
+        let old = match message {
+            Message::Update(Update { old: Some(old), .. }) => Some(old.tuple()),
+            _ => None,
+        };
+        let parsed = row(relation, tuple).and_then(|parsed| {
+            let old = old.map(|old| row(relation, old)).transpose()?;
+            Ok((parsed, old))
+        });
+        let (parsed, old) = match parsed {
             Ok(parsed) => parsed,
             Err(error) => {
                 return Ok(Mapped {
@@ -393,7 +402,7 @@ impl<S: LookupStore> Mapper<S> {
         let outcome = match operation {
             Operation::Delete => self.delete(table, &parsed, transaction, batch).await,
             _ => {
-                self.upsert(table, operation, &parsed, transaction, batch)
+                self.upsert(table, operation, &parsed, old.as_ref(), transaction, batch)
                     .await
             }
         };
@@ -434,12 +443,14 @@ impl<S: LookupStore> Mapper<S> {
         }
     }
 
-    /// Maps an insert or update of `table`.
+    /// Maps an insert or update of `table`; `old` is the row's old key when an update changed
+    /// it (only a report's matters: its patient is the shard key of its document).
     async fn upsert(
         &mut self,
         table: Table,
         operation: Operation,
         row: &Row,
+        old: Option<&Row>,
         transaction: &Transaction,
         batch: &mut Batch,
     ) -> Result<(), MapError> {
@@ -458,7 +469,10 @@ impl<S: LookupStore> Mapper<S> {
                 self.upsert_checkup(operation, row, transaction, batch)
                     .await
             }
-            Table::Reports => self.upsert_report(operation, row, transaction, batch).await,
+            Table::Reports => {
+                self.upsert_report(operation, row, old, transaction, batch)
+                    .await
+            }
             Table::Measurements => {
                 self.upsert_measurement(operation, row, transaction, batch)
                     .await

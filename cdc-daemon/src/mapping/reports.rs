@@ -6,11 +6,11 @@
 //! one) leaves it as the report document has it.
 //!
 //! Every write names the report's patient as well as its id: `patient_id` is the shard key of
-//! `reports` on a sharded cluster. A report moved to another patient (an operator's correction:
-//! its checkup and patient change together) is updated in place under its old patient, which
-//! keeps its measurements; on a sharded cluster MongoDB refuses that change of shard key outside
-//! a transaction, the refusal becomes a dead letter, and resyncing both patients moves the
-//! report (see docs/operations.md).
+//! `reports` on a sharded cluster, which refuses an update that changes it. A report moved to
+//! another patient (an operator's correction: its checkup and patient change together) is a
+//! [`Write::Move`] of its document, measurements included, from the old patient to the new
+//! one (the update's old key names the old patient: the replica identity of `reports` is
+//! `(id, patient_id)`), followed by its new fields under the new patient.
 
 use mongodb::bson::Document;
 use read_model::REPORTS;
@@ -37,12 +37,14 @@ pub(super) const COLUMNS: ColumnTypes = &[
 ];
 
 impl<S: LookupStore> Mapper<S> {
-    /// Writes the report document; an update that changes what `latest` depends on marks the
-    /// patient (and a patient it moved away from) for recomputation.
+    /// Writes the report document, first moving it when `old` (the old key, sent when an
+    /// update changed it) names another patient; an update that changes what `latest` depends
+    /// on marks the patient (and a patient it moved away from) for recomputation.
     pub(super) async fn upsert_report(
         &mut self,
         operation: Operation,
         row: &Row,
+        old: Option<&Row>,
         transaction: &Transaction,
         batch: &mut Batch,
     ) -> Result<(), MapError> {
@@ -63,21 +65,20 @@ impl<S: LookupStore> Mapper<S> {
             taken_at: documents::timestamp(row, "taken_at")?,
             entered_in_error,
         };
-        let stored_under = previous
-            .as_ref()
-            .map_or(info.patient_id.as_str(), |previous| {
-                previous.patient_id.as_str()
-            });
+        if let Some(old) = old {
+            let from = documents::uuid(old, "patient_id")?.to_string();
+            if from != info.patient_id {
+                batch.push(Write::move_report(&id, &from, &info.patient_id));
+                self.mark(&from, Dirty::All);
+            }
+        }
         batch.push(Write::upsert(
             REPORTS,
-            Key::report(&id, stored_under),
+            Key::report(&id, &info.patient_id),
             fields,
         ));
         self.lookups.set_report(&id, info.clone());
         if operation == Operation::Update && previous.as_ref() != Some(&info) {
-            if let Some(previous) = previous.filter(|p| p.patient_id != info.patient_id) {
-                self.mark(&previous.patient_id, Dirty::All);
-            }
             self.mark(&info.patient_id, Dirty::All);
         }
         Ok(())

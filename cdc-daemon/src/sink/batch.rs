@@ -43,6 +43,20 @@ pub enum Write {
         /// The commit LSN of the change that made the write, if it is guarded.
         lsn: Option<u64>,
     },
+    /// Report `id` moves from patient `from` to patient `to`, keeping its fields and
+    /// measurements: the shard key of `reports` changes, which a sharded cluster refuses in
+    /// an update, so the sink moves the document itself in stream order (see
+    /// `store::move_report`). The report's new fields follow as a write of their own.
+    Move {
+        /// The report id.
+        id: String,
+        /// The patient it is stored under.
+        from: String,
+        /// The patient it moves to.
+        to: String,
+        /// The commit LSN of the change that moved it.
+        lsn: Option<u64>,
+    },
 }
 
 /// The single document a write addresses: its `_id` and, for a report, its patient too. A
@@ -102,6 +116,16 @@ impl Write {
         }
     }
 
+    /// Moves report `id` from patient `from` to patient `to`.
+    pub fn move_report(id: &str, from: &str, to: &str) -> Write {
+        Write::Move {
+            id: id.to_string(),
+            from: from.to_string(),
+            to: to.to_string(),
+            lsn: None,
+        }
+    }
+
     /// Deletes the document `key`.
     pub fn delete(collection: &'static str, key: impl Into<Key>) -> Write {
         Write::Delete {
@@ -126,6 +150,7 @@ impl Write {
     pub fn collection(&self) -> &'static str {
         match self {
             Write::Update { collection, .. } | Write::Delete { collection, .. } => collection,
+            Write::Move { .. } => REPORTS,
         }
     }
 
@@ -133,35 +158,41 @@ impl Write {
     pub fn is_multi(&self) -> bool {
         match self {
             Write::Update { multi, .. } | Write::Delete { multi, .. } => *multi,
+            Write::Move { .. } => false,
         }
     }
 
     /// The commit LSN the write is guarded by, if any.
     pub fn lsn(&self) -> Option<u64> {
         match self {
-            Write::Update { lsn, .. } | Write::Delete { lsn, .. } => *lsn,
+            Write::Update { lsn, .. } | Write::Delete { lsn, .. } | Write::Move { lsn, .. } => *lsn,
         }
     }
 
-    fn set_lsn(&mut self, position: Option<u64>) {
+    pub(super) fn set_lsn(&mut self, position: Option<u64>) {
         match self {
-            Write::Update { lsn, .. } | Write::Delete { lsn, .. } => *lsn = position,
+            Write::Update { lsn, .. } | Write::Delete { lsn, .. } | Write::Move { lsn, .. } => {
+                *lsn = position;
+            }
         }
     }
 
     /// The filter as sent: with the guard, when the write has one, that the stored document is
-    /// no newer than the change (a document without a position is older than any change).
+    /// no newer than the change (a document without a position is older than any change). A
+    /// move's is that of the document it moves.
     pub fn sent_filter(&self) -> Document {
-        let (Write::Update { filter, lsn, .. } | Write::Delete { filter, lsn, .. }) = self;
-        let mut sent = filter.clone();
-        if let Some(lsn) = lsn {
-            sent.insert(POSITION, doc! { "$not": { "$gt": to_position(*lsn) } });
-        }
+        let (mut sent, lsn) = match self {
+            Write::Update { filter, lsn, .. } | Write::Delete { filter, lsn, .. } => {
+                (filter.clone(), lsn)
+            }
+            Write::Move { id, from, lsn, .. } => (Key::report(id, from).0, lsn),
+        };
+        guard(&mut sent, *lsn);
         sent
     }
 
-    /// The update as sent (`None` for a delete): recording the write's LSN as the document's
-    /// position, inside a `_cdc` the update sets whole or as its own path.
+    /// The update as sent (`None` for a delete or a move): recording the write's LSN as the
+    /// document's position, inside a `_cdc` the update sets whole or as its own path.
     pub fn sent_update(&self) -> Option<Document> {
         let Write::Update { update, lsn, .. } = self else {
             return None;
@@ -250,12 +281,21 @@ impl Write {
         match self {
             Write::Update { filter, update, .. } => bson_size(filter) + bson_size(update),
             Write::Delete { filter, .. } => bson_size(filter),
+            Write::Move { id, from, to, .. } => id.len() + from.len() + to.len(),
         }
     }
 }
 
 /// Where a document records the commit LSN of the last change written to it.
 pub const POSITION: &str = "_cdc.position";
+
+/// Adds to `filter` the guard of a write made at `lsn`, if any: the stored document is no
+/// newer than the change.
+fn guard(filter: &mut Document, lsn: Option<u64>) {
+    if let Some(lsn) = lsn {
+        filter.insert(POSITION, doc! { "$not": { "$gt": to_position(lsn) } });
+    }
+}
 
 /// Size of `document` in bytes as BSON, for bounding batches and commands.
 pub(super) fn bson_size(document: &Document) -> usize {
@@ -304,7 +344,7 @@ impl Batch {
         let statements = self.statements.entry(collection).or_default();
         let open = self.open.entry(collection).or_default();
         let Some(key) = write.conflation_key() else {
-            // A multi-document write or a delete: later writes must not move before it.
+            // A multi-document write, a delete or a move: later writes must not move before it.
             open.clear();
             statements.push(write);
             return;
@@ -560,6 +600,11 @@ mod tests {
             doc! { "patient_id": "p" },
             doc! { "$set": { "b": 1 } },
         ));
+        batch.push(set("r1", "a", 2));
+        assert_eq!(batch.take()[0].1.len(), 3);
+        // So is a move: the writes before it address the document where it was.
+        batch.push(set("r1", "a", 1));
+        batch.push(Write::move_report("r1", "p1", "p2"));
         batch.push(set("r1", "a", 2));
         assert_eq!(batch.take()[0].1.len(), 3);
     }

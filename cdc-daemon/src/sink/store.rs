@@ -7,6 +7,8 @@
 //! the store's largest document is rejected without being sent: no command can hold it, and
 //! the server's refusal of such a command would look like a failing store, retried forever.
 //!
+//! A report moved to another patient is moved by [`move_report`], in its place in the stream.
+//!
 //! In [`Mode::InsertNew`] (the initial snapshot, which writes documents that mostly do not exist
 //! yet), an upsert by `_id` that only `$set`s is sent as an `insert` of the document it would
 //! create: one cheap insert instead of a lookup and an update. A chunk the store refuses (a
@@ -15,8 +17,10 @@
 
 use mongodb::Database;
 use mongodb::bson::{Bson, Document, doc};
+use read_model::lsn::to_position;
+use read_model::{MOVING_REPORTS, REPORTS};
 
-use super::batch::{POSITION, Write, bson_size};
+use super::batch::{Key, POSITION, Write, bson_size};
 use super::limits::Limits;
 
 /// How upserts are sent.
@@ -88,6 +92,20 @@ pub async fn flush(
     let mut skipped = Skipped::default();
     for (collection, writes) in statements {
         for run in runs(writes, mode) {
+            if let [Write::Move { .. }, ..] = run {
+                for write in run {
+                    let started = std::time::Instant::now();
+                    let refused = move_report(database, &concern, write).await?;
+                    on_command(collection, 1, started.elapsed());
+                    if let Some(error) = refused {
+                        skipped.rejected.push(Rejected {
+                            write: write.clone(),
+                            error: error.to_string(),
+                        });
+                    }
+                }
+                continue;
+            }
             let inserts: Option<Vec<Document>> = match mode {
                 Mode::InsertNew => run.iter().map(Write::new_document).collect(),
                 Mode::Update => None,
@@ -206,8 +224,75 @@ async fn repeat_fan_outs(
     })
 }
 
-/// Whether the document a guarded single-document write addresses is stored with a newer
-/// position than the write's LSN.
+/// Moves a report to another patient ([`Write::Move`]) in four steps, each safe to repeat, so
+/// that the replay of the same move after a crash at any point finishes it:
+///
+/// 1. the document, if it is still under its old patient and no newer than the move, is copied
+///    into [`MOVING_REPORTS`], keyed by the report id and the move's LSN;
+/// 2. it is deleted under the old patient (guarded);
+/// 3. the copy, if there is one, is inserted under the new patient, with the move's position,
+///    unless a document of that id is there already (an earlier attempt got that far, or a
+///    newer change put it there: either way it stays);
+/// 4. the copy is deleted.
+///
+/// A report cannot be under both patients at once (one `_id` in a collection, and on a shard),
+/// so it has to leave the old patient before it arrives under the new one; in between, the copy
+/// holds its measurements, which no change of the report row carries. Every step names the
+/// shard key: this is a change of shard key without a transaction. Returns the error of a
+/// statement the store refused (the move stops there, to become a dead letter).
+async fn move_report(
+    database: &Database,
+    concern: &Option<Document>,
+    write: &Write,
+) -> Result<Option<WriteError>, FlushError> {
+    let Write::Move { id, from, to, lsn } = write else {
+        return Ok(None);
+    };
+    let copy = doc! { "_id": { "report": id, "lsn": lsn.map(to_position) } };
+    let first_error = |reply: Reply| reply.errors.into_iter().next();
+    if let Some(document) = database
+        .collection::<Document>(REPORTS)
+        .find_one(write.sent_filter())
+        .await?
+    {
+        let stash = doc! {
+            "update": MOVING_REPORTS,
+            "updates": [{ "q": &copy, "u": { "document": document }, "upsert": true }],
+        };
+        if let Some(error) = first_error(run(database, concern, stash).await?) {
+            return Ok(Some(error));
+        }
+    }
+    let mut leave = Write::delete(REPORTS, Key::report(id, from));
+    leave.set_lsn(*lsn);
+    if let Some(error) = first_error(send(database, concern, REPORTS, &[leave]).await?) {
+        return Ok(Some(error));
+    }
+    let stashed = database
+        .collection::<Document>(MOVING_REPORTS)
+        .find_one(copy.clone())
+        .await?;
+    if let Some(mut document) =
+        stashed.and_then(|entry| entry.get_document("document").ok().cloned())
+    {
+        document.insert("patient_id", to.as_str());
+        if let Ok(cdc) = document.get_document_mut("_cdc") {
+            cdc.insert("position", lsn.map(to_position));
+        }
+        let arrive = doc! { "insert": REPORTS, "documents": [document] };
+        match first_error(run(database, concern, arrive).await?) {
+            Some(error) if error.code != DUPLICATE_KEY => return Ok(Some(error)),
+            _ => {}
+        }
+    }
+    let forget = doc! { "delete": MOVING_REPORTS, "deletes": [{ "q": copy, "limit": 1 }] };
+    Ok(first_error(run(database, concern, forget).await?))
+}
+
+/// Whether the document of a guarded single-document write's `_id` is stored with a newer
+/// position than the write's LSN. By `_id` alone: a report's document may have moved to
+/// another patient since the write (the store refuses a second document of that id all the
+/// same).
 async fn is_newer(database: &Database, write: &Write) -> Result<bool, FlushError> {
     let (Write::Update {
         filter,
@@ -224,9 +309,12 @@ async fn is_newer(database: &Database, write: &Write) -> Result<bool, FlushError
     else {
         return Ok(false);
     };
+    let Some(id) = filter.get("_id") else {
+        return Ok(false);
+    };
     let stored = database
         .collection::<Document>(write.collection())
-        .find_one(filter.clone())
+        .find_one(doc! { "_id": id.clone() })
         .projection(doc! { POSITION: 1 })
         .await?;
     let position = stored
@@ -256,13 +344,14 @@ fn commands(sizes: &[usize], most: usize, bytes: usize) -> Vec<std::ops::Range<u
     commands
 }
 
-/// Splits `writes` into maximal runs of one kind (deletes, updates, and in
+/// Splits `writes` into maximal runs of one kind (deletes, updates, moves, and in
 /// [`Mode::InsertNew`] insertable upserts), keeping their order.
 fn runs(writes: &[Write], mode: Mode) -> Vec<&[Write]> {
     let kind = |write: &Write| match write {
         Write::Delete { .. } => 0,
         Write::Update { .. } if mode == Mode::InsertNew && write.new_document().is_some() => 2,
         Write::Update { .. } => 1,
+        Write::Move { .. } => 3,
     };
     let mut runs = Vec::new();
     let mut start = 0;
@@ -302,11 +391,7 @@ async fn insert(
     documents: &[Document],
 ) -> Result<bool, FlushError> {
     let command = doc! { "insert": collection, "documents": documents, "ordered": false };
-    let reply = database.run_command(with_concern(command, concern)).await?;
-    if let Ok(concern) = reply.get_document("writeConcernError") {
-        return Err(FlushError::WriteConcern(concern.to_string()));
-    }
-    Ok(write_errors(&reply).is_empty())
+    Ok(run(database, concern, command).await?.errors.is_empty())
 }
 
 /// What the store answered to one command.
@@ -337,7 +422,7 @@ async fn send(
                         "upsert": *upsert,
                         "multi": *multi,
                     })),
-                    Write::Delete { .. } => None,
+                    Write::Delete { .. } | Write::Move { .. } => None,
                 })
                 .collect();
             doc! { "update": collection, "updates": updates, "ordered": true }
@@ -349,23 +434,29 @@ async fn send(
                     Write::Delete { multi, .. } => Some(Bson::Document(doc! {
                         "q": write.sent_filter(), "limit": if *multi { 0 } else { 1 },
                     })),
-                    Write::Update { .. } => None,
+                    Write::Update { .. } | Write::Move { .. } => None,
                 })
                 .collect();
             doc! { "delete": collection, "deletes": deletes, "ordered": true }
         }
-        None => return Ok(Reply::default()),
+        Some(Write::Move { .. }) | None => return Ok(Reply::default()),
     };
-    let changed_field = match writes.first() {
-        Some(Write::Update { .. }) => "nModified",
-        _ => "n",
-    };
+    run(database, concern, command).await
+}
+
+/// Runs one write `command` with `concern`.
+async fn run(
+    database: &Database,
+    concern: &Option<Document>,
+    command: Document,
+) -> Result<Reply, FlushError> {
     let reply = database.run_command(with_concern(command, concern)).await?;
     if let Ok(concern) = reply.get_document("writeConcernError") {
         // Not applied durably: treat as a failed round trip, to be retried.
         return Err(FlushError::WriteConcern(concern.to_string()));
     }
-    let changed = match reply.get(changed_field) {
+    // An update's reply has both (`n` counts matches), a delete's only `n`.
+    let changed = match reply.get("nModified").or_else(|| reply.get("n")) {
         Some(Bson::Int32(count)) => i64::from(*count),
         Some(Bson::Int64(count)) => *count,
         _ => 0,
@@ -514,6 +605,13 @@ mod tests {
             .collect();
         assert_eq!(lengths, [2, 1, 1]);
         assert!(runs(&[], Mode::Update).is_empty());
+        let moved = Write::move_report("a", "p1", "p2");
+        let writes = vec![update.clone(), moved.clone(), moved, update];
+        let lengths: Vec<usize> = runs(&writes, Mode::Update)
+            .iter()
+            .map(|run| run.len())
+            .collect();
+        assert_eq!(lengths, [1, 2, 1]);
     }
 
     #[test]

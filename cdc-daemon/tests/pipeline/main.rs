@@ -8,6 +8,7 @@ mod end_to_end;
 mod existing_data;
 mod fencing;
 mod identity;
+mod moves;
 mod replay;
 mod resilience;
 mod store_commands;

@@ -4,7 +4,8 @@
 //! report moved to another patient: every write command carries the configured write concern,
 //! and every statement on `reports` names its patient — except those meant for every patient,
 //! which go to every shard: the fan-outs of a clinic or device rename, and emptying the
-//! collection (before the initial snapshot, or for a `TRUNCATE`).
+//! collection (before the initial snapshot, or for a `TRUNCATE`). None changes the patient of
+//! the report it addresses: the moved report is deleted under one and inserted under the other.
 
 use std::sync::{Arc, Mutex};
 
@@ -136,6 +137,68 @@ async fn every_write_carries_the_write_concern_and_every_report_statement_its_pa
     assert!(
         report_statements > 10,
         "{report_statements} statements on reports"
+    );
+
+    // No statement changes the patient of the report it addresses (a sharded cluster refuses
+    // that outside a transaction): the moved report left Ada in a delete and arrived under
+    // Grace in an insert, with its measurements (verify passed).
+    for (name, command) in &writes {
+        if name != "update" || command.get_str(name).ok() != Some(read_model::REPORTS) {
+            continue;
+        }
+        for statement in command.get_array("updates").unwrap() {
+            let statement = statement.as_document().unwrap();
+            let (filter, update) = (
+                statement.get_document("q").unwrap(),
+                statement.get_document("u").unwrap(),
+            );
+            let sets = update.get_document("$set").unwrap_or(update);
+            if let (Ok(addressed), Ok(set)) =
+                (filter.get_str("patient_id"), sets.get_str("patient_id"))
+            {
+                assert_eq!(addressed, set, "a statement moving a report: {statement}");
+            }
+        }
+    }
+    let (moved, ada, grace) = (
+        ada_reports[1].to_string(),
+        ada.to_string(),
+        grace.to_string(),
+    );
+    let left = writes.iter().any(|(name, command)| {
+        name == "delete"
+            && command.get_str(name).ok() == Some(read_model::REPORTS)
+            && command
+                .get_array("deletes")
+                .unwrap()
+                .iter()
+                .any(|statement| {
+                    let filter = statement.as_document().unwrap().get_document("q").unwrap();
+                    filter.get_str("_id").ok() == Some(moved.as_str())
+                        && filter.get_str("patient_id").ok() == Some(ada.as_str())
+                })
+    });
+    let arrived = writes.iter().any(|(name, command)| {
+        name == "insert"
+            && command.get_str(name).ok() == Some(read_model::REPORTS)
+            && command
+                .get_array("documents")
+                .unwrap()
+                .iter()
+                .any(|document| {
+                    let document = document.as_document().unwrap();
+                    document.get_str("_id").ok() == Some(moved.as_str())
+                        && document.get_str("patient_id").ok() == Some(grace.as_str())
+                        && document.contains_key("measurements")
+                })
+    });
+    assert!(
+        left,
+        "the moved report was not deleted under its old patient"
+    );
+    assert!(
+        arrived,
+        "the moved report was not inserted under its new patient"
     );
 
     // Each rename's fan-out is sent again, alone, until a pass changes nothing (a chunk

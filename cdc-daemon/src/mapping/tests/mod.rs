@@ -232,6 +232,18 @@ impl Stream {
         .await
     }
 
+    /// An update that changed the key: it carries the old one, `key` (the replica identity's
+    /// columns).
+    pub(super) async fn update_key(&mut self, table: Table, key: Values, values: Values) -> Mapped {
+        let relation = relation(table);
+        self.send(Message::Update(Update {
+            relation_id: relation_id(table),
+            old: Some(OldTuple::Key(tuple(&relation, &key))),
+            new: tuple(&relation, &values),
+        }))
+        .await
+    }
+
     /// A delete carrying only `key` (the replica identity's columns).
     pub(super) async fn delete(&mut self, table: Table, key: Values) -> Mapped {
         let old = OldTuple::Key(tuple(&relation(table), &key));
@@ -326,6 +338,7 @@ pub(super) fn writes_to(writes: &[Write], collection: &str, filter: &Document) -
             filter: matched,
             ..
         } => *written == collection && matched == filter,
+        Write::Move { .. } => false,
     })
 }
 

@@ -5,10 +5,11 @@ use read_model::REPORTS;
 
 use super::{
     CHECKUP, Cell, LATER, LATER_REPORT, OTHER_PATIENT, PATIENT, REPORT, Stream, TAKEN_AT, deletes,
-    patient, report, set_of, systolic, update_of, with,
+    patient, report, set_of, systolic, update_of, with, writes_to,
 };
 use crate::decode::{Delete, Insert, Message, OldTuple, TupleData, Update};
 use crate::mapping::{Dirty, Operation, Origin, Table};
+use crate::sink::Write;
 
 #[tokio::test]
 async fn an_inserted_report_embeds_its_patient_and_checkup() {
@@ -174,22 +175,36 @@ async fn a_report_moved_to_another_patient_recomputes_both() {
         "patient_id",
         Cell::Text(OTHER_PATIENT),
     );
-    stream.update(Table::Reports, moved).await;
-    // Addressed under the patient it is stored under, which it leaves in the same statement.
+    let old_key = vec![
+        ("id", Cell::Text(REPORT)),
+        ("patient_id", Cell::Text(PATIENT)),
+    ];
+    stream.update_key(Table::Reports, old_key, moved).await;
+    // The document moves (measurements and all), then its fields are written under the new
+    // patient: no statement changes the patient of the document it addresses.
     let writes = stream.writes();
-    let moved = update_of(
+    assert_eq!(
+        writes[0],
+        Write::Move {
+            id: REPORT.to_string(),
+            from: PATIENT.to_string(),
+            to: OTHER_PATIENT.to_string(),
+            lsn: writes[0].lsn(),
+        }
+    );
+    let set = update_of(
         &writes,
         REPORTS,
-        &doc! { "_id": REPORT, "patient_id": PATIENT },
-    );
-    assert_eq!(
-        moved
-            .get_document("$set")
-            .unwrap()
-            .get_str("patient_id")
-            .ok(),
-        Some(OTHER_PATIENT)
-    );
+        &doc! { "_id": REPORT, "patient_id": OTHER_PATIENT },
+    )
+    .get_document("$set")
+    .unwrap();
+    assert_eq!(set.get_str("patient_id").ok(), Some(OTHER_PATIENT));
+    assert!(!writes_to(
+        &writes,
+        REPORTS,
+        &doc! { "_id": REPORT, "patient_id": PATIENT }
+    ));
     let work = stream.mapper.take_latest();
     assert_eq!(work.dirty.get(PATIENT), Some(&Dirty::All));
     assert_eq!(work.dirty.get(OTHER_PATIENT), Some(&Dirty::All));
