@@ -44,7 +44,7 @@ pub enum FlushError {
     /// The store applied the command but could not satisfy the write concern.
     #[error("the store reported a write concern error: {0}")]
     WriteConcern(String),
-    /// Repeating a collection's fan-outs (see [`repeat_fan_outs`]) did not settle.
+    /// Repeating a fan-out (see [`repeat_fan_out`]) did not settle.
     #[error("repeating the multi-document writes to {collection}: {detail}")]
     FanOut {
         /// The collection written.
@@ -130,7 +130,11 @@ pub async fn flush(
                 }
                 None => updates.push(run),
             }
-            for writes in updates {
+            // A fan-out ends its command, to be repeated before anything after it is sent.
+            let pieces = updates
+                .into_iter()
+                .flat_map(|writes| writes.split_inclusive(is_fan_out));
+            for writes in pieces {
                 let sizes: Vec<usize> = writes.iter().map(Write::approximate_size).collect();
                 for range in commands(&sizes, limits.statements, limits.bytes) {
                     let chunk = &writes[range.clone()];
@@ -151,7 +155,9 @@ pub async fn flush(
                     let errors = send(database, &concern, collection, chunk).await?.errors;
                     on_command(collection, chunk.len(), started.elapsed());
                     if errors.is_empty() {
-                        repeat_fan_outs(database, &concern, collection, chunk).await?;
+                        if let Some(fan_out) = chunk.last().filter(|write| is_fan_out(write)) {
+                            repeat_fan_out(database, &concern, collection, fan_out).await?;
+                        }
                         continue;
                     }
                     for write in chunk {
@@ -162,7 +168,9 @@ pub async fn flush(
                             .into_iter()
                             .next()
                         else {
-                            repeat_fan_outs(database, &concern, collection, single).await?;
+                            if is_fan_out(write) {
+                                repeat_fan_out(database, &concern, collection, write).await?;
+                            }
                             continue;
                         };
                         if error.code == DUPLICATE_KEY && is_newer(database, write).await? {
@@ -181,33 +189,36 @@ pub async fn flush(
     Ok(skipped)
 }
 
-/// Most passes [`repeat_fan_outs`] makes: a pass that still changes documents after these is
+/// Most passes [`repeat_fan_out`] makes: a pass that still changes documents after these is
 /// reported as an error, to be retried with the batch, rather than repeated forever.
 const FAN_OUT_PASSES: usize = 8;
 
-/// Sends the guarded multi-document statements of `chunk` (already applied once) again until a
-/// pass changes nothing. On a sharded cluster an `updateMany` or `deleteMany` can miss documents
-/// that a chunk migration is moving at that moment, and says nothing about it; MongoDB's advice
-/// is to repeat the statement until nothing is left to change. Repeating is safe: the
-/// statements are guarded by their LSN (a document written since is not matched) and only
-/// `$set`/`$unset` fixed values or delete, so a document already done is matched but not
-/// changed. A pass that changes nothing costs one round trip per command with a fan-out.
-async fn repeat_fan_outs(
+/// Whether `write` is a fan-out that [`repeat_fan_out`] repeats: a multi-document write guarded
+/// by its change's LSN. Unguarded ones (the dead-letter bookkeeping, clearing the read model
+/// before a snapshot) are not: nothing orders them against later statements.
+fn is_fan_out(write: &Write) -> bool {
+    write.is_multi() && write.lsn().is_some()
+}
+
+/// Sends `fan_out` (just applied, the last statement of its command) again, alone, until a
+/// pass changes nothing. On a sharded cluster an `updateMany` or `deleteMany` can miss
+/// documents that a chunk migration is moving at that moment, and says nothing about it;
+/// MongoDB's advice is to repeat the statement until nothing is left to change. Repeating is
+/// safe: the statement is guarded by its LSN (a document written since is not matched) and only
+/// `$set`/`$unset`s fixed values or deletes, so a document already done is matched but not
+/// changed. It is repeated before any later statement is sent: several fan-outs repeated
+/// together would never settle when a later one rewrites what an earlier one set (a checkup's
+/// change embeds its clinic's old name, the clinic's rename in the same transaction sets the
+/// new one). A pass that changes nothing costs one round trip per fan-out.
+async fn repeat_fan_out(
     database: &Database,
     concern: &Option<Document>,
     collection: &'static str,
-    chunk: &[Write],
+    fan_out: &Write,
 ) -> Result<(), FlushError> {
-    let fan_outs: Vec<Write> = chunk
-        .iter()
-        .filter(|write| write.is_multi() && write.lsn().is_some())
-        .cloned()
-        .collect();
-    if fan_outs.is_empty() {
-        return Ok(());
-    }
+    let fan_out = std::slice::from_ref(fan_out);
     for _ in 0..FAN_OUT_PASSES {
-        let reply = send(database, concern, collection, &fan_outs).await?;
+        let reply = send(database, concern, collection, fan_out).await?;
         if let Some(error) = reply.errors.first() {
             return Err(FlushError::FanOut {
                 collection,

@@ -6,6 +6,7 @@
 mod changes;
 mod end_to_end;
 mod existing_data;
+mod fan_outs;
 mod fencing;
 mod identity;
 mod moves;

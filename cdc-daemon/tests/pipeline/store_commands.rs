@@ -8,6 +8,7 @@
 //! the report it addresses: the moved report is deleted under one and inserted under the other.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use devstack::in_process;
 use devstack::services;
@@ -88,6 +89,20 @@ async fn every_write_carries_the_write_concern_and_every_report_statement_its_pa
         ))
         .await
         .unwrap();
+    if let Err(stuck) = rig.caught_up_within(Duration::from_secs(240)).await {
+        // What the daemon kept sending says why.
+        let sent = sent.lock().unwrap();
+        let last: Vec<String> = sent
+            .iter()
+            .rev()
+            .take(12)
+            .map(|(name, command)| format!("{name}: {command}"))
+            .collect();
+        panic!(
+            "{stuck}; its last commands, newest first:\n{}",
+            last.join("\n")
+        );
+    }
     rig.assert_verified().await;
     daemon.stop().await.unwrap();
 

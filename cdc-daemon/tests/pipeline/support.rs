@@ -145,6 +145,13 @@ impl Rig {
 
     /// Waits until the daemon's checkpoint has reached the source's current WAL position.
     pub async fn caught_up(&self) {
+        if let Err(stuck) = self.caught_up_within(Duration::from_secs(300)).await {
+            panic!("{stuck}");
+        }
+    }
+
+    /// [`Rig::caught_up`], or after `limit` what the checkpoint stayed behind.
+    pub async fn caught_up_within(&self, limit: Duration) -> Result<(), String> {
         let client = self.client().await;
         let target: String = client
             .query_one("SELECT pg_current_wal_lsn()::text", &[])
@@ -159,18 +166,18 @@ impl Rig {
                 .ok()
                 .flatten();
             if checkpoint.is_some_and(|checkpoint| checkpoint.lsn >= target) {
-                return;
+                return Ok(());
             }
-            assert!(
-                started.elapsed() < Duration::from_secs(300),
-                "the daemon did not catch up with {} (checkpoint {checkpoint:?})",
-                read_model::lsn::format(target)
-            );
+            if started.elapsed() > limit {
+                return Err(format!(
+                    "the daemon did not catch up with {} (checkpoint {checkpoint:?})",
+                    read_model::lsn::format(target)
+                ));
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
-    /// The document `id` of `collection` in the store; fails the test when there is none.
     pub async fn stored(&self, collection: &str, id: impl ToString) -> Document {
         let id = id.to_string();
         self.store
