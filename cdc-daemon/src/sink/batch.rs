@@ -264,14 +264,25 @@ impl Write {
         Some(document)
     }
 
-    /// The filter of a single-document update (the conflatable kind), as text.
-    fn conflation_key(&self) -> Option<String> {
+    /// For a single-document update (the conflatable kind), a hash of its filter: the
+    /// filter's keys and text values, which name the document. Two filters may share a hash,
+    /// so a merge compares the filters themselves (see [`merge`]); hashing instead of
+    /// formatting the filter keeps pushing a write free of allocations.
+    fn conflation_key(&self) -> Option<u64> {
+        use std::hash::{Hash, Hasher};
         match self {
             Write::Update {
                 filter,
                 multi: false,
                 ..
-            } if filter.contains_key("_id") => Some(filter.to_string()),
+            } if filter.contains_key("_id") => {
+                let mut hasher = std::hash::DefaultHasher::new();
+                for (key, value) in filter {
+                    key.hash(&mut hasher);
+                    value.as_str().hash(&mut hasher);
+                }
+                Some(hasher.finish())
+            }
             _ => None,
         }
     }
@@ -297,9 +308,59 @@ fn guard(filter: &mut Document, lsn: Option<u64>) {
     }
 }
 
-/// Size of `document` in bytes as BSON, for bounding batches and commands.
+/// Size of `document` in bytes as BSON, for bounding batches and commands: counted from its
+/// fields, without encoding it (every write is sized when pushed, and encoding it just to
+/// count was a twentieth of the daemon's CPU).
 pub(super) fn bson_size(document: &Document) -> usize {
-    RawDocumentBuf::try_from(document).map_or(0, |raw| raw.as_bytes().len())
+    elements_size(document.iter().map(|(key, value)| (key.len(), value)))
+}
+
+/// A document's length prefix, its elements (a type byte, the key as a C string, the value)
+/// and its terminating zero.
+fn elements_size<'v>(elements: impl Iterator<Item = (usize, &'v Bson)>) -> usize {
+    let elements: usize = elements
+        .map(|(key, value)| 1 + key + 1 + value_size(value))
+        .sum();
+    4 + elements + 1
+}
+
+/// Bytes of `value` as a BSON element's value.
+fn value_size(value: &Bson) -> usize {
+    let string = |text: &str| 4 + text.len() + 1;
+    match value {
+        Bson::Double(_) | Bson::Int64(_) | Bson::DateTime(_) | Bson::Timestamp(_) => 8,
+        Bson::Int32(_) => 4,
+        Bson::Boolean(_) => 1,
+        Bson::Null | Bson::Undefined | Bson::MaxKey | Bson::MinKey => 0,
+        Bson::ObjectId(_) => 12,
+        Bson::Decimal128(_) => 16,
+        Bson::String(text) | Bson::JavaScriptCode(text) | Bson::Symbol(text) => string(text),
+        Bson::Document(document) => bson_size(document),
+        // An array is a document keyed "0", "1", ...
+        Bson::Array(items) => elements_size(
+            items
+                .iter()
+                .enumerate()
+                .map(|(index, item)| (decimal_digits(index), item)),
+        ),
+        Bson::Binary(binary) => {
+            // The old binary subtype repeats the length inside the data.
+            let old = usize::from(binary.subtype == bson::spec::BinarySubtype::BinaryOld) * 4;
+            4 + 1 + old + binary.bytes.len()
+        }
+        Bson::RegularExpression(regex) => regex.pattern.len() + 1 + regex.options.len() + 1,
+        Bson::JavaScriptCodeWithScope(code) => 4 + string(&code.code) + bson_size(&code.scope),
+        // Deprecated, never written by the daemon; its fields are private, so it is encoded.
+        Bson::DbPointer(_) => RawDocumentBuf::try_from(&doc! { "": value.clone() })
+            .map_or(0, |raw| raw.as_bytes().len() - 4 - 1 - 2),
+    }
+}
+
+/// How many decimal digits `number` has.
+fn decimal_digits(number: usize) -> usize {
+    number
+        .checked_ilog10()
+        .map_or(1, |digits| digits as usize + 1)
 }
 
 /// Writes waiting to be flushed.
@@ -307,9 +368,10 @@ pub(super) fn bson_size(document: &Document) -> usize {
 pub struct Batch {
     /// Per collection, statements in the order they were pushed.
     statements: HashMap<&'static str, Vec<Write>>,
-    /// Per collection and document id, the position of the statement later `$set`/`$unset`
-    /// writes may merge into. Cleared for a collection by any other kind of write to it.
-    open: HashMap<&'static str, HashMap<String, usize>>,
+    /// Per collection and hash of a document's filter, the position of the statement later
+    /// `$set`/`$unset` writes may merge into. Cleared for a collection by any other kind of
+    /// write to it.
+    open: HashMap<&'static str, HashMap<u64, usize>>,
     changes: usize,
     bytes: usize,
     /// The commit LSN of the change being mapped, stamped on the writes pushed.
@@ -396,18 +458,20 @@ impl Batch {
     }
 }
 
-/// Merges `later` into `earlier` (both single-document updates of the same id) if the merged
-/// statement does what the two do one after the other. Edits `earlier` in place: merging many
-/// writes into one statement stays linear.
+/// Merges `later` into `earlier` (both single-document updates) if they address the same
+/// document and the merged statement does what the two do one after the other. Edits
+/// `earlier` in place: merging many writes into one statement stays linear.
 fn merge(earlier: &mut Write, later: &Write) -> bool {
     let (
         Write::Update {
+            filter: first_filter,
             update: first,
             upsert: first_upsert,
             lsn: first_lsn,
             ..
         },
         Write::Update {
+            filter: second_filter,
             update: second,
             upsert: second_upsert,
             lsn: second_lsn,
@@ -417,6 +481,9 @@ fn merge(earlier: &mut Write, later: &Write) -> bool {
     else {
         return false;
     };
+    if first_filter != second_filter {
+        return false;
+    }
     // An upsert after a plain update could create a document the plain update skipped.
     if *second_upsert && !*first_upsert {
         return false;
@@ -573,6 +640,34 @@ mod tests {
         let plain = Write::update("patients", "p3", doc! { "$unset": { "x": "" } });
         assert_eq!(plain.sent_filter(), doc! { "_id": "p3" });
         assert_eq!(plain.sent_update(), Some(doc! { "$unset": { "x": "" } }));
+    }
+
+    #[test]
+    fn a_documents_size_is_counted_as_its_encoding_would_be() {
+        use bson::spec::BinarySubtype;
+        use bson::{Binary, DateTime, Decimal128, Regex, Timestamp, oid::ObjectId};
+        let items: Vec<Bson> = (0..12).map(Bson::Int32).collect();
+        let document = doc! {
+            "text": "héllo", "double": 1.5, "int32": 7, "int64": 7_i64, "yes": true,
+            "nothing": Bson::Null, "when": DateTime::from_millis(1), "items": items,
+            "nested": { "a": { "b": [ { "c": "d" } ] } }, "empty": {}, "none": [],
+            "binary": Binary { subtype: BinarySubtype::Generic, bytes: vec![1, 2, 3] },
+            "old": Binary { subtype: BinarySubtype::BinaryOld, bytes: vec![1, 2] },
+            "id": ObjectId::new(), "decimal": Decimal128::from_bytes([0; 16]),
+            "regex": Regex { pattern: "^a".try_into().unwrap(), options: "i".try_into().unwrap() },
+            "stamp": Timestamp { time: 1, increment: 2 },
+            "max": Bson::MaxKey, "min": Bson::MinKey, "undefined": Bson::Undefined,
+        };
+        let encoded = RawDocumentBuf::try_from(&document)
+            .unwrap()
+            .as_bytes()
+            .len();
+        assert_eq!(bson_size(&document), encoded);
+        assert_eq!(bson_size(&Document::new()), 5);
+        assert_eq!(decimal_digits(0), 1);
+        assert_eq!(decimal_digits(9), 1);
+        assert_eq!(decimal_digits(10), 2);
+        assert_eq!(decimal_digits(100), 3);
     }
 
     #[test]
