@@ -314,13 +314,7 @@ async fn updates_beside_toasted_names_keep_the_names_and_apply_the_rest() {
     let summary = rig.stored("patients", patient).await;
     assert_eq!(summary.get_str("full_name").unwrap(), full_name);
     assert_eq!(summary.get_str("birth_date").unwrap(), "1985-12-11");
-    let dead_letters = rig
-        .store
-        .collection::<Document>(read_model::DEAD_LETTERS)
-        .count_documents(doc! {})
-        .await
-        .unwrap();
-    assert_eq!(dead_letters, 0);
+    assert_eq!(rig.count(read_model::DEAD_LETTERS).await, 0);
     daemon.stop().await;
 }
 
@@ -371,12 +365,6 @@ async fn an_update_of_a_measurement_whose_code_is_toasted_is_applied() {
         .get_document(&code)
         .unwrap();
     assert_eq!(measurement.get_f64("value").unwrap(), 6.0);
-    let dead_letters = rig
-        .store
-        .collection::<Document>(read_model::DEAD_LETTERS)
-        .count_documents(doc! {})
-        .await
-        .unwrap();
-    assert_eq!(dead_letters, 0);
+    assert_eq!(rig.count(read_model::DEAD_LETTERS).await, 0);
     daemon.stop().await;
 }

@@ -313,12 +313,7 @@ async fn with_stop_on_dead_letter_the_daemon_halts_before_the_poison_change() {
             .is_empty(),
         "halting records no dead letter"
     );
-    let stored = rig
-        .store
-        .collection::<Document>(read_model::PATIENTS)
-        .count_documents(doc! {})
-        .await
-        .unwrap();
+    let stored = rig.count(read_model::PATIENTS).await;
     assert_eq!(stored, 1, "only the patient before the poison is there");
     let _ = patient;
     daemon.stop().await;

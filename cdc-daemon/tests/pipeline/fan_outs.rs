@@ -4,7 +4,7 @@
 //! still settle: a checkup's change embeds its clinic's name as it was, and the clinic's rename
 //! in the same transaction sets the new one.
 
-use cdc_daemon::sink::{self, Batch, Limits, Mode, Write};
+use cdc_daemon::sink::{Batch, Write};
 use mongodb::bson::{Document, doc};
 use read_model::REPORTS;
 
@@ -37,22 +37,15 @@ async fn fan_outs_that_rewrite_each_other_settle_in_stream_order() {
         doc! { "checkup.clinic_id": "c1" },
         doc! { "$set": { "checkup.clinic_name": "North (renamed)" } },
     ));
-    sink::flush(
-        &rig.store,
-        &batch.take(),
-        Mode::Update,
-        Limits::FERRETDB,
-        |_, _, _| {},
-    )
-    .await
-    .expect("the fan-outs settle");
-
-    let mut cursor = reports.find(doc! {}).await.unwrap();
-    let mut names = Vec::new();
-    while cursor.advance().await.unwrap() {
-        let report = cursor.deserialize_current().unwrap();
-        let checkup = report.get_document("checkup").unwrap();
-        names.push(checkup.get_str("clinic_name").unwrap().to_string());
-    }
+    rig.flush(batch).await.expect("the fan-outs settle");
+    let names: Vec<String> = rig
+        .documents(REPORTS)
+        .await
+        .iter()
+        .map(|report| {
+            let checkup = report.get_document("checkup").unwrap();
+            checkup.get_str("clinic_name").unwrap().to_string()
+        })
+        .collect();
     assert_eq!(names, ["North (renamed)"; 3], "the later fan-out wins");
 }

@@ -4,7 +4,7 @@
 //! change of the report row carries) kept. Each state is built in the real store, then the
 //! move's writes are flushed over it as a replay would send them.
 
-use cdc_daemon::sink::{self, Batch, Key, Limits, Mode, Write};
+use cdc_daemon::sink::{self, Batch, Key, Write};
 use mongodb::bson::{Document, doc};
 use read_model::lsn::to_position;
 use read_model::{MOVING_REPORTS, REPORTS};
@@ -55,30 +55,7 @@ async fn replay_the_move(rig: &Rig) -> sink::Skipped {
         Key::report("r1", "grace"),
         doc! { "patient_id": "grace", "status": "amended" },
     ));
-    sink::flush(
-        &rig.store,
-        &batch.take(),
-        Mode::Update,
-        Limits::FERRETDB,
-        |_, _, _| {},
-    )
-    .await
-    .unwrap()
-}
-
-/// Every document of `collection`.
-async fn all(rig: &Rig, collection: &str) -> Vec<Document> {
-    let mut cursor = rig
-        .store
-        .collection::<Document>(collection)
-        .find(doc! {})
-        .await
-        .unwrap();
-    let mut documents = Vec::new();
-    while cursor.advance().await.unwrap() {
-        documents.push(cursor.deserialize_current().unwrap());
-    }
-    documents
+    rig.flush(batch).await.unwrap()
 }
 
 #[tokio::test]
@@ -105,7 +82,7 @@ async fn a_move_interrupted_after_any_step_is_finished_by_its_replay() {
             "{name}: {:?}",
             skipped.rejected
         );
-        let reports = all(&rig, REPORTS).await;
+        let reports = rig.documents(REPORTS).await;
         assert_eq!(reports.len(), 1, "{name}: {reports:?}");
         let moved = &reports[0];
         assert_eq!(moved.get_str("patient_id").ok(), Some("grace"), "{name}");
@@ -117,7 +94,7 @@ async fn a_move_interrupted_after_any_step_is_finished_by_its_replay() {
         );
         let position = moved.get_document("_cdc").unwrap().get_i64("position");
         assert_eq!(position.ok(), Some(to_position(LSN)), "{name}");
-        assert!(all(&rig, MOVING_REPORTS).await.is_empty(), "{name}");
+        assert!(rig.documents(MOVING_REPORTS).await.is_empty(), "{name}");
     }
 }
 
@@ -135,7 +112,7 @@ async fn a_move_older_than_the_stored_report_changes_nothing() {
             [REPORTS],
             "the late upsert is counted as stale"
         );
-        assert_eq!(all(&rig, REPORTS).await, [newer]);
-        assert!(all(&rig, MOVING_REPORTS).await.is_empty());
+        assert_eq!(rig.documents(REPORTS).await, [newer]);
+        assert!(rig.documents(MOVING_REPORTS).await.is_empty());
     }
 }

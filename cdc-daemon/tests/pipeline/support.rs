@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use cdc_daemon::sink::{self, Batch, FlushError, Limits, Mode, Skipped};
 use devstack::TestContext;
 use devstack::ferretdb::Store as FerretDb;
 use devstack::in_process::{self, Running};
@@ -186,6 +187,42 @@ impl Rig {
             .await
             .unwrap()
             .unwrap_or_else(|| panic!("no {collection} document {id}"))
+    }
+
+    /// Every document of `collection`.
+    pub async fn documents(&self, collection: &str) -> Vec<Document> {
+        let mut cursor = self
+            .store
+            .collection::<Document>(collection)
+            .find(doc! {})
+            .await
+            .unwrap();
+        let mut documents = Vec::new();
+        while cursor.advance().await.unwrap() {
+            documents.push(cursor.deserialize_current().unwrap());
+        }
+        documents
+    }
+
+    /// How many documents `collection` holds.
+    pub async fn count(&self, collection: &str) -> u64 {
+        self.store
+            .collection::<Document>(collection)
+            .count_documents(doc! {})
+            .await
+            .unwrap()
+    }
+
+    /// Sends `batch` to the store as the daemon's sink does while streaming.
+    pub async fn flush(&self, mut batch: Batch) -> Result<Skipped, FlushError> {
+        sink::flush(
+            &self.store,
+            &batch.take(),
+            Mode::Update,
+            Limits::FERRETDB,
+            |_, _, _| {},
+        )
+        .await
     }
 
     /// Waits for the daemon, then checks that `cdc-daemon verify` finds no difference.
