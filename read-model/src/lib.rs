@@ -45,6 +45,6 @@ pub const CHECKPOINTS: &str = "cdc_checkpoints";
 /// Changes that could not be mapped.
 pub const DEAD_LETTERS: &str = "cdc_dead_letters";
 /// Copies of report documents being moved to another patient, keyed by report id and the
-/// move's LSN: a report cannot be under both patients at once (one `_id`), so its copy here is
-/// what a move resumes from after a crash.
+/// move's LSN (`<id>@<LSN in hex>`): a report cannot be under both patients at once (one
+/// `_id`), so its copy here is what a move resumes from after a crash.
 pub const MOVING_REPORTS: &str = "cdc_moving_reports";

@@ -239,7 +239,7 @@ async fn repeat_fan_out(
 /// that the replay of the same move after a crash at any point finishes it:
 ///
 /// 1. the document, if it is still under its old patient and no newer than the move, is copied
-///    into [`MOVING_REPORTS`], keyed by the report id and the move's LSN;
+///    into [`MOVING_REPORTS`], keyed by the report id and the move's LSN (`<id>@<LSN in hex>`);
 /// 2. it is deleted under the old patient (guarded);
 /// 3. the copy, if there is one, is inserted under the new patient, with the move's position,
 ///    unless a document of that id is there already (an earlier attempt got that far, or a
@@ -259,18 +259,15 @@ async fn move_report(
     let Write::Move { id, from, to, lsn } = write else {
         return Ok(None);
     };
-    let copy = doc! { "_id": { "report": id, "lsn": lsn.map(to_position) } };
+    let copy = format!("{id}@{:016X}", lsn.unwrap_or_default());
     let first_error = |reply: Reply| reply.errors.into_iter().next();
     if let Some(document) = database
         .collection::<Document>(REPORTS)
         .find_one(write.sent_filter())
         .await?
     {
-        let stash = doc! {
-            "update": MOVING_REPORTS,
-            "updates": [{ "q": &copy, "u": { "document": document }, "upsert": true }],
-        };
-        if let Some(error) = first_error(run(database, concern, stash).await?) {
+        let stash = Write::upsert(MOVING_REPORTS, copy.as_str(), doc! { "document": document });
+        if let Some(error) = first_error(send(database, concern, MOVING_REPORTS, &[stash]).await?) {
             return Ok(Some(error));
         }
     }
@@ -281,7 +278,7 @@ async fn move_report(
     }
     let stashed = database
         .collection::<Document>(MOVING_REPORTS)
-        .find_one(copy.clone())
+        .find_one(doc! { "_id": &copy })
         .await?;
     if let Some(mut document) =
         stashed.and_then(|entry| entry.get_document("document").ok().cloned())
@@ -296,8 +293,10 @@ async fn move_report(
             _ => {}
         }
     }
-    let forget = doc! { "delete": MOVING_REPORTS, "deletes": [{ "q": copy, "limit": 1 }] };
-    Ok(first_error(run(database, concern, forget).await?))
+    let forget = Write::delete(MOVING_REPORTS, copy.as_str());
+    Ok(first_error(
+        send(database, concern, MOVING_REPORTS, &[forget]).await?,
+    ))
 }
 
 /// Whether the document of a guarded single-document write's `_id` is stored with a newer

@@ -28,7 +28,7 @@ fn report(patient: &str, position: u64) -> Document {
 /// The copy step 1 makes.
 fn copy() -> Document {
     doc! {
-        "_id": { "report": "r1", "lsn": to_position(LSN) },
+        "_id": format!("r1@{LSN:016X}"),
         "document": report("ada", LSN - 0x10),
     }
 }
