@@ -135,11 +135,8 @@ async fn wait_for_checkpoint(
     }
 }
 
-fn row(values: Vec<(&str, Value)>) -> Row {
-    values
-        .into_iter()
-        .map(|(name, value)| (name.to_string(), value))
-        .collect()
+fn row(values: Vec<(&str, Value)>) -> Row<'_> {
+    values.into_iter().collect()
 }
 
 fn text(value: Option<String>) -> Value {

@@ -9,10 +9,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use bytes::Bytes;
-use cdc_daemon::decode::relations::{RelationCache, Row, row};
+use cdc_daemon::decode::relations::{Row, row};
 use cdc_daemon::decode::values::Value;
 use cdc_daemon::decode::{Message, OldTuple, Relation, decode_bytes};
 use devstack::TestContext;
@@ -177,15 +178,15 @@ fn kinds(messages: &[Message]) -> Vec<&'static str> {
     messages.iter().map(Message::kind).collect()
 }
 
-/// Feeds relations to a cache and builds the rows of every change, each labelled with its
-/// message kind and table.
-fn rows(messages: &[Message]) -> Vec<(&'static str, String, Row)> {
-    let mut cache = RelationCache::new();
+/// Builds the rows of every change with the latest relation of its table before it, each
+/// labelled with its message kind and table.
+fn rows(messages: &[Message]) -> Vec<(&'static str, String, Row<'_>)> {
+    let mut relations = HashMap::new();
     let mut rows = Vec::new();
     for message in messages {
         let (relation_id, tuple) = match message {
             Message::Relation(relation) => {
-                cache.update(relation.clone());
+                relations.insert(relation.id, relation);
                 continue;
             }
             Message::Insert(insert) => (insert.relation_id, &insert.new),
@@ -193,8 +194,8 @@ fn rows(messages: &[Message]) -> Vec<(&'static str, String, Row)> {
             Message::Delete(delete) => (delete.relation_id, delete.old.tuple()),
             _ => continue,
         };
-        let relation = cache
-            .get(relation_id)
+        let relation = relations
+            .get(&relation_id)
             .expect("a relation precedes its changes");
         let row = row(relation, tuple).unwrap_or_else(|error| panic!("{error}: {error:?}"));
         rows.push((message.kind(), relation.name.clone(), row));
@@ -226,7 +227,7 @@ async fn decode_a_real_pgoutput_session() {
     let messages = decode_all(&raw);
     assert_eq!(kinds(&messages), EXPECTED_KINDS);
     let rows = rows(&messages);
-    let find = |kind: &str, table: &str| -> Vec<&Row> {
+    let find = |kind: &str, table: &str| -> Vec<&Row<'_>> {
         rows.iter()
             .filter(|(k, t, _)| *k == kind && t == table)
             .map(|(_, _, row)| row)

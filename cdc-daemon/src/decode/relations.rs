@@ -7,14 +7,16 @@
 //! stored value is still the old one.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::values::{Value, ValueError, parse_value};
 use super::{ColumnData, Relation, TupleData};
 
-/// The latest [`Relation`] of each table seen in the stream.
+/// The latest [`Relation`] of each table seen in the stream. Each is shared (`Arc`) so that a
+/// row can borrow its column names while the mapper that holds the cache goes on working.
 #[derive(Debug, Clone, Default)]
 pub struct RelationCache {
-    relations: HashMap<u32, Relation>,
+    relations: HashMap<u32, Arc<Relation>>,
 }
 
 impl RelationCache {
@@ -26,11 +28,11 @@ impl RelationCache {
     /// Remembers `relation`, replacing any earlier schema of the same table (its columns
     /// changed mid-stream).
     pub fn update(&mut self, relation: Relation) {
-        self.relations.insert(relation.id, relation);
+        self.relations.insert(relation.id, Arc::new(relation));
     }
 
     /// The latest schema of table `id`, if one was seen.
-    pub fn get(&self, id: u32) -> Option<&Relation> {
+    pub fn get(&self, id: u32) -> Option<&Arc<Relation>> {
         self.relations.get(&id)
     }
 
@@ -46,26 +48,25 @@ impl RelationCache {
 }
 
 /// One row version with named, typed values; columns whose value was not sent (unchanged
-/// TOAST) are absent.
+/// TOAST) are absent. The names are borrowed from the [`Relation`] (or whatever else names the
+/// columns), so building a row allocates only its values.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Row {
-    columns: Vec<(String, Value)>,
+pub struct Row<'n> {
+    columns: Vec<(&'n str, Value)>,
 }
 
-impl Row {
+impl<'n> Row<'n> {
     /// The value of column `name`, or `None` when the row does not carry it.
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.columns
             .iter()
-            .find(|(column, _)| column == name)
+            .find(|(column, _)| *column == name)
             .map(|(_, value)| value)
     }
 
     /// The columns the row carries, in the table's column order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
-        self.columns
-            .iter()
-            .map(|(name, value)| (name.as_str(), value))
+    pub fn iter(&self) -> impl Iterator<Item = (&'n str, &Value)> {
+        self.columns.iter().map(|(name, value)| (*name, value))
     }
 
     /// Whether the row carries no column at all.
@@ -77,17 +78,12 @@ impl Row {
     pub fn len(&self) -> usize {
         self.columns.len()
     }
-
-    /// The columns, by value.
-    pub fn into_columns(self) -> Vec<(String, Value)> {
-        self.columns
-    }
 }
 
 /// Builds a row from `(column, value)` pairs; `cdc-daemon verify` makes rows from SQL results
 /// this way, to build expected documents with the mapping's own functions.
-impl FromIterator<(String, Value)> for Row {
-    fn from_iter<I: IntoIterator<Item = (String, Value)>>(columns: I) -> Self {
+impl<'n> FromIterator<(&'n str, Value)> for Row<'n> {
+    fn from_iter<I: IntoIterator<Item = (&'n str, Value)>>(columns: I) -> Self {
         Row {
             columns: columns.into_iter().collect(),
         }
@@ -128,7 +124,7 @@ pub enum RowError {
 }
 
 /// Pairs `tuple`'s values with `relation`'s columns and parses each by its type.
-pub fn row(relation: &Relation, tuple: &TupleData) -> Result<Row, RowError> {
+pub fn row<'r>(relation: &'r Relation, tuple: &TupleData) -> Result<Row<'r>, RowError> {
     let name = || format!("{}.{}", relation.namespace, relation.name);
     if tuple.0.len() != relation.columns.len() {
         return Err(RowError::ColumnCount {
@@ -156,7 +152,7 @@ pub fn row(relation: &Relation, tuple: &TupleData) -> Result<Row, RowError> {
                 });
             }
         };
-        columns.push((column.name.clone(), value));
+        columns.push((column.name.as_str(), value));
     }
     Ok(Row { columns })
 }

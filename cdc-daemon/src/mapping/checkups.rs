@@ -27,7 +27,7 @@ impl<S: LookupStore> Mapper<S> {
     pub(super) async fn upsert_checkup(
         &mut self,
         operation: Operation,
-        row: &Row,
+        row: &Row<'_>,
         transaction: &Transaction,
         batch: &mut Batch,
     ) -> Result<(), MapError> {
@@ -81,7 +81,11 @@ impl<S: LookupStore> Mapper<S> {
     }
 
     /// Removes the checkup's lookup and its reports; the patient's `latest` is recomputed.
-    pub(super) fn delete_checkup(&mut self, key: &Row, batch: &mut Batch) -> Result<(), MapError> {
+    pub(super) fn delete_checkup(
+        &mut self,
+        key: &Row<'_>,
+        batch: &mut Batch,
+    ) -> Result<(), MapError> {
         let id = documents::uuid(key, "id")?.to_string();
         let patient_id = documents::uuid(key, "patient_id")?.to_string();
         batch.push(Write::delete(LOOKUP_CHECKUPS, id.as_str()));

@@ -18,7 +18,7 @@ impl<S: LookupStore> Mapper<S> {
     pub(super) async fn upsert_clinic(
         &mut self,
         operation: Operation,
-        row: &Row,
+        row: &Row<'_>,
         transaction: &Transaction,
         batch: &mut Batch,
     ) -> Result<(), MapError> {
@@ -48,7 +48,11 @@ impl<S: LookupStore> Mapper<S> {
     }
 
     /// Removes the clinic's lookup (its reports keep the name they embed).
-    pub(super) fn delete_clinic(&mut self, key: &Row, batch: &mut Batch) -> Result<(), MapError> {
+    pub(super) fn delete_clinic(
+        &mut self,
+        key: &Row<'_>,
+        batch: &mut Batch,
+    ) -> Result<(), MapError> {
         let id = documents::uuid(key, "id")?.to_string();
         batch.push(Write::delete(LOOKUP_CLINICS, id.as_str()));
         self.lookups.forget(&id);

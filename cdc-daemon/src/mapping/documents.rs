@@ -31,7 +31,7 @@ fn field_error(column: &str, detail: impl Into<String>) -> FieldError {
 }
 
 /// A required uuid column.
-pub fn uuid(row: &Row, column: &str) -> Result<Uuid, FieldError> {
+pub fn uuid(row: &Row<'_>, column: &str) -> Result<Uuid, FieldError> {
     match row.get(column) {
         Some(Value::Uuid(id)) => Ok(*id),
         Some(other) => Err(field_error(
@@ -43,7 +43,7 @@ pub fn uuid(row: &Row, column: &str) -> Result<Uuid, FieldError> {
 }
 
 /// A required text column.
-pub fn text<'r>(row: &'r Row, column: &str) -> Result<&'r str, FieldError> {
+pub fn text<'r>(row: &'r Row<'_>, column: &str) -> Result<&'r str, FieldError> {
     match row.get(column) {
         Some(Value::Text(text)) => Ok(text),
         Some(other) => Err(field_error(
@@ -56,7 +56,7 @@ pub fn text<'r>(row: &'r Row, column: &str) -> Result<&'r str, FieldError> {
 
 /// A text column that an UPDATE leaves out when its value is an unchanged TOASTed one: `None`
 /// then, and the value already written stays.
-pub fn sent_text<'r>(row: &'r Row, column: &str) -> Result<Option<&'r str>, FieldError> {
+pub fn sent_text<'r>(row: &'r Row<'_>, column: &str) -> Result<Option<&'r str>, FieldError> {
     match row.get(column) {
         None => Ok(None),
         Some(_) => text(row, column).map(Some),
@@ -64,7 +64,7 @@ pub fn sent_text<'r>(row: &'r Row, column: &str) -> Result<Option<&'r str>, Fiel
 }
 
 /// A required timestamp column as milliseconds since the epoch.
-pub fn timestamp(row: &Row, column: &str) -> Result<DateTime, FieldError> {
+pub fn timestamp(row: &Row<'_>, column: &str) -> Result<DateTime, FieldError> {
     match row.get(column) {
         Some(value @ (Value::TimestampTz(_) | Value::Timestamp(_))) => Ok(to_datetime(value)),
         Some(other) => Err(field_error(
@@ -146,7 +146,7 @@ pub struct SentFields {
 
 impl SentFields {
     /// Adds `column` as `field`, or records it missing.
-    fn value(&mut self, row: &Row, column: &'static str, field: &str) {
+    fn value(&mut self, row: &Row<'_>, column: &'static str, field: &str) {
         match row.get(column) {
             Some(value) => {
                 self.fields.insert(field, bson(value));
@@ -156,7 +156,7 @@ impl SentFields {
     }
 
     /// Adds the text column `column` as `field`, or records it missing.
-    fn text(&mut self, row: &Row, column: &'static str, field: &str) -> Result<(), FieldError> {
+    fn text(&mut self, row: &Row<'_>, column: &'static str, field: &str) -> Result<(), FieldError> {
         match sent_text(row, column)? {
             Some(text) => {
                 self.fields.insert(field, text);
@@ -190,7 +190,7 @@ impl SentFields {
 }
 
 /// Copies the present `columns` of `row` into `fields` under the same names.
-fn copy_present(row: &Row, columns: &[&str], fields: &mut Document) {
+fn copy_present(row: &Row<'_>, columns: &[&str], fields: &mut Document) {
     for column in columns {
         if let Some(value) = row.get(column) {
             fields.insert(*column, bson(value));
@@ -199,12 +199,12 @@ fn copy_present(row: &Row, columns: &[&str], fields: &mut Document) {
 }
 
 /// The patient snapshot embedded in report documents.
-pub fn patient_snapshot(row: &Row) -> Result<Document, FieldError> {
+pub fn patient_snapshot(row: &Row<'_>) -> Result<Document, FieldError> {
     patient_snapshot_sent(row)?.whole()
 }
 
 /// The fields of the patient snapshot that `row` carries.
-pub fn patient_snapshot_sent(row: &Row) -> Result<SentFields, FieldError> {
+pub fn patient_snapshot_sent(row: &Row<'_>) -> Result<SentFields, FieldError> {
     let mut snapshot = SentFields {
         fields: doc! { "id": uuid(row, "id")?.to_string() },
         missing: Vec::new(),
@@ -216,7 +216,7 @@ pub fn patient_snapshot_sent(row: &Row) -> Result<SentFields, FieldError> {
 }
 
 /// The demographics fields of a patient document.
-pub fn patient_fields(row: &Row) -> Document {
+pub fn patient_fields(row: &Row<'_>) -> Document {
     let mut fields = Document::new();
     copy_present(
         row,
@@ -234,7 +234,7 @@ pub fn patient_fields(row: &Row) -> Document {
 }
 
 /// The fields of a checkup lookup document.
-pub fn checkup_fields(row: &Row) -> Result<Document, FieldError> {
+pub fn checkup_fields(row: &Row<'_>) -> Result<Document, FieldError> {
     let mut fields = doc! {
         "patient_id": uuid(row, "patient_id")?.to_string(),
         "clinic_id": uuid(row, "clinic_id")?.to_string(),
@@ -267,13 +267,13 @@ pub fn checkup_embedded(
 }
 
 /// The report's own fields (everything but the embedded patient, checkup and measurements).
-pub fn report_fields(row: &Row) -> Result<Document, FieldError> {
+pub fn report_fields(row: &Row<'_>) -> Result<Document, FieldError> {
     report_fields_sent(row)?.whole()
 }
 
 /// The report's own fields that `row` carries, as `$set` fields: `instrument` whole, or the
 /// part of it that `row` carries.
-pub fn report_fields_sent(row: &Row) -> Result<SentFields, FieldError> {
+pub fn report_fields_sent(row: &Row<'_>) -> Result<SentFields, FieldError> {
     let mut report = SentFields {
         fields: doc! {
             "patient_id": uuid(row, "patient_id")?.to_string(),
@@ -295,14 +295,14 @@ pub fn report_fields_sent(row: &Row) -> Result<SentFields, FieldError> {
 }
 
 /// A measurement's code (checked to be usable as a document key) and its sub-document.
-pub fn measurement(row: &Row) -> Result<(String, Document), FieldError> {
+pub fn measurement(row: &Row<'_>) -> Result<(String, Document), FieldError> {
     let (code, fields) = measurement_sent(row)?;
     Ok((code, fields.whole()?))
 }
 
 /// A measurement's code (checked to be usable as a document key) and the fields of its
 /// sub-document that `row` carries.
-pub fn measurement_sent(row: &Row) -> Result<(String, SentFields), FieldError> {
+pub fn measurement_sent(row: &Row<'_>) -> Result<(String, SentFields), FieldError> {
     let code = text(row, "code")?;
     if code.is_empty() || code.starts_with('$') || code.contains('.') || code.contains('\0') {
         return Err(field_error(

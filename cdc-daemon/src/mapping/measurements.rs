@@ -35,7 +35,7 @@ impl<S: LookupStore> Mapper<S> {
     pub(super) async fn upsert_measurement(
         &mut self,
         operation: Operation,
-        row: &Row,
+        row: &Row<'_>,
         transaction: &Transaction,
         batch: &mut Batch,
     ) -> Result<(), MapError> {
@@ -83,7 +83,7 @@ impl<S: LookupStore> Mapper<S> {
     /// Unsets the measurement in its report; the code of the patient's `latest` is recomputed.
     pub(super) async fn delete_measurement(
         &mut self,
-        key: &Row,
+        key: &Row<'_>,
         transaction: &Transaction,
         batch: &mut Batch,
     ) -> Result<(), MapError> {

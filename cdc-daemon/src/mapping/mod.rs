@@ -331,7 +331,11 @@ impl<S: LookupStore> Mapper<S> {
             Message::Delete(delete) => (delete.relation_id, delete.old.tuple(), Operation::Delete),
             Message::Truncate(truncate) => {
                 for id in &truncate.relation_ids {
-                    if let Some(table) = self.relations.get(*id).and_then(Table::of) {
+                    if let Some(table) = self
+                        .relations
+                        .get(*id)
+                        .and_then(|relation| Table::of(relation))
+                    {
                         self.truncate(table, batch);
                     }
                 }
@@ -339,7 +343,8 @@ impl<S: LookupStore> Mapper<S> {
             }
             _ => return Ok(Mapped::default()),
         };
-        let Some(relation) = self.relations.get(relation_id) else {
+        // A shared handle, so that the rows below can borrow its column names.
+        let Some(relation) = self.relations.get(relation_id).cloned() else {
             return Ok(Mapped {
                 change: None,
                 dead_letter: Some(DeadLetter {
@@ -350,7 +355,7 @@ impl<S: LookupStore> Mapper<S> {
                 }),
             });
         };
-        let Some(table) = Table::of(relation) else {
+        let Some(table) = Table::of(&relation) else {
             return Ok(Mapped::default());
         };
         if operation != Operation::Delete
@@ -361,7 +366,7 @@ impl<S: LookupStore> Mapper<S> {
                 dead_letter: Some(DeadLetter {
                     origin: Origin::Table(table),
                     operation: Some(operation),
-                    values: raw_values(relation, tuple),
+                    values: raw_values(&relation, tuple),
                     error: problem.clone(),
                 }),
             });
@@ -381,8 +386,8 @@ impl<S: LookupStore> Mapper<S> {
             Message::Update(Update { old: Some(old), .. }) => Some(old.tuple()),
             _ => None,
         };
-        let parsed = row(relation, tuple).and_then(|parsed| {
-            let old = old.map(|old| row(relation, old)).transpose()?;
+        let parsed = row(&relation, tuple).and_then(|parsed| {
+            let old = old.map(|old| row(&relation, old)).transpose()?;
             Ok((parsed, old))
         });
         let (parsed, old) = match parsed {
@@ -393,7 +398,7 @@ impl<S: LookupStore> Mapper<S> {
                     dead_letter: Some(DeadLetter {
                         origin: Origin::Table(table),
                         operation: Some(operation),
-                        values: raw_values(relation, tuple),
+                        values: raw_values(&relation, tuple),
                         error: error.to_string(),
                     }),
                 });
@@ -417,11 +422,7 @@ impl<S: LookupStore> Mapper<S> {
         let dead_letter = error.map(|error| DeadLetter {
             origin: Origin::Table(table),
             operation: Some(operation),
-            values: self
-                .relations
-                .get(relation_id)
-                .map(|relation| raw_values(relation, tuple))
-                .unwrap_or_default(),
+            values: raw_values(&relation, tuple),
             error,
         });
         Ok(Mapped {
@@ -449,8 +450,8 @@ impl<S: LookupStore> Mapper<S> {
         &mut self,
         table: Table,
         operation: Operation,
-        row: &Row,
-        old: Option<&Row>,
+        row: &Row<'_>,
+        old: Option<&Row<'_>>,
         transaction: &Transaction,
         batch: &mut Batch,
     ) -> Result<(), MapError> {
@@ -484,7 +485,7 @@ impl<S: LookupStore> Mapper<S> {
     async fn delete(
         &mut self,
         table: Table,
-        key: &Row,
+        key: &Row<'_>,
         transaction: &Transaction,
         batch: &mut Batch,
     ) -> Result<(), MapError> {

@@ -28,7 +28,7 @@ impl<S: LookupStore> Mapper<S> {
     pub(super) async fn upsert_patient_clinic(
         &mut self,
         operation: Operation,
-        row: &Row,
+        row: &Row<'_>,
         transaction: &Transaction,
         batch: &mut Batch,
     ) -> Result<(), MapError> {
@@ -64,7 +64,7 @@ impl<S: LookupStore> Mapper<S> {
     /// the clinic show no record number any more.
     pub(super) fn delete_patient_clinic(
         &mut self,
-        key: &Row,
+        key: &Row<'_>,
         transaction: &Transaction,
         batch: &mut Batch,
     ) -> Result<(), MapError> {

@@ -29,7 +29,7 @@ impl<S: LookupStore> Mapper<S> {
     pub(super) async fn upsert_patient(
         &mut self,
         operation: Operation,
-        row: &Row,
+        row: &Row<'_>,
         transaction: &Transaction,
         batch: &mut Batch,
     ) -> Result<(), MapError> {
@@ -60,7 +60,11 @@ impl<S: LookupStore> Mapper<S> {
     }
 
     /// Removes the patient document and the patient's reports; nothing is left to settle.
-    pub(super) fn delete_patient(&mut self, key: &Row, batch: &mut Batch) -> Result<(), MapError> {
+    pub(super) fn delete_patient(
+        &mut self,
+        key: &Row<'_>,
+        batch: &mut Batch,
+    ) -> Result<(), MapError> {
         let id = documents::uuid(key, "id")?.to_string();
         batch.push(Write::delete(PATIENTS, id.as_str()));
         batch.push(Write::delete_many(REPORTS, doc! { "patient_id": &id }));

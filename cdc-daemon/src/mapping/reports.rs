@@ -43,8 +43,8 @@ impl<S: LookupStore> Mapper<S> {
     pub(super) async fn upsert_report(
         &mut self,
         operation: Operation,
-        row: &Row,
-        old: Option<&Row>,
+        row: &Row<'_>,
+        old: Option<&Row<'_>>,
         transaction: &Transaction,
         batch: &mut Batch,
     ) -> Result<(), MapError> {
@@ -88,7 +88,7 @@ impl<S: LookupStore> Mapper<S> {
     /// (its measurements are written by their own changes).
     async fn report_document(
         &mut self,
-        row: &Row,
+        row: &Row<'_>,
         transaction: &Transaction,
     ) -> Result<Document, MapError> {
         let mut fields = documents::report_fields_sent(row)?.fields;
@@ -114,7 +114,11 @@ impl<S: LookupStore> Mapper<S> {
     }
 
     /// Removes the report document; its patient's `latest` is recomputed.
-    pub(super) fn delete_report(&mut self, key: &Row, batch: &mut Batch) -> Result<(), MapError> {
+    pub(super) fn delete_report(
+        &mut self,
+        key: &Row<'_>,
+        batch: &mut Batch,
+    ) -> Result<(), MapError> {
         let id = documents::uuid(key, "id")?.to_string();
         let patient_id = documents::uuid(key, "patient_id")?.to_string();
         batch.push(Write::delete(REPORTS, Key::report(&id, &patient_id)));

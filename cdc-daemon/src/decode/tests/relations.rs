@@ -68,7 +68,6 @@ fn decode_row_leaves_unchanged_toast_out_and_keeps_nulls() {
     assert_eq!(row.get("value"), Some(&Value::Numeric("36.6".to_owned())));
     let names: Vec<&str> = row.iter().map(|(name, _)| name).collect();
     assert_eq!(names, ["id", "value", "flag"]);
-    assert_eq!(row.into_columns().len(), 3);
 }
 
 #[test]
@@ -113,7 +112,7 @@ fn decode_row_rejects_binary_values() {
 
 #[test]
 fn decode_row_can_be_collected_from_named_values() {
-    let row: Row = [("id".to_owned(), Value::Uuid(ID.parse().unwrap()))]
+    let row: Row = [("id", Value::Uuid(ID.parse().unwrap()))]
         .into_iter()
         .collect();
     assert_eq!(row.len(), 1);
