@@ -9,6 +9,10 @@
 
 use std::hint::black_box;
 
+/// The daemon binary's allocator (see `src/main.rs`), so that the steps are measured as they run.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use bytes::Bytes;
 use cdc_daemon::decode::{Message, decode_bytes};
 use cdc_daemon::mapping::lookups::MemoryStore;
