@@ -564,3 +564,189 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
         Ok(Value::Object(members))
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::validation::fixtures::{NOW, UPLOAD_ID, invalid, valid_upload};
+    use crate::validation::{Rejection, parse_upload};
+
+    /// A kind of object that knows one member, `a`, read as a scalar.
+    #[derive(Debug, Default)]
+    struct OneMember {
+        a: Option<Scalar<'static>>,
+    }
+
+    impl Members for OneMember {
+        type Name = ();
+
+        const NAMES: &'static [(&'static str, ())] = &[("a", ())];
+
+        fn read<'de, A: MapAccess<'de>>(
+            &mut self,
+            (): (),
+            map: &mut A,
+            reader: &Reader<'_>,
+        ) -> Result<(), A::Error> {
+            let value = map.next_value_seed(reader.scalar())?;
+            self.a = Some(match value {
+                Scalar::Text(text) => Scalar::Text(Cow::Owned(text.into_owned())),
+                Scalar::Null => Scalar::Null,
+                Scalar::Bool => Scalar::Bool,
+                Scalar::Number(number) => Scalar::Number(number),
+                Scalar::Array => Scalar::Array,
+                Scalar::Object => Scalar::Object,
+            });
+            Ok(())
+        }
+    }
+
+    fn read(text: &[u8], max_values: usize) -> Result<Object<OneMember>, ReadError> {
+        let limits = Limits::default();
+        let clock = Clock {
+            now: NOW,
+            max_future_skew: limits.max_future_skew,
+        };
+        Reader::new(max_values, clock, &limits).body(text)
+    }
+
+    #[test]
+    fn every_value_read_is_counted_kept_or_skipped() {
+        let text = br#"{"a": [1, -2, 3.5, "x", true, null, {"b": {}}], "a2": []}"#;
+        // 11 values: two objects, two arrays, six scalars and the empty object; keys are not
+        // values. `a` is skipped as an array (only its kind kept), `a2` as unknown.
+        let fields = read(text, 11).unwrap().unwrap();
+        assert_eq!(fields.members.a, Some(Scalar::Array));
+        assert_eq!(fields.unknown.into_iter().collect::<Vec<_>>(), ["a2"]);
+        assert!(matches!(read(text, 10), Err(ReadError::TooManyValues)));
+    }
+
+    #[test]
+    fn one_value_over_the_budget_is_refused_anywhere_in_the_body() {
+        let zeros = format!("[{}0]", "0,".repeat(999_999));
+        assert!(matches!(
+            read(zeros.as_bytes(), 1_000),
+            Err(ReadError::TooManyValues)
+        ));
+        // Checkups past the limit are skipped, not kept, but still counted.
+        let checkups = format!("{{\"checkups\": [{}{{}}]}}", "{},".repeat(999));
+        assert_eq!(
+            parse_upload(
+                checkups.as_bytes(),
+                NOW,
+                &Limits {
+                    max_upload_values: 1_000,
+                    ..Limits::default()
+                }
+            ),
+            Err(Rejection::TooManyValues { max: 1_000 })
+        );
+    }
+
+    #[test]
+    fn malformed_json_and_trailing_data_are_reported_with_their_position() {
+        let Err(ReadError::Json(error)) = read(b"{\"a\": [1,\n 2,,]}", 100) else {
+            panic!("expected a syntax error");
+        };
+        assert_eq!((error.line(), error.column()), (2, 4));
+        assert!(matches!(read(b"{} {}", 100), Err(ReadError::Json(_))));
+        // Skipped values are read as strictly as kept ones.
+        for skipped in [
+            &b"{\"z\": \"\xff\"}"[..],
+            b"{\"z\": 1e999}",
+            b"{\"a\": [\"\\ud800\"]}",
+        ] {
+            assert!(
+                matches!(read(skipped, 100), Err(ReadError::Json(_))),
+                "{}",
+                String::from_utf8_lossy(skipped)
+            );
+        }
+    }
+
+    #[test]
+    fn the_last_of_duplicate_members_counts_and_unknown_ones_are_named_once_sorted() {
+        let fields = read(br#"{"z": 1, "a": "x", "b": 2, "a": null, "z": 3}"#, 100)
+            .unwrap()
+            .unwrap();
+        assert_eq!(fields.members.a, Some(Scalar::Null));
+        assert_eq!(fields.unknown.into_iter().collect::<Vec<_>>(), ["b", "z"]);
+
+        // The problems of an earlier duplicate are gone with its value.
+        let body = format!(
+            r#"{{"upload_id": 7, "checkups": {}, "upload_id": "{UPLOAD_ID}"}}"#,
+            valid_upload()["checkups"]
+        );
+        assert!(parse_upload(body.as_bytes(), NOW, &Limits::default()).is_ok());
+    }
+
+    #[test]
+    fn problems_come_in_the_documented_order_whatever_order_members_are_sent_in() {
+        // Members reversed: measurements before the instrument, the value before the code,
+        // known members before unknown ones.
+        let mut report = Map::new();
+        report.insert(
+            "measurements".to_owned(),
+            json!([{"zz": 1, "unit": "%", "value": 1000, "code": "8480-6"}]),
+        );
+        report.insert(
+            "instrument".to_owned(),
+            json!({"serial": "", "type": "pulse_oximeter"}),
+        );
+        report.insert("id".to_owned(), json!("r"));
+        let text = |members: &Map<String, Value>| {
+            let parts: Vec<String> = members
+                .iter()
+                .rev()
+                .map(|(key, value)| format!("{}: {value}", json!(key)))
+                .collect();
+            format!("{{{}}}", parts.join(", "))
+        };
+        let body = valid_upload();
+        let checkup = &body["checkups"][0];
+        let body = format!(
+            r#"{{"checkups": [{{"reports": [{}], "started_at": {}, "patient": {}, "id": {}}}], "upload_id": "{UPLOAD_ID}"}}"#,
+            text(&report),
+            checkup["started_at"],
+            checkup["patient"],
+            checkup["id"]
+        );
+        let Err(Rejection::Invalid(problems)) =
+            parse_upload(body.as_bytes(), NOW, &Limits::default())
+        else {
+            panic!("expected problems");
+        };
+        let pointers: Vec<&str> = problems
+            .iter()
+            .map(|problem| problem.pointer.as_str())
+            .collect();
+        let report = "/checkups/0/reports/0";
+        assert_eq!(
+            pointers,
+            [
+                format!("{report}/id"),
+                format!("{report}/instrument/serial"),
+                format!("{report}/taken_at"),
+                format!("{report}/measurements/0/zz"),
+                format!("{report}/measurements/0/code"),
+                format!("{report}/measurements/0/value"),
+                format!("{report}/measurements/0/unit"),
+            ]
+        );
+        // The same body sent in the documented order has the same problems.
+        let mut documented = valid_upload();
+        documented["checkups"][0]["reports"][0] = json!({
+            "id": "r",
+            "instrument": {"type": "pulse_oximeter", "serial": ""},
+            "measurements": [{"code": "8480-6", "value": 1000, "unit": "%", "zz": 1}],
+        });
+        let details: Vec<(String, String)> = problems
+            .into_iter()
+            .map(|problem| (problem.pointer, problem.detail))
+            .collect();
+        assert_eq!(invalid(&documented), details);
+    }
+}
