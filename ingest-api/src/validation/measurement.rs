@@ -186,7 +186,7 @@ fn check_code(
             format!("duplicate code {}; already measured at {first}", code.code),
         );
     } else {
-        first_seen.insert(code.code, at.to_string());
+        first_seen.insert(code.code, at.pointer());
     }
     if let Some(detail) = instrument.and_then(|instrument| misfit(instrument, code)) {
         problems.add(at, detail);

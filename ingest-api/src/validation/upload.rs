@@ -400,7 +400,7 @@ impl UploadWalk<'_> {
             Some(_) => {}
             None => {
                 self.patients
-                    .insert(patient.id, (patient.clone(), at.to_string()));
+                    .insert(patient.id, (patient.clone(), at.pointer()));
             }
         }
     }
@@ -487,7 +487,7 @@ fn unique_id(
         problems.add(at, format!("duplicate id; first used at {first}"));
         return None;
     }
-    seen.insert(id, at.to_string());
+    seen.insert(id, at.pointer());
     Some(id)
 }
 

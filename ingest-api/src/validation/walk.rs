@@ -11,7 +11,7 @@
 //! [`Problems`] at the end does (see [`Problems::finish`]).
 
 use std::borrow::Cow;
-use std::fmt;
+use std::fmt::Write;
 use std::ops::RangeInclusive;
 
 use service_plumbing::problem::FieldError;
@@ -45,7 +45,7 @@ impl Problems {
     /// Records that the value at `at` is wrong, and why.
     pub(super) fn add(&mut self, at: &At<'_>, detail: impl Into<String>) {
         self.errors.push(FieldError {
-            pointer: at.to_string(),
+            pointer: at.pointer(),
             detail: detail.into(),
         });
     }
@@ -144,7 +144,7 @@ pub(super) fn parse_each<T, U>(
 }
 
 /// Where a value is in the body, as a chain of member names and indices that is written out as
-/// an RFC 6901 pointer only when a problem needs it.
+/// an RFC 6901 pointer ([`At::pointer`]) only when a problem or a first use needs it.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum At<'a> {
     /// The whole body (pointer `""`).
@@ -165,31 +165,45 @@ impl At<'_> {
     pub(super) fn element(&self, index: usize) -> At<'_> {
         At::Element(self, index)
     }
-}
 
-impl fmt::Display for At<'_> {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+    /// The RFC 6901 pointer to here, `""` for the whole body.
+    pub(super) fn pointer(&self) -> String {
+        let mut pointer = String::new();
+        self.push_to(&mut pointer);
+        pointer
+    }
+
+    fn push_to(&self, pointer: &mut String) {
         match self {
-            At::Root => Ok(()),
+            At::Root => {}
             At::Member(parent, name) => {
-                write!(formatter, "{parent}/")?;
-                write_escaped(formatter, name)
+                parent.push_to(pointer);
+                pointer.push('/');
+                push_escaped(pointer, name);
             }
-            At::Element(parent, index) => write!(formatter, "{parent}/{index}"),
+            At::Element(parent, index) => {
+                parent.push_to(pointer);
+                pointer.push('/');
+                // Writing to a `String` cannot fail.
+                let _ = write!(pointer, "{index}");
+            }
         }
     }
 }
 
-/// Writes the member name `key` escaped as RFC 6901 requires (`~` → `~0`, `/` → `~1`).
-fn write_escaped(out: &mut impl fmt::Write, key: &str) -> fmt::Result {
+/// Pushes the member name `key` escaped as RFC 6901 requires (`~` → `~0`, `/` → `~1`).
+fn push_escaped(pointer: &mut String, key: &str) {
+    if !key.contains(['~', '/']) {
+        pointer.push_str(key);
+        return;
+    }
     for character in key.chars() {
         match character {
-            '~' => out.write_str("~0")?,
-            '/' => out.write_str("~1")?,
-            other => out.write_char(other)?,
+            '~' => pointer.push_str("~0"),
+            '/' => pointer.push_str("~1"),
+            other => pointer.push(other),
         }
     }
-    Ok(())
 }
 
 /// `pointer` extended by the member name `key`, escaped as RFC 6901 requires.
@@ -197,8 +211,7 @@ pub(super) fn member_pointer(pointer: &str, key: &str) -> String {
     let mut extended = String::with_capacity(pointer.len() + key.len() + 1);
     extended.push_str(pointer);
     extended.push('/');
-    // Writing to a `String` cannot fail.
-    let _ = write_escaped(&mut extended, key);
+    push_escaped(&mut extended, key);
     extended
 }
 
@@ -475,8 +488,8 @@ mod tests {
         let root = At::Root;
         let member = root.member("a");
         let nested = member.member("b/c~d");
-        assert_eq!(nested.element(3).to_string(), "/a/b~1c~0d/3");
-        assert_eq!(root.to_string(), "");
+        assert_eq!(nested.element(3).pointer(), "/a/b~1c~0d/3");
+        assert_eq!(root.pointer(), "");
     }
 
     #[test]
