@@ -48,8 +48,8 @@ pub struct Limits {
     /// five minutes).
     pub max_future_skew: Duration,
     /// Most JSON values (objects, arrays, strings, numbers, booleans, nulls) read from an upload
-    /// body (default 500,000, about 24 MiB once parsed); counted while parsing, so a hostile
-    /// body is refused before it is inflated.
+    /// body (default 500,000; about 24 MiB if all of them were kept); every value read is
+    /// counted, kept or skipped, so what a hostile body makes the service keep is bounded.
     pub max_upload_values: usize,
     /// Most JSON values read from an amendment body (default 1,000; a full amendment is ~100).
     pub max_amendment_values: usize,
@@ -109,8 +109,7 @@ pub fn parse_upload(
 }
 
 /// Parses an amendment body (`PATCH /v1/reports/{id}`). An amendment holds no timestamp, so
-/// `now` is not used but by the reader's clock; it is taken so that both parsers are called
-/// alike.
+/// `now` only sets the reader's clock; it is taken so that both parsers are called alike.
 pub fn parse_amendment(
     body: &[u8],
     now: OffsetDateTime,
