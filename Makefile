@@ -37,6 +37,7 @@ release:
 ## writes docs/benchmarks.md and docs/benchmarks.json (sizes: BENCH_ARGS, see pipeline-bench --help)
 bench: deps
 	$(CARGO) bench -p cdc-daemon --bench steps
+	$(CARGO) bench -p ingest-api --bench validation
 	$(CARGO) build --release -p cdc-daemon -p ingest-api -p reports-api -p pipeline-bench
 	target/release/pipeline-bench $(BENCH_ARGS)
 

@@ -95,6 +95,40 @@ async fn assert_allowed(client: &tokio_postgres::Client, who: &str, statements: 
     }
 }
 
+/// A call of `store_upload` (V6) with every argument `null`, whatever its parameters are today.
+async fn store_upload_call(ctx: &TestContext) -> String {
+    let admin = ctx.postgres().await.unwrap();
+    let arguments: i16 = admin
+        .query_one(
+            "SELECT pronargs FROM pg_proc WHERE proname = 'store_upload'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let nulls = vec!["NULL"; usize::try_from(arguments).unwrap()];
+    format!("SELECT store_upload({})", nulls.join(", "))
+}
+
+/// Asserts PostgreSQL refused `who` the call of `store_upload` itself (its EXECUTE privilege),
+/// not a statement inside it: the function runs with its caller's rights, so a login allowed
+/// to call it would still be refused the tables it writes, and that must not pass for this.
+async fn assert_store_upload_refused(client: &tokio_postgres::Client, who: &str, call: &str) {
+    let outcome = client
+        .batch_execute(&format!("BEGIN; {call}; ROLLBACK"))
+        .await;
+    let error = outcome.as_ref().err().and_then(|error| error.as_db_error());
+    assert_eq!(
+        error.map(|error| (error.code(), error.message())),
+        Some((
+            &SqlState::INSUFFICIENT_PRIVILEGE,
+            "permission denied for function store_upload"
+        )),
+        "{who} should be refused calling store_upload, got {outcome:?}"
+    );
+    client.batch_execute("ROLLBACK").await.unwrap();
+}
+
 /// What no service login may do: change the schema, empty tables, read the migration history,
 /// take over replication or other roles.
 const NOBODY: &[&str] = &[
@@ -160,6 +194,19 @@ async fn the_ingest_login_reaches_only_what_the_ingest_api_runs() {
     )
     .await;
 
+    // Only the ingest role may call store_upload (V6 revokes it from PUBLIC); called with nulls
+    // it may fail on its arguments, but not for want of the privilege.
+    let call = store_upload_call(&ctx).await;
+    let outcome = ingest
+        .batch_execute(&format!("BEGIN; {call}; ROLLBACK"))
+        .await;
+    assert_ne!(
+        outcome.as_ref().err().and_then(|error| error.code()),
+        Some(&SqlState::INSUFFICIENT_PRIVILEGE),
+        "ingest should be allowed to call store_upload: {outcome:?}"
+    );
+    ingest.batch_execute("ROLLBACK").await.unwrap();
+
     // Tablets are authenticated through a function that answers for the presented hash only:
     // the other clinic's device (and its hash) stays out of reach.
     let rows = ingest
@@ -215,6 +262,8 @@ async fn the_daemon_login_reads_the_published_columns_and_writes_nothing() {
     .collect();
     let writes: Vec<&str> = writes.iter().map(String::as_str).collect();
     assert_refused(&daemon, "daemon", &writes).await;
+    let call = store_upload_call(&ctx).await;
+    assert_store_upload_refused(&daemon, "daemon", &call).await;
     assert_allowed(
         &daemon,
         "daemon",
@@ -257,6 +306,8 @@ async fn the_readonly_login_reads_everything_but_credentials_and_writes_nothing(
         ],
     )
     .await;
+    let call = store_upload_call(&ctx).await;
+    assert_store_upload_refused(&readonly, "readonly", &call).await;
     assert_allowed(
         &readonly,
         "readonly",

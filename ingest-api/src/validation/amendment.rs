@@ -2,10 +2,13 @@
 //! new set of measurements. Which codes the report's instrument may report is checked by the
 //! handler, which knows the instrument (see [`super::check_instrument_fit`]).
 
+use serde::de::MapAccess;
+
 use super::Limits;
-use super::measurement::measurements;
+use super::measurement::{MeasurementMembers, measurements};
+use super::read::{List, Members, Object, Reader};
 use super::upload::NOTES;
-use super::walk::{Field, Problems};
+use super::walk::{At, Leaf, Problems};
 use crate::upload::{AmendedStatus, Amendment};
 
 const STATUSES: [(&str, AmendedStatus); 2] = [
@@ -13,30 +16,76 @@ const STATUSES: [(&str, AmendedStatus); 2] = [
     ("entered-in-error", AmendedStatus::EnteredInError),
 ];
 
-/// The amendment in `body`, or `None` with the problems recorded.
+/// The members of an amendment as read (each `None` when absent).
+#[derive(Debug, Default)]
+pub(super) struct AmendmentMembers {
+    status: Option<Leaf<AmendedStatus>>,
+    notes: Option<Leaf<Option<String>>>,
+    measurements: Option<List<Object<MeasurementMembers>>>,
+}
+
+/// A member of an amendment.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum AmendmentMember {
+    Status,
+    Notes,
+    Measurements,
+}
+
+impl Members for AmendmentMembers {
+    type Name = AmendmentMember;
+
+    const NAMES: &'static [(&'static str, AmendmentMember)] = &[
+        ("status", AmendmentMember::Status),
+        ("notes", AmendmentMember::Notes),
+        ("measurements", AmendmentMember::Measurements),
+    ];
+
+    fn read<'de, A: MapAccess<'de>>(
+        &mut self,
+        name: AmendmentMember,
+        map: &mut A,
+        reader: &Reader<'_>,
+    ) -> Result<(), A::Error> {
+        match name {
+            AmendmentMember::Status => {
+                let value = map.next_value_seed(reader.scalar())?;
+                self.status = Some(value.one_of("status", &STATUSES));
+            }
+            AmendmentMember::Notes => {
+                let value = map.next_value_seed(reader.scalar())?;
+                self.notes = Some(value.optional_text(NOTES));
+            }
+            AmendmentMember::Measurements => {
+                let seed = reader.list(reader.limits.max_measurements_per_report, reader.object());
+                self.measurements = Some(map.next_value_seed(seed)?);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The amendment read from a body, or `None` with the problems recorded.
 pub(super) fn amendment(
-    body: &Field<'_>,
+    body: Object<AmendmentMembers>,
     limits: &Limits,
     problems: &mut Problems,
 ) -> Option<Amendment> {
-    let object = body.object(&["status", "notes", "measurements"], problems)?;
-    let status = object
-        .required("status", problems)
-        .and_then(|field| field.one_of("status", &STATUSES, problems));
+    let root = At::Root;
+    let members = problems.object(body, &root)?;
+    let status = problems.required_leaf(members.status, &root.member("status"));
     // Absent: keep the notes; null or blank: clear them.
-    let notes = object.optional("notes").map_or(Some(None), |field| {
-        field.optional_text(NOTES, problems).map(Some)
+    let notes = members.notes.map_or(Some(None), |leaf| {
+        problems.leaf(leaf, &root.member("notes")).map(Some)
     });
     // Absent: keep the measurements; present: replace them, by none only when the report is
     // withdrawn as entered in error.
-    let measurements = object.optional("measurements").map_or(Some(None), |field| {
+    let at = root.member("measurements");
+    let measurements = members.measurements.map_or(Some(None), |list| {
         let count = 0..=limits.max_measurements_per_report;
-        let replacement = measurements(&field, count, None, problems)?;
+        let replacement = measurements(list, count, None, &at, problems)?;
         if replacement.is_empty() && status == Some(AmendedStatus::Amended) {
-            problems.add(
-                &field.pointer,
-                "must not be empty unless status is entered-in-error",
-            );
+            problems.add(&at, "must not be empty unless status is entered-in-error");
             return None;
         }
         Some(Some(replacement))

@@ -2,13 +2,16 @@
 //! against the catalogue, each code at most once, and (when the instrument is known) each code
 //! one the instrument may report.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::RangeInclusive;
 
 use clinical_catalogue::{Code, InstrumentType};
+use serde::de::MapAccess;
 use service_plumbing::problem::FieldError;
 
-use super::walk::{Field, Problems, element_pointer, member_pointer, parse_each, quoted};
+use super::read::{List, Members, Object, Reader};
+use super::walk::{At, Leaf, Problems, element_pointer, member_pointer, parse_each, quoted};
 use crate::upload::Measurement;
 
 /// Problems of `measurements` that `instrument` cannot report, one at each such measurement's
@@ -46,62 +49,115 @@ fn misfit(instrument: InstrumentType, code: &Code) -> Option<String> {
     ))
 }
 
-/// The measurement array at `field`, with between `count` elements. `instrument` is the
+/// The members of a measurement as read: the code looked up in the catalogue, the value and
+/// the unit checked on their own (against the code once all three are read).
+#[derive(Debug, Default)]
+pub(super) struct MeasurementMembers {
+    code: Option<Leaf<&'static Code>>,
+    value: Option<Leaf<f64>>,
+    unit: Option<Leaf<String>>,
+}
+
+/// A member of a measurement.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum MeasurementMember {
+    Code,
+    Value,
+    Unit,
+}
+
+impl Members for MeasurementMembers {
+    type Name = MeasurementMember;
+
+    const NAMES: &'static [(&'static str, MeasurementMember)] = &[
+        ("code", MeasurementMember::Code),
+        ("value", MeasurementMember::Value),
+        ("unit", MeasurementMember::Unit),
+    ];
+
+    fn read<'de, A: MapAccess<'de>>(
+        &mut self,
+        name: MeasurementMember,
+        map: &mut A,
+        reader: &Reader<'_>,
+    ) -> Result<(), A::Error> {
+        let value = map.next_value_seed(reader.scalar())?;
+        match name {
+            MeasurementMember::Code => {
+                self.code = Some(value.string().and_then(|text| {
+                    clinical_catalogue::lookup(text).ok_or_else(|| {
+                        Cow::Owned(format!("unknown measurement code {}", quoted(text)))
+                    })
+                }));
+            }
+            MeasurementMember::Value => self.value = Some(value.number()),
+            MeasurementMember::Unit => self.unit = Some(value.string().map(str::to_owned)),
+        }
+        Ok(())
+    }
+}
+
+/// The measurement array read at `at`, with between `count` elements. `instrument` is the
 /// report's instrument when known (parsed), to check each code is one it may report.
 pub(super) fn measurements(
-    field: &Field<'_>,
+    list: List<Object<MeasurementMembers>>,
     count: RangeInclusive<usize>,
     instrument: Option<InstrumentType>,
+    at: &At<'_>,
     problems: &mut Problems,
 ) -> Option<Vec<Measurement>> {
-    let elements = field.array(count, problems)?;
+    let elements = problems.list(list, count, at)?;
     // The pointer of each code's first occurrence, to name it when the code is repeated.
     let mut first_seen = HashMap::new();
-    parse_each(&elements, |element| {
-        measurement(element, instrument, &mut first_seen, problems)
+    parse_each(elements, at, |element, at| {
+        measurement(element, at, instrument, &mut first_seen, problems)
     })
 }
 
 /// One `{code, value, unit}` object.
 fn measurement(
-    field: &Field<'_>,
+    object: Object<MeasurementMembers>,
+    here: &At<'_>,
     instrument: Option<InstrumentType>,
     first_seen: &mut HashMap<&'static str, String>,
     problems: &mut Problems,
 ) -> Option<Measurement> {
-    let object = field.object(&["code", "value", "unit"], problems)?;
-    let code = object
-        .required("code", problems)
-        .and_then(|field| code(&field, instrument, first_seen, problems));
-    let value = object.required("value", problems).and_then(|field| {
-        let value = field.number(problems)?;
-        if let Some(code) = code
-            && !code.possible.contains(value)
-        {
-            problems.add(
-                &field.pointer,
-                format!(
-                    "must be between {} and {} {} for code {} ({})",
-                    code.possible.low, code.possible.high, code.unit, code.code, code.display
-                ),
-            );
-            return None;
-        }
-        Some(value)
-    });
-    let unit = object.required("unit", problems).and_then(|field| {
-        let unit = field.string(problems)?;
+    let members = problems.object(object, here)?;
+    let at = here.member("code");
+    let code = problems
+        .required_leaf(members.code, &at)
+        .inspect(|code| check_code(code, &at, instrument, first_seen, problems));
+    let at = here.member("value");
+    let value = problems
+        .required_leaf(members.value, &at)
+        .and_then(|value| {
+            if let Some(code) = code
+                && !code.possible.contains(value)
+            {
+                problems.add(
+                    &at,
+                    format!(
+                        "must be between {} and {} {} for code {} ({})",
+                        code.possible.low, code.possible.high, code.unit, code.code, code.display
+                    ),
+                );
+                return None;
+            }
+            Some(value)
+        });
+    let at = here.member("unit");
+    let unit = problems.required_leaf(members.unit, &at).and_then(|unit| {
         if let Some(code) = code
             && unit != code.unit
         {
             problems.add(
-                &field.pointer,
+                &at,
                 format!(
                     "must be {:?} for code {} ({}), not {}",
                     code.unit,
                     code.code,
                     code.display,
-                    quoted(unit)
+                    quoted(&unit)
                 ),
             );
             return None;
@@ -115,33 +171,26 @@ fn measurement(
     })
 }
 
-/// A measurement's `code`: catalogued, not yet seen in this list, reportable by `instrument`.
-fn code(
-    field: &Field<'_>,
+/// Reports a catalogued code at `at` that was already seen in this list, or that `instrument`
+/// cannot report.
+fn check_code(
+    code: &'static Code,
+    at: &At<'_>,
     instrument: Option<InstrumentType>,
     first_seen: &mut HashMap<&'static str, String>,
     problems: &mut Problems,
-) -> Option<&'static Code> {
-    let text = field.string(problems)?;
-    let Some(code) = clinical_catalogue::lookup(text) else {
-        problems.add(
-            &field.pointer,
-            format!("unknown measurement code {}", quoted(text)),
-        );
-        return None;
-    };
+) {
     if let Some(first) = first_seen.get(code.code) {
         problems.add(
-            &field.pointer,
+            at,
             format!("duplicate code {}; already measured at {first}", code.code),
         );
     } else {
-        first_seen.insert(code.code, field.pointer.clone());
+        first_seen.insert(code.code, at.pointer());
     }
     if let Some(detail) = instrument.and_then(|instrument| misfit(instrument, code)) {
-        problems.add(&field.pointer, detail);
+        problems.add(at, detail);
     }
-    Some(code)
 }
 
 #[cfg(test)]

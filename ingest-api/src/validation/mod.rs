@@ -1,12 +1,15 @@
 //! Request bodies into the domain types of [`crate::upload`] ("parse, don't validate").
 //!
-//! A body is first read as JSON ([`Rejection::Malformed`] if it is not), then walked by hand,
-//! one function per kind of object, collecting every problem with the RFC 6901 pointer of the
-//! offending member ([`Rejection::Invalid`]), so a tablet learns everything wrong with an upload
-//! from one response. Problems come in document order: array elements in order, an object's
-//! unknown members first, then its known members in the order the API documents them.
+//! A body's JSON text is read once, straight into typed members (no `serde_json::Value` of the
+//! body; [`Rejection::Malformed`] if it is not JSON, [`Rejection::TooManyValues`] past the
+//! budget of values), then what was read is walked, one function per kind of object, collecting
+//! every problem with the RFC 6901 pointer of the offending member ([`Rejection::Invalid`]), so
+//! a tablet learns everything wrong with an upload from one response. Problems come in document
+//! order: array elements in order, an object's unknown members first (sorted by name), then its
+//! known members in the order the API documents them, whatever order the body sends them in.
 //!
-//! - `walk`: the problem list, pointers, and readers for objects, arrays and scalars;
+//! - `read`: the JSON text into members, within the budget of values (what bounds memory);
+//! - `walk`: the checks of scalars, the problem list and pointers, the reporting of members;
 //! - `upload`: upload, checkup, patient and report, and the checks spanning the whole upload
 //!   (unique ids, consistent patients);
 //! - `measurement`: measurement lists against the catalogue, shared with amendments;
@@ -14,18 +17,18 @@
 //! - `amendment`: report amendments.
 
 mod amendment;
-mod bounded;
 mod measurement;
 mod raw;
+mod read;
 mod upload;
 mod walk;
 
-use serde_json::Value;
 use service_plumbing::problem::FieldError;
 use time::{Duration, OffsetDateTime};
 
 pub use self::measurement::check_instrument_fit;
-use self::walk::{Clock, Field, Problems};
+use self::read::{Members, Object, ReadError, Reader};
+use self::walk::{Clock, Problems};
 use crate::upload::{Amendment, Upload};
 
 /// Bounds on what one request body may hold, so that a request costs bounded work and storage.
@@ -45,8 +48,8 @@ pub struct Limits {
     /// five minutes).
     pub max_future_skew: Duration,
     /// Most JSON values (objects, arrays, strings, numbers, booleans, nulls) read from an upload
-    /// body (default 500,000, about 24 MiB once parsed); counted while parsing, so a hostile
-    /// body is refused before it is inflated.
+    /// body (default 500,000; about 24 MiB if all of them were kept); every value read is
+    /// counted, kept or skipped, so what a hostile body makes the service keep is bounded.
     pub max_upload_values: usize,
     /// Most JSON values read from an amendment body (default 1,000; a full amendment is ~100).
     pub max_amendment_values: usize,
@@ -95,49 +98,59 @@ pub fn parse_upload(
     now: OffsetDateTime,
     limits: &Limits,
 ) -> Result<Upload, Rejection> {
-    let value = json(body, limits.max_upload_values)?;
-    let mut problems = Problems::default();
     let clock = Clock {
         now,
         max_future_skew: limits.max_future_skew,
     };
-    let upload = upload::upload(&Field::root(&value), clock, limits, &mut problems);
+    let read = read(body, limits.max_upload_values, clock, limits)?;
+    let mut problems = Problems::default();
+    let upload = upload::upload(read, limits, &mut problems);
     problems.finish(upload)
 }
 
 /// Parses an amendment body (`PATCH /v1/reports/{id}`). An amendment holds no timestamp, so
-/// `now` is not used today; it is taken so that both parsers are called alike.
+/// `now` only sets the reader's clock; it is taken so that both parsers are called alike.
 pub fn parse_amendment(
     body: &[u8],
-    _now: OffsetDateTime,
+    now: OffsetDateTime,
     limits: &Limits,
 ) -> Result<Amendment, Rejection> {
-    let value = json(body, limits.max_amendment_values)?;
+    let clock = Clock {
+        now,
+        max_future_skew: limits.max_future_skew,
+    };
+    let read = read(body, limits.max_amendment_values, clock, limits)?;
     let mut problems = Problems::default();
-    let amendment = amendment::amendment(&Field::root(&value), limits, &mut problems);
+    let amendment = amendment::amendment(read, limits, &mut problems);
     problems.finish(amendment)
 }
 
-/// The body as a JSON value of at most `max_values` values, or where and why it is not JSON.
-fn json(body: &[u8], max_values: usize) -> Result<Value, Rejection> {
-    bounded::from_slice(body, max_values).map_err(|error| {
-        let error = match error {
-            bounded::ReadError::TooManyValues => {
-                return Rejection::TooManyValues { max: max_values };
+/// The body read as an object of members `M`, reading at most `max_values` JSON values, or
+/// where and why it is not JSON.
+fn read<M: Members>(
+    body: &[u8],
+    max_values: usize,
+    clock: Clock,
+    limits: &Limits,
+) -> Result<Object<M>, Rejection> {
+    Reader::new(max_values, clock, limits)
+        .body(body)
+        .map_err(|error| {
+            let error = match error {
+                ReadError::TooManyValues => return Rejection::TooManyValues { max: max_values },
+                ReadError::Json(error) => error,
+            };
+            let (line, column) = (error.line(), error.column());
+            let text = error.to_string();
+            // serde_json appends the position, which the rejection carries on its own.
+            let position = format!(" at line {line} column {column}");
+            let message = text.strip_suffix(&position).unwrap_or(&text).to_owned();
+            Rejection::Malformed {
+                line,
+                column,
+                message,
             }
-            bounded::ReadError::Json(error) => error,
-        };
-        let (line, column) = (error.line(), error.column());
-        let text = error.to_string();
-        // serde_json appends the position, which the rejection carries on its own.
-        let position = format!(" at line {line} column {column}");
-        let message = text.strip_suffix(&position).unwrap_or(&text).to_owned();
-        Rejection::Malformed {
-            line,
-            column,
-            message,
-        }
-    })
+        })
 }
 
 /// Valid bodies to mutate, and shorthands to parse them, for the tests of every module.
@@ -236,7 +249,7 @@ mod fixtures {
 mod tests {
     use clinical_catalogue::{CODES, Code, InstrumentType};
     use proptest::prelude::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
     use time::format_description::well_known::Rfc3339;
 
     use super::fixtures::{NOW, invalid, parse, valid_upload, with};

@@ -9,26 +9,24 @@ use std::io;
 use serde_json::{Map, Value};
 
 use super::Limits;
-use super::walk::{Field, Problems, element_pointer, member_pointer};
+use super::walk::{At, Leaf, Problems};
 
-/// The `raw` member if present, else an empty object.
+/// The `raw` member read at `at` if present, else an empty object.
 pub(super) fn raw(
-    field: Option<Field<'_>>,
+    member: Option<Leaf<Value>>,
+    at: &At<'_>,
     limits: &Limits,
     problems: &mut Problems,
 ) -> Option<Value> {
-    let Some(field) = field else {
+    let Some(leaf) = member else {
         return Some(Value::Object(Map::new()));
     };
-    if !field.value.is_object() {
-        problems.add(&field.pointer, "must be an object");
-        return None;
-    }
-    let size = serialized_len(field.value);
+    let value = problems.leaf(leaf, at)?;
+    let size = serialized_len(&value);
     if size > limits.max_raw_bytes {
         // Too big to be worth inspecting further.
         problems.add(
-            &field.pointer,
+            at,
             format!(
                 "must be at most {} bytes when serialized; it is {size}",
                 limits.max_raw_bytes
@@ -37,29 +35,23 @@ pub(super) fn raw(
         return None;
     }
     let before = problems.len();
-    inspect(
-        field.value,
-        &field.pointer,
-        1,
-        limits.max_raw_depth,
-        problems,
-    );
-    (problems.len() == before).then(|| field.value.clone())
+    inspect(&value, at, 1, limits.max_raw_depth, problems);
+    (problems.len() == before).then_some(value)
 }
 
 /// Reports the keys and strings MongoDB or PostgreSQL cannot store, and containers nested
 /// deeper than `max_depth` (where `value` is at `depth`, the `raw` object itself being 1).
-fn inspect(value: &Value, pointer: &str, depth: usize, max_depth: usize, problems: &mut Problems) {
+fn inspect(value: &Value, at: &At<'_>, depth: usize, max_depth: usize, problems: &mut Problems) {
     match value {
         Value::Object(_) | Value::Array(_) if depth > max_depth => {
             problems.add(
-                pointer,
+                at,
                 format!("nests objects and arrays more than {max_depth} levels deep"),
             );
         }
         Value::Object(members) => {
             for (key, member) in members {
-                let member_at = member_pointer(pointer, key);
+                let member_at = at.member(key);
                 if let Some(detail) = unstorable_key(key) {
                     problems.add(&member_at, detail);
                 }
@@ -68,12 +60,11 @@ fn inspect(value: &Value, pointer: &str, depth: usize, max_depth: usize, problem
         }
         Value::Array(elements) => {
             for (index, element) in elements.iter().enumerate() {
-                let element_at = element_pointer(pointer, index);
-                inspect(element, &element_at, depth + 1, max_depth, problems);
+                inspect(element, &at.element(index), depth + 1, max_depth, problems);
             }
         }
         Value::String(text) if text.contains('\0') => {
-            problems.add(pointer, "must not contain NUL characters");
+            problems.add(at, "must not contain NUL characters");
         }
         Value::String(_) | Value::Null | Value::Bool(_) | Value::Number(_) => {}
     }

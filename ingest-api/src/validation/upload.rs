@@ -5,12 +5,16 @@
 use std::collections::HashMap;
 
 use clinical_catalogue::InstrumentType;
+use serde::de::MapAccess;
+use serde_json::Value;
+use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
 use super::Limits;
-use super::measurement::measurements;
+use super::measurement::{MeasurementMembers, measurements};
 use super::raw::raw;
-use super::walk::{Clock, Field, Problems, Text, parse_each};
+use super::read::{List, Members, Object, Reader};
+use super::walk::{At, Leaf, Problems, Text, parse_each};
 use crate::upload::{Checkup, Patch, Patient, Report, Sex, Upload};
 
 const EXTERNAL_REF: Text = Text::line(64);
@@ -28,15 +32,272 @@ const SEXES: [(&str, Sex); 4] = [
     ("unknown", Sex::Unknown),
 ];
 
-/// The upload in `body`, or `None` with the problems recorded.
+/// The members of an upload as read (each `None` when absent).
+#[derive(Debug, Default)]
+pub(super) struct UploadMembers {
+    upload_id: Option<Leaf<Uuid>>,
+    checkups: Option<List<Object<CheckupMembers>>>,
+}
+
+/// A member of an upload.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum UploadMember {
+    UploadId,
+    Checkups,
+}
+
+impl Members for UploadMembers {
+    type Name = UploadMember;
+
+    const NAMES: &'static [(&'static str, UploadMember)] = &[
+        ("upload_id", UploadMember::UploadId),
+        ("checkups", UploadMember::Checkups),
+    ];
+
+    fn read<'de, A: MapAccess<'de>>(
+        &mut self,
+        name: UploadMember,
+        map: &mut A,
+        reader: &Reader<'_>,
+    ) -> Result<(), A::Error> {
+        match name {
+            UploadMember::UploadId => {
+                self.upload_id = Some(map.next_value_seed(reader.scalar())?.uuid());
+            }
+            UploadMember::Checkups => {
+                let seed = reader.list(reader.limits.max_checkups, reader.object());
+                self.checkups = Some(map.next_value_seed(seed)?);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The members of a checkup as read; `completed_at` is `None` when absent or `null`.
+#[derive(Debug, Default)]
+pub(super) struct CheckupMembers {
+    id: Option<Leaf<Uuid>>,
+    patient: Option<Object<PatientMembers>>,
+    started_at: Option<Leaf<OffsetDateTime>>,
+    completed_at: Option<Leaf<OffsetDateTime>>,
+    reports: Option<List<Object<ReportMembers>>>,
+}
+
+/// A member of a checkup.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum CheckupMember {
+    Id,
+    Patient,
+    StartedAt,
+    CompletedAt,
+    Reports,
+}
+
+impl Members for CheckupMembers {
+    type Name = CheckupMember;
+
+    const NAMES: &'static [(&'static str, CheckupMember)] = &[
+        ("id", CheckupMember::Id),
+        ("patient", CheckupMember::Patient),
+        ("started_at", CheckupMember::StartedAt),
+        ("completed_at", CheckupMember::CompletedAt),
+        ("reports", CheckupMember::Reports),
+    ];
+
+    fn read<'de, A: MapAccess<'de>>(
+        &mut self,
+        name: CheckupMember,
+        map: &mut A,
+        reader: &Reader<'_>,
+    ) -> Result<(), A::Error> {
+        match name {
+            CheckupMember::Id => self.id = Some(map.next_value_seed(reader.scalar())?.uuid()),
+            CheckupMember::Patient => self.patient = Some(map.next_value_seed(reader.object())?),
+            CheckupMember::StartedAt => {
+                let value = map.next_value_seed(reader.scalar())?;
+                self.started_at = Some(value.timestamp(reader.clock));
+            }
+            CheckupMember::CompletedAt => {
+                let value = map.next_value_seed(reader.scalar())?;
+                self.completed_at = (!value.is_null()).then(|| value.timestamp(reader.clock));
+            }
+            CheckupMember::Reports => {
+                let seed = reader.list(reader.limits.max_reports_per_checkup, reader.object());
+                self.reports = Some(map.next_value_seed(seed)?);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The members of a patient as read; `phone` and `email` are `Some(Ok(None))` when `null` or
+/// blank.
+#[derive(Debug, Default)]
+pub(super) struct PatientMembers {
+    id: Option<Leaf<Uuid>>,
+    external_ref: Option<Leaf<String>>,
+    full_name: Option<Leaf<String>>,
+    birth_date: Option<Leaf<Date>>,
+    sex: Option<Leaf<Sex>>,
+    phone: Option<Leaf<Option<String>>>,
+    email: Option<Leaf<Option<String>>>,
+}
+
+/// A member of a patient.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum PatientMember {
+    Id,
+    ExternalRef,
+    FullName,
+    BirthDate,
+    Sex,
+    Phone,
+    Email,
+}
+
+impl Members for PatientMembers {
+    type Name = PatientMember;
+
+    const NAMES: &'static [(&'static str, PatientMember)] = &[
+        ("id", PatientMember::Id),
+        ("external_ref", PatientMember::ExternalRef),
+        ("full_name", PatientMember::FullName),
+        ("birth_date", PatientMember::BirthDate),
+        ("sex", PatientMember::Sex),
+        ("phone", PatientMember::Phone),
+        ("email", PatientMember::Email),
+    ];
+
+    fn read<'de, A: MapAccess<'de>>(
+        &mut self,
+        name: PatientMember,
+        map: &mut A,
+        reader: &Reader<'_>,
+    ) -> Result<(), A::Error> {
+        let value = map.next_value_seed(reader.scalar())?;
+        match name {
+            PatientMember::Id => self.id = Some(value.uuid()),
+            PatientMember::ExternalRef => self.external_ref = Some(value.text(EXTERNAL_REF)),
+            PatientMember::FullName => self.full_name = Some(value.text(FULL_NAME)),
+            PatientMember::BirthDate => self.birth_date = Some(value.birth_date(reader.clock)),
+            PatientMember::Sex => self.sex = Some(value.one_of("sex", &SEXES)),
+            PatientMember::Phone => self.phone = Some(value.optional_text(PHONE)),
+            PatientMember::Email => self.email = Some(email(value.optional_text(EMAIL))),
+        }
+        Ok(())
+    }
+}
+
+/// The members of a report as read.
+#[derive(Debug, Default)]
+pub(super) struct ReportMembers {
+    id: Option<Leaf<Uuid>>,
+    instrument: Option<Object<InstrumentMembers>>,
+    taken_at: Option<Leaf<OffsetDateTime>>,
+    notes: Option<Leaf<Option<String>>>,
+    raw: Option<Leaf<Value>>,
+    measurements: Option<List<Object<MeasurementMembers>>>,
+}
+
+/// A member of a report.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum ReportMember {
+    Id,
+    Instrument,
+    TakenAt,
+    Notes,
+    Raw,
+    Measurements,
+}
+
+impl Members for ReportMembers {
+    type Name = ReportMember;
+
+    const NAMES: &'static [(&'static str, ReportMember)] = &[
+        ("id", ReportMember::Id),
+        ("instrument", ReportMember::Instrument),
+        ("taken_at", ReportMember::TakenAt),
+        ("notes", ReportMember::Notes),
+        ("raw", ReportMember::Raw),
+        ("measurements", ReportMember::Measurements),
+    ];
+
+    fn read<'de, A: MapAccess<'de>>(
+        &mut self,
+        name: ReportMember,
+        map: &mut A,
+        reader: &Reader<'_>,
+    ) -> Result<(), A::Error> {
+        match name {
+            ReportMember::Id => self.id = Some(map.next_value_seed(reader.scalar())?.uuid()),
+            ReportMember::Instrument => {
+                self.instrument = Some(map.next_value_seed(reader.object())?);
+            }
+            ReportMember::TakenAt => {
+                let value = map.next_value_seed(reader.scalar())?;
+                self.taken_at = Some(value.timestamp(reader.clock));
+            }
+            ReportMember::Notes => {
+                let value = map.next_value_seed(reader.scalar())?;
+                self.notes = Some(value.optional_text(NOTES));
+            }
+            ReportMember::Raw => self.raw = Some(map.next_value_seed(reader.raw())?),
+            ReportMember::Measurements => {
+                let seed = reader.list(reader.limits.max_measurements_per_report, reader.object());
+                self.measurements = Some(map.next_value_seed(seed)?);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The members of a report's instrument as read.
+#[derive(Debug, Default)]
+pub(super) struct InstrumentMembers {
+    kind: Option<Leaf<InstrumentType>>,
+    serial: Option<Leaf<String>>,
+}
+
+/// A member of an instrument.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum InstrumentMember {
+    Type,
+    Serial,
+}
+
+impl Members for InstrumentMembers {
+    type Name = InstrumentMember;
+
+    const NAMES: &'static [(&'static str, InstrumentMember)] = &[
+        ("type", InstrumentMember::Type),
+        ("serial", InstrumentMember::Serial),
+    ];
+
+    fn read<'de, A: MapAccess<'de>>(
+        &mut self,
+        name: InstrumentMember,
+        map: &mut A,
+        reader: &Reader<'_>,
+    ) -> Result<(), A::Error> {
+        let value = map.next_value_seed(reader.scalar())?;
+        match name {
+            InstrumentMember::Type => {
+                let kinds = InstrumentType::ALL.map(|kind| (kind.as_str(), kind));
+                self.kind = Some(value.one_of("instrument type", &kinds));
+            }
+            InstrumentMember::Serial => self.serial = Some(value.text(SERIAL)),
+        }
+        Ok(())
+    }
+}
+
+/// The upload read from a body, or `None` with the problems recorded.
 pub(super) fn upload(
-    body: &Field<'_>,
-    clock: Clock,
+    body: Object<UploadMembers>,
     limits: &Limits,
     problems: &mut Problems,
 ) -> Option<Upload> {
     UploadWalk {
-        clock,
         limits,
         checkup_ids: HashMap::new(),
         report_ids: HashMap::new(),
@@ -47,7 +308,6 @@ pub(super) fn upload(
 
 /// What the walk over one upload remembers from the parts already seen.
 struct UploadWalk<'l> {
-    clock: Clock,
     limits: &'l Limits,
     /// The pointer of each checkup id's first use, to name it when the id is used again.
     checkup_ids: HashMap<Uuid, String>,
@@ -58,49 +318,65 @@ struct UploadWalk<'l> {
 }
 
 impl UploadWalk<'_> {
-    fn upload(&mut self, field: &Field<'_>, problems: &mut Problems) -> Option<Upload> {
-        let object = field.object(&["upload_id", "checkups"], problems)?;
-        let upload_id = object
-            .required("upload_id", problems)
-            .and_then(|field| field.uuid(problems));
-        let checkups = object
-            .required("checkups", problems)
-            .and_then(|field| field.array(1..=self.limits.max_checkups, problems))
-            .and_then(|elements| parse_each(&elements, |element| self.checkup(element, problems)));
+    fn upload(&mut self, body: Object<UploadMembers>, problems: &mut Problems) -> Option<Upload> {
+        let root = At::Root;
+        let members = problems.object(body, &root)?;
+        let at = root.member("upload_id");
+        let upload_id = problems.required_leaf(members.upload_id, &at);
+        let at = root.member("checkups");
+        let checkups = problems
+            .required(members.checkups, &at)
+            .and_then(|list| problems.list(list, 1..=self.limits.max_checkups, &at))
+            .and_then(|elements| {
+                parse_each(elements, &at, |element, at| {
+                    self.checkup(element, at, problems)
+                })
+            });
         Some(Upload {
             upload_id: upload_id?,
             checkups: checkups?,
         })
     }
 
-    fn checkup(&mut self, field: &Field<'_>, problems: &mut Problems) -> Option<Checkup> {
-        let known = ["id", "patient", "started_at", "completed_at", "reports"];
-        let object = field.object(&known, problems)?;
-        let id = object
-            .required("id", problems)
-            .and_then(|field| unique_id(&field, &mut self.checkup_ids, problems));
-        let patient = object.required("patient", problems).and_then(|field| {
-            let patient = self.patient(&field, problems)?;
-            self.same_demographics(&patient, &field.pointer, problems);
+    fn checkup(
+        &mut self,
+        checkup: Object<CheckupMembers>,
+        here: &At<'_>,
+        problems: &mut Problems,
+    ) -> Option<Checkup> {
+        let members = problems.object(checkup, here)?;
+        let at = here.member("id");
+        let id = problems
+            .required(members.id, &at)
+            .and_then(|leaf| unique_id(leaf, &at, &mut self.checkup_ids, problems));
+        let at = here.member("patient");
+        let patient = problems.required(members.patient, &at).and_then(|object| {
+            let patient = patient(object, &at, problems)?;
+            self.same_demographics(&patient, &at, problems);
             Some(patient)
         });
-        let started_at = object
-            .required("started_at", problems)
-            .and_then(|field| field.timestamp(self.clock, problems));
-        let completed_at = object.nullable("completed_at").map_or(Some(None), |field| {
-            let completed_at = field.timestamp(self.clock, problems)?;
+        let at = here.member("started_at");
+        let started_at = problems.required_leaf(members.started_at, &at);
+        let at = here.member("completed_at");
+        let completed_at = members.completed_at.map_or(Some(None), |leaf| {
+            let completed_at = problems.leaf(leaf, &at)?;
             if let Some(started_at) = started_at
                 && completed_at < started_at
             {
-                problems.add(&field.pointer, "must not be before started_at");
+                problems.add(&at, "must not be before started_at");
                 return None;
             }
             Some(Some(completed_at))
         });
-        let reports = object
-            .required("reports", problems)
-            .and_then(|field| field.array(1..=self.limits.max_reports_per_checkup, problems))
-            .and_then(|elements| parse_each(&elements, |element| self.report(element, problems)));
+        let at = here.member("reports");
+        let reports = problems
+            .required(members.reports, &at)
+            .and_then(|list| problems.list(list, 1..=self.limits.max_reports_per_checkup, &at))
+            .and_then(|elements| {
+                parse_each(elements, &at, |element, at| {
+                    self.report(element, at, problems)
+                })
+            });
         Some(Checkup {
             id: id?,
             patient: patient?,
@@ -110,54 +386,11 @@ impl UploadWalk<'_> {
         })
     }
 
-    fn patient(&self, field: &Field<'_>, problems: &mut Problems) -> Option<Patient> {
-        let known = [
-            "id",
-            "external_ref",
-            "full_name",
-            "birth_date",
-            "sex",
-            "phone",
-            "email",
-        ];
-        let object = field.object(&known, problems)?;
-        let id = object
-            .required("id", problems)
-            .and_then(|field| field.uuid(problems));
-        let external_ref = object
-            .required("external_ref", problems)
-            .and_then(|field| field.text(EXTERNAL_REF, problems));
-        let full_name = object
-            .required("full_name", problems)
-            .and_then(|field| field.text(FULL_NAME, problems));
-        let birth_date = object
-            .required("birth_date", problems)
-            .and_then(|field| field.birth_date(self.clock, problems));
-        let sex = object
-            .required("sex", problems)
-            .and_then(|field| field.one_of("sex", &SEXES, problems));
-        let phone = object.optional("phone").map_or(Some(Patch::Keep), |field| {
-            field.optional_text(PHONE, problems).map(patch)
-        });
-        let email = object.optional("email").map_or(Some(Patch::Keep), |field| {
-            email(&field, problems).map(patch)
-        });
-        Some(Patient {
-            id: id?,
-            external_ref: external_ref?,
-            full_name: full_name?,
-            birth_date: birth_date?,
-            sex: sex?,
-            phone: phone?,
-            email: email?,
-        })
-    }
-
     /// Remembers the first demographics sent for a patient; reports later ones that differ.
-    fn same_demographics(&mut self, patient: &Patient, pointer: &str, problems: &mut Problems) {
+    fn same_demographics(&mut self, patient: &Patient, at: &At<'_>, problems: &mut Problems) {
         match self.patients.get(&patient.id) {
             Some((first, first_pointer)) if first != patient => problems.add(
-                pointer,
+                at,
                 format!(
                     "patient {} is also sent at {first_pointer} with different demographics; \
                      they must be identical",
@@ -167,36 +400,40 @@ impl UploadWalk<'_> {
             Some(_) => {}
             None => {
                 self.patients
-                    .insert(patient.id, (patient.clone(), pointer.to_owned()));
+                    .insert(patient.id, (patient.clone(), at.pointer()));
             }
         }
     }
 
-    fn report(&mut self, field: &Field<'_>, problems: &mut Problems) -> Option<Report> {
-        let known = [
-            "id",
-            "instrument",
-            "taken_at",
-            "notes",
-            "raw",
-            "measurements",
-        ];
-        let object = field.object(&known, problems)?;
-        let id = object
-            .required("id", problems)
-            .and_then(|field| unique_id(&field, &mut self.report_ids, problems));
-        let (instrument, serial) = object
-            .required("instrument", problems)
-            .map_or((None, None), |field| instrument(&field, problems));
-        let taken_at = object
-            .required("taken_at", problems)
-            .and_then(|field| field.timestamp(self.clock, problems));
-        let notes = object.optional_text("notes", NOTES, problems);
-        let raw = raw(object.optional("raw"), self.limits, problems);
-        let measurements = object.required("measurements", problems).and_then(|field| {
-            let count = 1..=self.limits.max_measurements_per_report;
-            measurements(&field, count, instrument, problems)
-        });
+    fn report(
+        &mut self,
+        report: Object<ReportMembers>,
+        here: &At<'_>,
+        problems: &mut Problems,
+    ) -> Option<Report> {
+        let members = problems.object(report, here)?;
+        let at = here.member("id");
+        let id = problems
+            .required(members.id, &at)
+            .and_then(|leaf| unique_id(leaf, &at, &mut self.report_ids, problems));
+        let at = here.member("instrument");
+        let (instrument, serial) = problems
+            .required(members.instrument, &at)
+            .map_or((None, None), |object| instrument(object, &at, problems));
+        let at = here.member("taken_at");
+        let taken_at = problems.required_leaf(members.taken_at, &at);
+        let at = here.member("notes");
+        let notes = members
+            .notes
+            .map_or(Some(None), |leaf| problems.leaf(leaf, &at));
+        let raw = raw(members.raw, &here.member("raw"), self.limits, problems);
+        let at = here.member("measurements");
+        let measurements = problems
+            .required(members.measurements, &at)
+            .and_then(|list| {
+                let count = 1..=self.limits.max_measurements_per_report;
+                measurements(list, count, instrument, &at, problems)
+            });
         Some(Report {
             id: id?,
             instrument: instrument?,
@@ -209,40 +446,65 @@ impl UploadWalk<'_> {
     }
 }
 
+/// The patient read at `at`, or `None` with its problems recorded.
+fn patient(
+    object: Object<PatientMembers>,
+    at: &At<'_>,
+    problems: &mut Problems,
+) -> Option<Patient> {
+    let members = problems.object(object, at)?;
+    let id = problems.required_leaf(members.id, &at.member("id"));
+    let external_ref = problems.required_leaf(members.external_ref, &at.member("external_ref"));
+    let full_name = problems.required_leaf(members.full_name, &at.member("full_name"));
+    let birth_date = problems.required_leaf(members.birth_date, &at.member("birth_date"));
+    let sex = problems.required_leaf(members.sex, &at.member("sex"));
+    let phone = members.phone.map_or(Some(Patch::Keep), |leaf| {
+        problems.leaf(leaf, &at.member("phone")).map(patch)
+    });
+    let email = members.email.map_or(Some(Patch::Keep), |leaf| {
+        problems.leaf(leaf, &at.member("email")).map(patch)
+    });
+    Some(Patient {
+        id: id?,
+        external_ref: external_ref?,
+        full_name: full_name?,
+        birth_date: birth_date?,
+        sex: sex?,
+        phone: phone?,
+        email: email?,
+    })
+}
+
 /// An id that must not have been used before in `seen` (checkup or report ids of the upload).
 fn unique_id(
-    field: &Field<'_>,
+    leaf: Leaf<Uuid>,
+    at: &At<'_>,
     seen: &mut HashMap<Uuid, String>,
     problems: &mut Problems,
 ) -> Option<Uuid> {
-    let id = field.uuid(problems)?;
+    let id = problems.leaf(leaf, at)?;
     if let Some(first) = seen.get(&id) {
-        problems.add(
-            &field.pointer,
-            format!("duplicate id; first used at {first}"),
-        );
+        problems.add(at, format!("duplicate id; first used at {first}"));
         return None;
     }
-    seen.insert(id, field.pointer.clone());
+    seen.insert(id, at.pointer());
     Some(id)
 }
 
-/// The report's `{type, serial}`, each part parsed on its own so that a bad serial does not
+/// The report's `{type, serial}`, each part reported on its own so that a bad serial does not
 /// hide which codes the type may report.
 fn instrument(
-    field: &Field<'_>,
+    object: Object<InstrumentMembers>,
+    here: &At<'_>,
     problems: &mut Problems,
 ) -> (Option<InstrumentType>, Option<String>) {
-    let Some(object) = field.object(&["type", "serial"], problems) else {
+    let Some(members) = problems.object(object, here) else {
         return (None, None);
     };
-    let kinds = InstrumentType::ALL.map(|kind| (kind.as_str(), kind));
-    let kind = object
-        .required("type", problems)
-        .and_then(|field| field.one_of("instrument type", &kinds, problems));
-    let serial = object
-        .required("serial", problems)
-        .and_then(|field| field.text(SERIAL, problems));
+    let at = here.member("type");
+    let kind = problems.required_leaf(members.kind, &at);
+    let at = here.member("serial");
+    let serial = problems.required_leaf(members.serial, &at);
     (kind, serial)
 }
 
@@ -252,21 +514,17 @@ fn patch(value: Option<String>) -> Patch<String> {
 }
 
 /// An optional e-mail address: one `@` with text on both sides.
-fn email(field: &Field<'_>, problems: &mut Problems) -> Option<Option<String>> {
-    let email = field.optional_text(EMAIL, problems)?;
+fn email(text: Leaf<Option<String>>) -> Leaf<Option<String>> {
+    let email = text?;
     if let Some(address) = &email {
         let well_formed = address.split_once('@').is_some_and(|(local, domain)| {
             !local.is_empty() && !domain.is_empty() && !domain.contains('@')
         });
         if !well_formed {
-            problems.add(
-                &field.pointer,
-                "must be an e-mail address: one '@' with text on both sides",
-            );
-            return None;
+            return Err("must be an e-mail address: one '@' with text on both sides".into());
         }
     }
-    Some(email)
+    Ok(email)
 }
 
 #[cfg(test)]

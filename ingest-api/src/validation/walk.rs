@@ -1,14 +1,19 @@
-//! The tools of the walk over a request body: the list of problems found so far, JSON
-//! pointers, and readers for objects, arrays and scalars.
+//! The tools of the walk over a request body: the checks of scalar values, the list of problems
+//! and their JSON pointers, and the reporting of what was read.
 //!
-//! Every reader is given the request's [`Problems`]. When a value is not what it should be, the
-//! reader records why at the value's pointer and returns `None`; the caller goes on with the
-//! next member, so one pass over the body finds every problem. A `Some` does not mean the whole
-//! body is valid: only an empty [`Problems`] at the end does (see [`Problems::finish`]).
+//! A body is walked in two steps. While it is read (see `read`), each scalar member is checked
+//! on its own into a [`Leaf`]: its typed value, or the detail of what is wrong with it. Then the
+//! members read are gone through in the documented order, object by object: the problems of
+//! each are recorded in [`Problems`] with their pointer ([`At`]), and the checks that relate
+//! members (unique ids, a unit against its code, …) are made. A reporting step that meets a
+//! problem records it and returns `None`; the caller goes on with the next member, so one pass
+//! finds every problem. A `Some` does not mean the whole body is valid: only an empty
+//! [`Problems`] at the end does (see [`Problems::finish`]).
 
+use std::borrow::Cow;
+use std::fmt::Write;
 use std::ops::RangeInclusive;
 
-use serde_json::{Map, Value};
 use service_plumbing::problem::FieldError;
 use time::format_description::well_known::Rfc3339;
 use time::macros::{date, format_description};
@@ -16,12 +21,19 @@ use time::{Date, Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use super::Rejection;
+use super::read::{List, Object, Scalar};
 
 /// The earliest birth date accepted.
 const EARLIEST_BIRTH_DATE: Date = date!(1900 - 01 - 01);
 
 /// How much of a client's value a problem's detail quotes back.
 const QUOTE_CHARS: usize = 64;
+
+/// What is wrong with a value: the detail of its problem.
+pub(super) type Detail = Cow<'static, str>;
+
+/// A member checked on its own: its typed value, or what is wrong with it.
+pub(super) type Leaf<T> = Result<T, Detail>;
 
 /// The problems found in one request body, in the order the walk met them.
 #[derive(Debug, Default)]
@@ -30,10 +42,10 @@ pub(super) struct Problems {
 }
 
 impl Problems {
-    /// Records that the value at `pointer` is wrong, and why.
-    pub(super) fn add(&mut self, pointer: &str, detail: impl Into<String>) {
+    /// Records that the value at `at` is wrong, and why.
+    pub(super) fn add(&mut self, at: &At<'_>, detail: impl Into<String>) {
         self.errors.push(FieldError {
-            pointer: pointer.to_owned(),
+            pointer: at.pointer(),
             detail: detail.into(),
         });
     }
@@ -41,6 +53,64 @@ impl Problems {
     /// How many problems were found so far.
     pub(super) fn len(&self) -> usize {
         self.errors.len()
+    }
+
+    /// The member if it was sent; reports it as required when it was not.
+    pub(super) fn required<T>(&mut self, member: Option<T>, at: &At<'_>) -> Option<T> {
+        if member.is_none() {
+            self.add(at, "is required");
+        }
+        member
+    }
+
+    /// The value of a required scalar member; records that it is absent, or its problem.
+    pub(super) fn required_leaf<T>(&mut self, member: Option<Leaf<T>>, at: &At<'_>) -> Option<T> {
+        let leaf = self.required(member, at)?;
+        self.leaf(leaf, at)
+    }
+
+    /// The value of `leaf`; records its problem if it has one.
+    pub(super) fn leaf<T>(&mut self, leaf: Leaf<T>, at: &At<'_>) -> Option<T> {
+        leaf.map_err(|detail| self.add(at, detail)).ok()
+    }
+
+    /// The known members of `object`; records that it is not an object, or each of its unknown
+    /// members.
+    pub(super) fn object<M>(&mut self, object: Object<M>, at: &At<'_>) -> Option<M> {
+        let fields = self.leaf(object, at)?;
+        for name in &fields.unknown {
+            self.add(&at.member(name), "unknown field");
+        }
+        Some(fields.members)
+    }
+
+    /// The elements of `list` that were read, checking their count is within `count`; past the
+    /// maximum only the count is reported (the elements beyond it were not read, so the walk
+    /// stays bounded whatever the body holds).
+    pub(super) fn list<T>(
+        &mut self,
+        list: List<T>,
+        count: RangeInclusive<usize>,
+        at: &At<'_>,
+    ) -> Option<Vec<T>> {
+        let elements = self.leaf(list, at)?;
+        if elements.count < *count.start() {
+            let detail = match *count.start() {
+                1 => "must not be empty".to_owned(),
+                least => format!("must have at least {least} elements"),
+            };
+            self.add(at, detail);
+        } else if elements.count > *count.end() {
+            self.add(
+                at,
+                format!(
+                    "must have at most {} elements; it has {}",
+                    count.end(),
+                    elements.count
+                ),
+            );
+        }
+        Some(elements.items)
     }
 
     /// The parsed value if the walk found no problem, else every problem.
@@ -58,19 +128,90 @@ impl Problems {
     }
 }
 
-/// `pointer` extended by the member name `key`, escaped as RFC 6901 requires (`~` → `~0`,
-/// `/` → `~1`).
+/// Reports every element with `report`, going on after one fails so that the problems of each
+/// are found; all of them if every one parsed.
+pub(super) fn parse_each<T, U>(
+    elements: Vec<T>,
+    at: &At<'_>,
+    mut report: impl FnMut(T, &At<'_>) -> Option<U>,
+) -> Option<Vec<U>> {
+    let parsed: Vec<Option<U>> = elements
+        .into_iter()
+        .enumerate()
+        .map(|(index, element)| report(element, &at.element(index)))
+        .collect();
+    parsed.into_iter().collect()
+}
+
+/// Where a value is in the body, as a chain of member names and indices that is written out as
+/// an RFC 6901 pointer ([`At::pointer`]) only when a problem or a first use needs it.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum At<'a> {
+    /// The whole body (pointer `""`).
+    Root,
+    /// A member of the object at the first.
+    Member(&'a At<'a>, &'a str),
+    /// An element of the array at the first.
+    Element(&'a At<'a>, usize),
+}
+
+impl At<'_> {
+    /// The member `name` of the object here.
+    pub(super) fn member<'b>(&'b self, name: &'b str) -> At<'b> {
+        At::Member(self, name)
+    }
+
+    /// The element `index` of the array here.
+    pub(super) fn element(&self, index: usize) -> At<'_> {
+        At::Element(self, index)
+    }
+
+    /// The RFC 6901 pointer to here, `""` for the whole body.
+    pub(super) fn pointer(&self) -> String {
+        let mut pointer = String::new();
+        self.push_to(&mut pointer);
+        pointer
+    }
+
+    fn push_to(&self, pointer: &mut String) {
+        match self {
+            At::Root => {}
+            At::Member(parent, name) => {
+                parent.push_to(pointer);
+                pointer.push('/');
+                push_escaped(pointer, name);
+            }
+            At::Element(parent, index) => {
+                parent.push_to(pointer);
+                pointer.push('/');
+                // Writing to a `String` cannot fail.
+                let _ = write!(pointer, "{index}");
+            }
+        }
+    }
+}
+
+/// Pushes the member name `key` escaped as RFC 6901 requires (`~` → `~0`, `/` → `~1`).
+fn push_escaped(pointer: &mut String, key: &str) {
+    if !key.contains(['~', '/']) {
+        pointer.push_str(key);
+        return;
+    }
+    for character in key.chars() {
+        match character {
+            '~' => pointer.push_str("~0"),
+            '/' => pointer.push_str("~1"),
+            other => pointer.push(other),
+        }
+    }
+}
+
+/// `pointer` extended by the member name `key`, escaped as RFC 6901 requires.
 pub(super) fn member_pointer(pointer: &str, key: &str) -> String {
     let mut extended = String::with_capacity(pointer.len() + key.len() + 1);
     extended.push_str(pointer);
     extended.push('/');
-    for character in key.chars() {
-        match character {
-            '~' => extended.push_str("~0"),
-            '/' => extended.push_str("~1"),
-            other => extended.push(other),
-        }
-    }
+    push_escaped(&mut extended, key);
     extended
 }
 
@@ -123,174 +264,84 @@ impl Text {
     }
 }
 
-/// A value of the body and where it is.
-#[derive(Debug, Clone)]
-pub(super) struct Field<'a> {
-    /// The value.
-    pub(super) value: &'a Value,
-    /// Its RFC 6901 pointer, `""` for the whole body.
-    pub(super) pointer: String,
-}
-
-impl<'a> Field<'a> {
-    /// The whole body.
-    pub(super) fn root(value: &'a Value) -> Self {
-        Self {
-            value,
-            pointer: String::new(),
-        }
-    }
-
-    /// The object's members; reports each member not named in `known` as unknown.
-    pub(super) fn object(&self, known: &[&str], problems: &mut Problems) -> Option<Object<'a>> {
-        let Value::Object(members) = self.value else {
-            problems.add(&self.pointer, "must be an object");
-            return None;
-        };
-        for name in members.keys() {
-            if !known.contains(&name.as_str()) {
-                problems.add(&member_pointer(&self.pointer, name), "unknown field");
-            }
-        }
-        Some(Object {
-            members,
-            pointer: self.pointer.clone(),
-        })
-    }
-
-    /// The array's elements, checking their count is within `count`. Past the maximum only
-    /// the count is reported: the elements beyond it are not returned, so the walk stays
-    /// bounded whatever the body holds.
-    pub(super) fn array(
-        &self,
-        count: RangeInclusive<usize>,
-        problems: &mut Problems,
-    ) -> Option<Vec<Field<'a>>> {
-        let Value::Array(elements) = self.value else {
-            problems.add(&self.pointer, "must be an array");
-            return None;
-        };
-        if elements.len() < *count.start() {
-            let detail = match *count.start() {
-                1 => "must not be empty".to_owned(),
-                least => format!("must have at least {least} elements"),
-            };
-            problems.add(&self.pointer, detail);
-        } else if elements.len() > *count.end() {
-            problems.add(
-                &self.pointer,
-                format!(
-                    "must have at most {} elements; it has {}",
-                    count.end(),
-                    elements.len()
-                ),
-            );
-        }
-        Some(
-            elements
-                .iter()
-                .take(*count.end())
-                .enumerate()
-                .map(|(index, value)| Field {
-                    value,
-                    pointer: element_pointer(&self.pointer, index),
-                })
-                .collect(),
-        )
+impl Scalar<'_> {
+    /// Whether the value is `null`.
+    pub(super) fn is_null(&self) -> bool {
+        matches!(self, Scalar::Null)
     }
 
     /// The string, as sent.
-    pub(super) fn string(&self, problems: &mut Problems) -> Option<&'a str> {
-        let Value::String(text) = self.value else {
-            problems.add(&self.pointer, "must be a string");
-            return None;
-        };
-        Some(text)
+    pub(super) fn string(&self) -> Leaf<&str> {
+        match self {
+            Scalar::Text(text) => Ok(text),
+            _ => Err(Cow::Borrowed("must be a string")),
+        }
     }
 
     /// A required text: trimmed, not blank, within the rule's length and characters.
-    pub(super) fn text(&self, rule: Text, problems: &mut Problems) -> Option<String> {
-        let text = self.clean_text(rule, problems)?;
+    pub(super) fn text(&self, rule: Text) -> Leaf<String> {
+        let text = self.clean_text(rule)?;
         if text.is_empty() {
-            problems.add(&self.pointer, "must not be blank");
-            return None;
+            return Err(Cow::Borrowed("must not be blank"));
         }
-        Some(text)
+        Ok(text)
     }
 
-    /// An optional text: `null` and blank text mean none; otherwise as [`Field::text`].
-    pub(super) fn optional_text(
-        &self,
-        rule: Text,
-        problems: &mut Problems,
-    ) -> Option<Option<String>> {
-        if self.value.is_null() {
-            return Some(None);
+    /// An optional text: `null` and blank text mean none; otherwise as [`Scalar::text`].
+    pub(super) fn optional_text(&self, rule: Text) -> Leaf<Option<String>> {
+        if self.is_null() {
+            return Ok(None);
         }
-        let text = self.clean_text(rule, problems)?;
-        Some((!text.is_empty()).then_some(text))
+        let text = self.clean_text(rule)?;
+        Ok((!text.is_empty()).then_some(text))
     }
 
     /// The trimmed string, if it is within the rule (blank allowed).
-    fn clean_text(&self, rule: Text, problems: &mut Problems) -> Option<String> {
-        let text = self.string(problems)?.trim();
+    fn clean_text(&self, rule: Text) -> Leaf<String> {
+        let text = self.string()?.trim();
         let allowed = |character: char| rule.multiline && matches!(character, '\n' | '\t');
         if text.contains('\0') {
-            problems.add(&self.pointer, "must not contain NUL characters");
-            return None;
+            return Err(Cow::Borrowed("must not contain NUL characters"));
         }
         if text
             .chars()
             .any(|character| character.is_control() && !allowed(character))
         {
-            let detail = if rule.multiline {
+            return Err(Cow::Borrowed(if rule.multiline {
                 "must not contain control characters other than line feeds and tabs"
             } else {
                 "must not contain control characters"
-            };
-            problems.add(&self.pointer, detail);
-            return None;
+            }));
         }
         let length = text.chars().count();
         if length > rule.max_chars {
-            problems.add(
-                &self.pointer,
-                format!(
-                    "must be at most {} characters; it has {length}",
-                    rule.max_chars
-                ),
-            );
-            return None;
+            return Err(Cow::Owned(format!(
+                "must be at most {} characters; it has {length}",
+                rule.max_chars
+            )));
         }
-        Some(text.to_owned())
+        Ok(text.to_owned())
     }
 
     /// One of `choices`, by wire name; `what` names the kind of value in the detail.
-    pub(super) fn one_of<T: Copy>(
-        &self,
-        what: &str,
-        choices: &[(&str, T)],
-        problems: &mut Problems,
-    ) -> Option<T> {
-        let name = self.string(problems)?;
-        let chosen = choices.iter().find(|(wire, _)| *wire == name);
-        if chosen.is_none() {
-            let expected: Vec<&str> = choices.iter().map(|(wire, _)| *wire).collect();
-            problems.add(
-                &self.pointer,
-                format!(
+    pub(super) fn one_of<T: Copy>(&self, what: &str, choices: &[(&str, T)]) -> Leaf<T> {
+        let name = self.string()?;
+        match choices.iter().find(|(wire, _)| *wire == name) {
+            Some((_, value)) => Ok(*value),
+            None => {
+                let expected: Vec<&str> = choices.iter().map(|(wire, _)| *wire).collect();
+                Err(Cow::Owned(format!(
                     "unknown {what} {}; expected one of {}",
                     quoted(name),
                     expected.join(", ")
-                ),
-            );
+                )))
+            }
         }
-        chosen.map(|(_, value)| *value)
     }
 
     /// A UUID in the canonical hyphenated form `8-4-4-4-12`, hex digits of either case.
-    pub(super) fn uuid(&self, problems: &mut Problems) -> Option<Uuid> {
-        let text = self.string(problems)?;
+    pub(super) fn uuid(&self) -> Leaf<Uuid> {
+        let text = self.string()?;
         // `Uuid::try_parse` also takes the simple, braced and URN forms; ids are compared and
         // logged as text elsewhere, so only one form is accepted.
         let hyphenated = text.len() == 36
@@ -299,24 +350,16 @@ impl<'a> Field<'a> {
                 _ => character.is_ascii_hexdigit(),
             });
         match Uuid::try_parse(text) {
-            Ok(id) if hyphenated => Some(id),
-            _ => {
-                problems.add(
-                    &self.pointer,
-                    "must be a UUID in hyphenated form, e.g. 6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b",
-                );
-                None
-            }
+            Ok(id) if hyphenated => Ok(id),
+            _ => Err(Cow::Borrowed(
+                "must be a UUID in hyphenated form, e.g. 6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b",
+            )),
         }
     }
 
     /// An RFC 3339 timestamp with an explicit UTC offset, not later than the clock allows.
-    pub(super) fn timestamp(
-        &self,
-        clock: Clock,
-        problems: &mut Problems,
-    ) -> Option<OffsetDateTime> {
-        let text = self.string(problems)?;
+    pub(super) fn timestamp(&self, clock: Clock) -> Leaf<OffsetDateTime> {
+        let text = self.string()?;
         let parsed = if has_offset(text) {
             OffsetDateTime::parse(text, &Rfc3339).ok()
         } else {
@@ -325,34 +368,28 @@ impl<'a> Field<'a> {
         let Some(timestamp) = parsed else {
             let naive =
                 !has_offset(text) && OffsetDateTime::parse(&format!("{text}Z"), &Rfc3339).is_ok();
-            let detail = if naive {
+            return Err(Cow::Borrowed(if naive {
                 "must have a UTC offset (Z or ±hh:mm), e.g. 2026-11-27T09:00:00Z"
             } else {
                 "must be an RFC 3339 timestamp, e.g. 2026-11-27T09:00:00Z"
-            };
-            problems.add(&self.pointer, detail);
-            return None;
+            }));
         };
         let latest = clock
             .now
             .checked_add(clock.max_future_skew)
             .unwrap_or(clock.now);
         if timestamp > latest {
-            problems.add(
-                &self.pointer,
-                format!(
-                    "must not be in the future (more than {} seconds after the server's clock)",
-                    clock.max_future_skew.whole_seconds()
-                ),
-            );
-            return None;
+            return Err(Cow::Owned(format!(
+                "must not be in the future (more than {} seconds after the server's clock)",
+                clock.max_future_skew.whole_seconds()
+            )));
         }
-        Some(timestamp)
+        Ok(timestamp)
     }
 
     /// A birth date, `YYYY-MM-DD`, from 1900-01-01 to the clock's date.
-    pub(super) fn birth_date(&self, clock: Clock, problems: &mut Problems) -> Option<Date> {
-        let text = self.string(problems)?;
+    pub(super) fn birth_date(&self, clock: Clock) -> Leaf<Date> {
+        let text = self.string()?;
         let shaped = text.len() == 10
             && text.char_indices().all(|(index, character)| match index {
                 4 | 7 => character == '-',
@@ -364,44 +401,25 @@ impl<'a> Field<'a> {
             None
         };
         let Some(date) = parsed else {
-            problems.add(&self.pointer, "must be a date in the form YYYY-MM-DD");
-            return None;
+            return Err(Cow::Borrowed("must be a date in the form YYYY-MM-DD"));
         };
         if date > clock.now.date() {
-            problems.add(&self.pointer, "must not be in the future");
-            return None;
+            return Err(Cow::Borrowed("must not be in the future"));
         }
         if date < EARLIEST_BIRTH_DATE {
-            problems.add(&self.pointer, "must not be before 1900-01-01");
-            return None;
+            return Err(Cow::Borrowed("must not be before 1900-01-01"));
         }
-        Some(date)
+        Ok(date)
     }
 
     /// A finite JSON number.
-    pub(super) fn number(&self, problems: &mut Problems) -> Option<f64> {
-        match self.value.as_f64() {
-            Some(number) if number.is_finite() => Some(number),
-            Some(_) => {
-                problems.add(&self.pointer, "must be a finite number");
-                None
-            }
-            None => {
-                problems.add(&self.pointer, "must be a number");
-                None
-            }
+    pub(super) fn number(&self) -> Leaf<f64> {
+        match self {
+            Scalar::Number(number) if number.is_finite() => Ok(*number),
+            Scalar::Number(_) => Err(Cow::Borrowed("must be a finite number")),
+            _ => Err(Cow::Borrowed("must be a number")),
         }
     }
-}
-
-/// Parses every element with `parse`, going on after one fails so that the problems of each
-/// are found; all of them if every one parsed.
-pub(super) fn parse_each<'a, T>(
-    elements: &[Field<'a>],
-    parse: impl FnMut(&Field<'a>) -> Option<T>,
-) -> Option<Vec<T>> {
-    let parsed: Vec<Option<T>> = elements.iter().map(parse).collect();
-    parsed.into_iter().collect()
 }
 
 /// Whether an RFC 3339 timestamp ends in an explicit offset: `Z` or `±hh:mm`. Checked on the
@@ -422,72 +440,35 @@ fn has_offset(text: &str) -> bool {
         && offset[5].is_ascii_digit()
 }
 
-/// An object of the body whose members have been checked against the known names.
-#[derive(Debug, Clone)]
-pub(super) struct Object<'a> {
-    members: &'a Map<String, Value>,
-    pointer: String,
-}
-
-impl<'a> Object<'a> {
-    /// The member `name`; reports it as required when it is absent.
-    pub(super) fn required(&self, name: &str, problems: &mut Problems) -> Option<Field<'a>> {
-        let field = self.optional(name);
-        if field.is_none() {
-            problems.add(&member_pointer(&self.pointer, name), "is required");
-        }
-        field
-    }
-
-    /// The member `name`, if present (even if `null`).
-    pub(super) fn optional(&self, name: &str) -> Option<Field<'a>> {
-        self.members.get(name).map(|value| Field {
-            value,
-            pointer: member_pointer(&self.pointer, name),
-        })
-    }
-
-    /// The member `name`, if present and not `null`.
-    pub(super) fn nullable(&self, name: &str) -> Option<Field<'a>> {
-        self.optional(name).filter(|field| !field.value.is_null())
-    }
-
-    /// An optional text member: absent, `null` or blank mean none (`Some(None)`); `None` when
-    /// it is invalid.
-    pub(super) fn optional_text(
-        &self,
-        name: &str,
-        rule: Text,
-        problems: &mut Problems,
-    ) -> Option<Option<String>> {
-        self.optional(name)
-            .map_or(Some(None), |field| field.optional_text(rule, problems))
-    }
-}
-
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
-    use serde_json::json;
+    use serde::de::DeserializeSeed;
+    use serde_json::{Value, json};
     use time::macros::datetime;
 
     use super::*;
+    use crate::validation::Limits;
+    use crate::validation::read::{Elements, Reader};
 
     const CLOCK: Clock = Clock {
         now: datetime!(2026-11-27 10:00 UTC),
         max_future_skew: Duration::minutes(5),
     };
 
-    /// Reads `value` with `read`, returning the result and the details of the problems.
+    /// Reads `value` as a member and checks it with `check`, returning the result and the
+    /// details of the problems recorded at the member.
     fn read<T>(
         value: Value,
-        read: impl FnOnce(&Field<'_>, &mut Problems) -> Option<T>,
+        check: impl FnOnce(&Scalar<'_>) -> Leaf<T>,
     ) -> (Option<T>, Vec<String>) {
+        let limits = Limits::default();
+        let reader = Reader::new(100, CLOCK, &limits);
+        let text = value.to_string();
+        let mut deserializer = serde_json::Deserializer::from_str(&text);
+        let scalar = reader.scalar().deserialize(&mut deserializer).unwrap();
         let mut problems = Problems::default();
-        let field = Field {
-            value: &value,
-            pointer: "/x".to_owned(),
-        };
-        let parsed = read(&field, &mut problems);
+        let parsed = problems.leaf(check(&scalar), &At::Root.member("x"));
         for error in &problems.errors {
             assert_eq!(error.pointer, "/x");
         }
@@ -504,12 +485,17 @@ mod tests {
         assert_eq!(member_pointer("/a", "b/c~d"), "/a/b~1c~0d");
         assert_eq!(member_pointer("", "~1"), "/~01");
         assert_eq!(element_pointer("/a", 3), "/a/3");
+        let root = At::Root;
+        let member = root.member("a");
+        let nested = member.member("b/c~d");
+        assert_eq!(nested.element(3).pointer(), "/a/b~1c~0d/3");
+        assert_eq!(root.pointer(), "");
     }
 
     #[test]
     fn uuids_are_accepted_only_in_hyphenated_form_of_either_case() {
         let upper = "6F1C2A3B-4D5E-4F60-8A7B-9C0D1E2F3A4B";
-        let (id, details) = read(json!(upper), |field, problems| field.uuid(problems));
+        let (id, details) = read(json!(upper), |scalar| scalar.uuid());
         assert_eq!(
             id.map(|id| id.to_string().to_uppercase()),
             Some(upper.to_owned())
@@ -523,7 +509,7 @@ mod tests {
             "6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4g",
             "",
         ] {
-            let (id, details) = read(json!(other), |field, problems| field.uuid(problems));
+            let (id, details) = read(json!(other), |scalar| scalar.uuid());
             assert_eq!(id, None, "{other}");
             assert_eq!(details.len(), 1, "{other}");
         }
@@ -531,14 +517,14 @@ mod tests {
 
     #[test]
     fn timestamps_need_an_explicit_offset() {
-        let (parsed, details) = read(json!("2026-11-27T09:00:00+02:00"), |field, problems| {
-            field.timestamp(CLOCK, problems)
+        let (parsed, details) = read(json!("2026-11-27T09:00:00+02:00"), |scalar| {
+            scalar.timestamp(CLOCK)
         });
         assert_eq!(parsed, Some(datetime!(2026-11-27 07:00 UTC)));
         assert!(details.is_empty());
 
-        let (parsed, details) = read(json!("2026-11-27T09:00:00"), |field, problems| {
-            field.timestamp(CLOCK, problems)
+        let (parsed, details) = read(json!("2026-11-27T09:00:00"), |scalar| {
+            scalar.timestamp(CLOCK)
         });
         assert_eq!(parsed, None);
         assert!(
@@ -546,9 +532,7 @@ mod tests {
             "{details:?}"
         );
 
-        let (parsed, details) = read(json!("27/11/2026 09:00"), |field, problems| {
-            field.timestamp(CLOCK, problems)
-        });
+        let (parsed, details) = read(json!("27/11/2026 09:00"), |scalar| scalar.timestamp(CLOCK));
         assert_eq!(parsed, None);
         assert!(
             details[0].starts_with("must be an RFC 3339 timestamp"),
@@ -559,13 +543,11 @@ mod tests {
     #[test]
     fn timestamps_may_be_ahead_of_the_clock_by_the_skew_only() {
         let at_limit = json!("2026-11-27T10:05:00Z");
-        let (parsed, _) = read(at_limit, |field, problems| field.timestamp(CLOCK, problems));
+        let (parsed, _) = read(at_limit, |scalar| scalar.timestamp(CLOCK));
         assert_eq!(parsed, Some(datetime!(2026-11-27 10:05 UTC)));
 
         let past_limit = json!("2026-11-27T10:05:01Z");
-        let (parsed, details) = read(past_limit, |field, problems| {
-            field.timestamp(CLOCK, problems)
-        });
+        let (parsed, details) = read(past_limit, |scalar| scalar.timestamp(CLOCK));
         assert_eq!(parsed, None);
         assert_eq!(
             details,
@@ -576,50 +558,38 @@ mod tests {
     #[test]
     fn text_is_trimmed_and_checked_for_blanks_length_and_control_characters() {
         let rule = Text::line(5);
-        let (text, _) = read(json!("  abc \n"), |field, problems| {
-            field.text(rule, problems)
-        });
+        let (text, _) = read(json!("  abc \n"), |scalar| scalar.text(rule));
         assert_eq!(text.as_deref(), Some("abc"));
 
-        let (_, details) = read(json!("   "), |field, problems| field.text(rule, problems));
+        let (_, details) = read(json!("   "), |scalar| scalar.text(rule));
         assert_eq!(details, ["must not be blank"]);
-        let (_, details) = read(json!("abcdef"), |field, problems| {
-            field.text(rule, problems)
-        });
+        let (_, details) = read(json!("abcdef"), |scalar| scalar.text(rule));
         assert_eq!(details, ["must be at most 5 characters; it has 6"]);
-        let (text, _) = read(json!("éééé"), |field, problems| {
-            field.text(rule, problems)
-        });
+        let (text, _) = read(json!("éééé"), |scalar| scalar.text(rule));
         assert_eq!(
             text.as_deref(),
             Some("éééé"),
             "length counts characters, not bytes"
         );
-        let (_, details) = read(json!("a\u{7}b"), |field, problems| {
-            field.text(rule, problems)
-        });
+        let (_, details) = read(json!("a\u{7}b"), |scalar| scalar.text(rule));
         assert_eq!(details, ["must not contain control characters"]);
-        let (_, details) = read(json!("a\u{0}b"), |field, problems| {
-            field.text(rule, problems)
-        });
+        let (_, details) = read(json!("a\u{0}b"), |scalar| scalar.text(rule));
         assert_eq!(details, ["must not contain NUL characters"]);
-        let (_, details) = read(json!(5), |field, problems| field.text(rule, problems));
+        let (_, details) = read(json!(5), |scalar| scalar.text(rule));
         assert_eq!(details, ["must be a string"]);
     }
 
     #[test]
     fn multiline_text_allows_line_feeds_and_tabs_only() {
         let rule = Text::multiline(50);
-        let (text, _) = read(json!("a\n\tb"), |field, problems| {
-            field.text(rule, problems)
-        });
+        let (text, _) = read(json!("a\n\tb"), |scalar| scalar.text(rule));
         assert_eq!(text.as_deref(), Some("a\n\tb"));
-        let (_, details) = read(json!("a\rb"), |field, problems| field.text(rule, problems));
+        let (_, details) = read(json!("a\rb"), |scalar| scalar.text(rule));
         assert_eq!(
             details,
             ["must not contain control characters other than line feeds and tabs"]
         );
-        let (_, details) = read(json!("a\0b"), |field, problems| field.text(rule, problems));
+        let (_, details) = read(json!("a\0b"), |scalar| scalar.text(rule));
         assert_eq!(details, ["must not contain NUL characters"]);
     }
 
@@ -627,27 +597,38 @@ mod tests {
     fn optional_text_treats_null_and_blank_as_none() {
         let rule = Text::line(5);
         for none in [json!(null), json!(""), json!("  ")] {
-            let (text, details) = read(none, |field, problems| field.optional_text(rule, problems));
+            let (text, details) = read(none, |scalar| scalar.optional_text(rule));
             assert_eq!(text, Some(None));
             assert!(details.is_empty());
         }
-        let (text, _) = read(json!(" a "), |field, problems| {
-            field.optional_text(rule, problems)
-        });
+        let (text, _) = read(json!(" a "), |scalar| scalar.optional_text(rule));
         assert_eq!(text, Some(Some("a".to_owned())));
     }
 
     #[test]
-    fn arrays_report_their_count_once_and_yield_at_most_the_maximum() {
-        let count = |field: &Field<'_>, problems: &mut Problems| {
-            field.array(1..=2, problems).map(|elements| elements.len())
+    fn arrays_report_their_count_once_and_yield_what_was_read() {
+        let count = |list: List<u8>| {
+            let mut problems = Problems::default();
+            let read = problems.list(list, 1..=2, &At::Root.member("x"));
+            let details: Vec<String> = problems
+                .errors
+                .into_iter()
+                .map(|error| error.detail)
+                .collect();
+            (read.map(|items| items.len()), details)
         };
-        let (yielded, details) = read(json!([1, 2, 3, 4]), count);
+        let (yielded, details) = count(Ok(Elements {
+            items: vec![1, 2],
+            count: 4,
+        }));
         assert_eq!(yielded, Some(2));
         assert_eq!(details, ["must have at most 2 elements; it has 4"]);
-        let (_, details) = read(json!([]), count);
+        let (_, details) = count(Ok(Elements {
+            items: Vec::new(),
+            count: 0,
+        }));
         assert_eq!(details, ["must not be empty"]);
-        let (_, details) = read(json!({}), count);
+        let (_, details) = count(Err(Cow::Borrowed("must be an array")));
         assert_eq!(details, ["must be an array"]);
     }
 
@@ -662,7 +643,7 @@ mod tests {
     fn finish_without_problems_returns_the_value() {
         assert_eq!(Problems::default().finish(Some(1)), Ok(1));
         let mut problems = Problems::default();
-        problems.add("/a", "is required");
+        problems.add(&At::Root.member("a"), "is required");
         assert_eq!(
             problems.finish(Some(1)),
             Err(Rejection::Invalid(vec![FieldError {
