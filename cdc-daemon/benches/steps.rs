@@ -51,7 +51,7 @@ fn map_session(runtime: &tokio::runtime::Runtime, messages: &[Message]) -> Batch
     runtime.block_on(async {
         // An empty store: every parent a change needs was inserted earlier in the same stream,
         // so the mapper finds it in its caches.
-        let mut mapper = Mapper::new(MemoryStore::default(), 1_000);
+        let mut mapper = Mapper::new(MemoryStore::default(), 1 << 20);
         let mut batch = Batch::default();
         let mut transaction = Transaction {
             commit_lsn: 0,

@@ -98,9 +98,16 @@ pub struct Config {
     /// Flush a batch at most this long after its first change (`MYHEALTH_BATCH_MAX_DELAY_MS`).
     #[serde(default = "default_batch_max_delay_ms")]
     pub batch_max_delay_ms: u64,
-    /// Entries per lookup cache (`MYHEALTH_CACHE_CAPACITY`).
-    #[serde(default = "default_cache_capacity")]
-    pub cache_capacity: usize,
+    /// Bytes the lookup caches and the batch being built may hold together
+    /// (`MYHEALTH_MEMORY_BUDGET_BYTES`): the batch takes up to `batch_max_bytes` of it (at most
+    /// half), the caches the rest. What else the daemon keeps resident (code, runtime, driver,
+    /// the command being sent) does not grow with the data.
+    #[serde(default = "default_memory_budget_bytes")]
+    pub memory_budget_bytes: usize,
+    /// The entry count per cache that `memory_budget_bytes` replaced (`MYHEALTH_CACHE_CAPACITY`):
+    /// refused at start, so that an old setting is not silently ignored.
+    #[serde(default)]
+    cache_capacity: Option<serde::de::IgnoredAny>,
     /// Halt streaming at the first change that cannot be mapped, instead of recording it as a
     /// dead letter and going on (`MYHEALTH_STOP_ON_DEAD_LETTER`).
     #[serde(default)]
@@ -111,8 +118,8 @@ pub struct Config {
     pub heartbeat_interval_ms: u64,
     /// Benchmarking switch (`MYHEALTH_SINK`): `discard` decodes, maps and batches as usual but
     /// never writes documents (checkpoints are still stored), to measure the daemon without its
-    /// store; give it a cache capacity above the workload's row count. Never use it in
-    /// production.
+    /// store; give it a memory budget that caches the whole workload (a cache miss would read an
+    /// empty store). Never use it in production.
     #[serde(default)]
     pub sink: apply::SinkMode,
     /// The write concern of every write the daemon sends (`MYHEALTH_WRITE_CONCERN__*`).
@@ -187,8 +194,8 @@ fn default_batch_max_delay_ms() -> u64 {
     50
 }
 
-fn default_cache_capacity() -> usize {
-    100_000
+fn default_memory_budget_bytes() -> usize {
+    24 * 1024 * 1024
 }
 
 impl Config {
@@ -223,9 +230,9 @@ impl Config {
                 MAX_BATCH_DELAY_MS,
             ),
             (
-                "cache_capacity",
-                self.cache_capacity as u64,
-                MAX_CACHE_CAPACITY,
+                "memory_budget_bytes",
+                self.memory_budget_bytes as u64,
+                MAX_MEMORY_BUDGET_BYTES,
             ),
         ];
         for (setting, value, most) in limits {
@@ -235,6 +242,16 @@ impl Config {
                 setting.to_ascii_uppercase()
             );
         }
+        anyhow::ensure!(
+            self.cache_capacity.is_none(),
+            "cache_capacity (MYHEALTH_CACHE_CAPACITY) was replaced by memory_budget_bytes (MYHEALTH_MEMORY_BUDGET_BYTES), which bounds the caches by bytes"
+        );
+        anyhow::ensure!(
+            self.batch_max_bytes <= self.memory_budget_bytes / 2,
+            "memory_budget_bytes (MYHEALTH_MEMORY_BUDGET_BYTES) must be at least twice batch_max_bytes ({}), not {}",
+            self.batch_max_bytes,
+            self.memory_budget_bytes
+        );
         anyhow::ensure!(
             !self.write_concern.w.is_empty() && self.write_concern.w != "0",
             "write_concern.w must be majority, a number of members (at least 1) or a tag set name"
@@ -255,8 +272,8 @@ const MAX_BATCH_CHANGES: u64 = 1_000_000;
 /// wrote.
 const MAX_BATCH_DELAY_MS: u64 = 60_000;
 
-/// Most entries per lookup cache: the benchmarks' setting, which no store-backed daemon needs.
-const MAX_CACHE_CAPACITY: u64 = 100_000_000;
+/// Largest memory budget (1 TiB): beyond any machine the daemon runs on.
+const MAX_MEMORY_BUDGET_BYTES: u64 = 1 << 40;
 
 /// A built daemon, bound to its operations port but not yet running.
 pub struct App {
@@ -339,7 +356,7 @@ pub async fn build_on(
             publication: config.publication.clone(),
         },
         writer,
-        cache_capacity: config.cache_capacity,
+        cache_bytes: config.memory_budget_bytes - config.batch_max_bytes,
         stop_on_dead_letter: config.stop_on_dead_letter,
         lag: std::sync::Arc::new(lag::LagState::new(heartbeat_interval)),
         shutdown,
@@ -425,8 +442,8 @@ mod tests {
             ("batch_max_bytes", "8388609"),
             ("batch_max_delay_ms", "0"),
             ("batch_max_delay_ms", "60001"),
-            ("cache_capacity", "0"),
-            ("cache_capacity", "100000001"),
+            ("memory_budget_bytes", "0"),
+            ("memory_budget_bytes", "1099511627777"),
         ] {
             let error = config(&[(setting, value)])
                 .validate()
@@ -441,10 +458,39 @@ mod tests {
             ("batch_max_changes", "1000000"),
             ("batch_max_bytes", "8388608"),
             ("batch_max_delay_ms", "1"),
-            ("cache_capacity", "100000000"),
+            ("memory_budget_bytes", "1099511627776"),
         ])
         .validate()
         .expect("the bounds themselves are valid");
+    }
+
+    #[test]
+    fn the_replaced_cache_capacity_is_refused_with_its_successor_named() {
+        let error = config(&[("cache_capacity", "100000")])
+            .validate()
+            .expect_err("replaced")
+            .to_string();
+        assert!(error.contains("MYHEALTH_MEMORY_BUDGET_BYTES"), "{error}");
+    }
+
+    #[test]
+    fn the_batch_may_take_at_most_half_of_the_memory_budget() {
+        let half = config(&[
+            ("batch_max_bytes", "1048576"),
+            ("memory_budget_bytes", "2097152"),
+        ]);
+        half.validate().expect("half is allowed");
+        let error = config(&[
+            ("batch_max_bytes", "1048576"),
+            ("memory_budget_bytes", "2097151"),
+        ])
+        .validate()
+        .expect_err("more than half")
+        .to_string();
+        assert!(
+            error.starts_with("memory_budget_bytes") && error.contains("twice batch_max_bytes"),
+            "{error}"
+        );
     }
 
     /// The daemon's steps in import order: each may import only steps after it.

@@ -117,8 +117,9 @@ pub struct Pipeline {
     pub source: Source,
     /// Writes batches (and holds the store, the metrics and the retry policy).
     pub writer: Writer,
-    /// Entries per lookup cache.
-    pub cache_capacity: usize,
+    /// Bytes the mapper's lookup caches keep resident together (the memory budget less the
+    /// batch's share).
+    pub cache_bytes: usize,
     /// Halt at the first change that cannot be mapped instead of recording a dead letter.
     pub stop_on_dead_letter: bool,
     /// Lag bookkeeping shared with the lag poller.
@@ -162,7 +163,7 @@ impl Pipeline {
             return;
         }
         let checkpoints = Checkpoints::new(database.clone(), self.source.slot.clone());
-        let mut mapper = Mapper::new(database.clone(), self.cache_capacity);
+        let mut mapper = Mapper::new(database.clone(), self.cache_bytes);
         let metrics = self.writer.metrics();
         let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
         loop {
@@ -456,16 +457,17 @@ impl Session<'_> {
         };
         tracing::info!(?request, lsn = %read_model::lsn::format(lsn), "carrying out a request");
         self.flush(mapper).await?;
+        // The request writes behind the mapper's caches, and its own mapper takes their share
+        // of the memory budget meanwhile.
+        mapper.forget_lookups();
         support_requests::carry_out(
             &pipeline.writer,
             &pipeline.source,
-            pipeline.cache_capacity,
+            pipeline.cache_bytes,
             &request,
             lsn,
         )
         .await?;
-        // The request wrote behind the mapper's caches.
-        mapper.forget_lookups();
         Ok(())
     }
 

@@ -100,11 +100,11 @@ pub async fn wait_applied(
 }
 
 /// Carries out `request`, read from the stream at `lsn`, reading `source` and writing through
-/// `writer` with a mapper of its own (caches of `cache_capacity`).
+/// `writer` with a mapper of its own (caches of `cache_bytes`).
 pub async fn carry_out(
     writer: &Writer,
     source: &Source,
-    cache_capacity: usize,
+    cache_bytes: usize,
     request: &Request,
     lsn: u64,
 ) -> Result<(), RequestError> {
@@ -115,7 +115,7 @@ pub async fn carry_out(
     batch.at(lsn);
     let mut rebuild = Rebuild {
         client: &client,
-        mapper: Mapper::new(writer.database().clone(), cache_capacity),
+        mapper: Mapper::new(writer.database().clone(), cache_bytes),
         batch,
         transaction: Transaction {
             commit_lsn: lsn,

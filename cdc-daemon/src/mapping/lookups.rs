@@ -1,8 +1,8 @@
 //! The daemon's own replicated state, for joins: clinic names, device labels, checkups, patient
 //! snapshots, patients' record numbers per clinic and what a measurement needs to know about its
-//! report. Held in bounded in-memory
-//! caches backed by documents in the store (the lookup collections, patient and report
-//! documents), so a restarted daemon denormalizes new rows without querying the source.
+//! report. Held in in-memory caches under one byte budget ([`super::cache`]), backed by
+//! documents in the store (the lookup collections, patient and report documents), so a
+//! restarted daemon denormalizes new rows without querying the source.
 
 use std::collections::HashMap;
 
@@ -10,6 +10,8 @@ use mongodb::bson::{DateTime, Document, doc};
 use read_model::{
     LOOKUP_CHECKUPS, LOOKUP_CLINICS, LOOKUP_DEVICES, LOOKUP_PATIENT_CLINICS, PATIENTS, REPORTS,
 };
+
+use super::cache::{Budget, Cache, Resident};
 
 /// Where cache misses are read from: the store, or a [`MemoryStore`].
 pub trait LookupStore {
@@ -69,18 +71,24 @@ pub struct ReportInfo {
     pub entered_in_error: bool,
 }
 
-/// Bounded caches over a [`LookupStore`].
+impl Resident for ReportInfo {
+    fn heap_bytes(&self) -> usize {
+        self.patient_id.heap_bytes()
+    }
+}
+
+/// Caches over a [`LookupStore`], sharing one byte budget.
 #[derive(Debug)]
 pub struct Lookups<S> {
     store: S,
-    capacity: usize,
-    clinics: HashMap<String, String>,
-    devices: HashMap<String, String>,
-    checkups: HashMap<String, Document>,
-    patients: HashMap<String, Document>,
+    budget: Budget,
+    clinics: Cache<String>,
+    devices: Cache<String>,
+    checkups: Cache<Document>,
+    patients: Cache<Document>,
     /// Record numbers by [`link_key`].
-    record_numbers: HashMap<String, String>,
-    reports: HashMap<String, ReportInfo>,
+    record_numbers: Cache<String>,
+    reports: Cache<ReportInfo>,
 }
 
 /// The `_id` of the lookup document of the link between a patient and a clinic.
@@ -89,35 +97,33 @@ pub fn link_key(patient_id: &str, clinic_id: &str) -> String {
 }
 
 impl<S: LookupStore> Lookups<S> {
-    /// Caches of at most about `capacity` entries each over `store`.
-    pub fn new(store: S, capacity: usize) -> Self {
+    /// Caches over `store` keeping about `budget_bytes` resident together.
+    pub fn new(store: S, budget_bytes: usize) -> Self {
         Lookups {
             store,
-            capacity,
-            clinics: HashMap::new(),
-            devices: HashMap::new(),
-            checkups: HashMap::new(),
-            patients: HashMap::new(),
-            record_numbers: HashMap::new(),
-            reports: HashMap::new(),
+            budget: Budget::new(budget_bytes),
+            clinics: Cache::default(),
+            devices: Cache::default(),
+            checkups: Cache::default(),
+            patients: Cache::default(),
+            record_numbers: Cache::default(),
+            reports: Cache::default(),
         }
     }
 
-    /// Empties caches that outgrew the capacity. Called between batches only, so everything a
-    /// batch wrote stays cached until the store has it.
+    /// Turns every cache once they spent half the budget (see [`super::cache`]). Called
+    /// between batches only, so everything a batch wrote stays cached until the store has it.
     pub fn trim(&mut self) {
-        let capacity = self.capacity;
-        fn trim<V>(map: &mut HashMap<String, V>, capacity: usize) {
-            if map.len() > capacity {
-                map.clear();
-            }
+        if !self.budget.is_spent() {
+            return;
         }
-        trim(&mut self.clinics, capacity);
-        trim(&mut self.devices, capacity);
-        trim(&mut self.checkups, capacity);
-        trim(&mut self.patients, capacity);
-        trim(&mut self.record_numbers, capacity);
-        trim(&mut self.reports, capacity);
+        self.clinics.turn();
+        self.devices.turn();
+        self.checkups.turn();
+        self.patients.turn();
+        self.record_numbers.turn();
+        self.reports.turn();
+        self.budget.turned();
     }
 
     /// Forgets everything (after a reconnect, the stream replays from the checkpoint).
@@ -128,24 +134,25 @@ impl<S: LookupStore> Lookups<S> {
         self.patients.clear();
         self.record_numbers.clear();
         self.reports.clear();
+        self.budget.turned();
     }
 
     /// A clinic's name.
     pub async fn clinic_name(&mut self, id: &str) -> Result<Option<String>, mongodb::error::Error> {
-        if let Some(name) = self.clinics.get(id) {
+        if let Some(name) = self.clinics.get(id, &mut self.budget) {
             return Ok(Some(name.clone()));
         }
         let found = self.store.find(LOOKUP_CLINICS, id).await?;
         let name = found.and_then(|d| d.get_str("name").ok().map(str::to_string));
         if let Some(name) = &name {
-            self.clinics.insert(id.to_string(), name.clone());
+            self.clinics.insert(id, name.clone(), &mut self.budget);
         }
         Ok(name)
     }
 
     /// Records a clinic's name; returns the name it had, if known.
     pub fn set_clinic(&mut self, id: &str, name: &str) -> Option<String> {
-        self.clinics.insert(id.to_string(), name.to_string())
+        self.clinics.insert(id, name.to_string(), &mut self.budget)
     }
 
     /// A device's label.
@@ -153,42 +160,42 @@ impl<S: LookupStore> Lookups<S> {
         &mut self,
         id: &str,
     ) -> Result<Option<String>, mongodb::error::Error> {
-        if let Some(label) = self.devices.get(id) {
+        if let Some(label) = self.devices.get(id, &mut self.budget) {
             return Ok(Some(label.clone()));
         }
         let found = self.store.find(LOOKUP_DEVICES, id).await?;
         let label = found.and_then(|d| d.get_str("label").ok().map(str::to_string));
         if let Some(label) = &label {
-            self.devices.insert(id.to_string(), label.clone());
+            self.devices.insert(id, label.clone(), &mut self.budget);
         }
         Ok(label)
     }
 
     /// Records a device's label; returns the label it had, if known.
     pub fn set_device(&mut self, id: &str, label: &str) -> Option<String> {
-        self.devices.insert(id.to_string(), label.to_string())
+        self.devices.insert(id, label.to_string(), &mut self.budget)
     }
 
     /// A checkup's lookup document.
     pub async fn checkup(&mut self, id: &str) -> Result<Option<Document>, mongodb::error::Error> {
-        if let Some(checkup) = self.checkups.get(id) {
+        if let Some(checkup) = self.checkups.get(id, &mut self.budget) {
             return Ok(Some(checkup.clone()));
         }
         let found = self.store.find(LOOKUP_CHECKUPS, id).await?;
         if let Some(checkup) = &found {
-            self.checkups.insert(id.to_string(), checkup.clone());
+            self.checkups.insert(id, checkup.clone(), &mut self.budget);
         }
         Ok(found)
     }
 
     /// Records a checkup's lookup document.
     pub fn set_checkup(&mut self, id: &str, checkup: Document) {
-        self.checkups.insert(id.to_string(), checkup);
+        self.checkups.insert(id, checkup, &mut self.budget);
     }
 
     /// A patient's snapshot (as embedded in reports).
     pub async fn patient(&mut self, id: &str) -> Result<Option<Document>, mongodb::error::Error> {
-        if let Some(snapshot) = self.patients.get(id) {
+        if let Some(snapshot) = self.patients.get(id, &mut self.budget) {
             return Ok(Some(snapshot.clone()));
         }
         let Some(stored) = self.store.find(PATIENTS, id).await? else {
@@ -200,13 +207,13 @@ impl<S: LookupStore> Lookups<S> {
                 snapshot.insert(field, value.clone());
             }
         }
-        self.patients.insert(id.to_string(), snapshot.clone());
+        self.patients.insert(id, snapshot.clone(), &mut self.budget);
         Ok(Some(snapshot))
     }
 
     /// Records a patient's snapshot; returns the one it replaces, if known.
     pub fn set_patient(&mut self, id: &str, snapshot: Document) -> Option<Document> {
-        self.patients.insert(id.to_string(), snapshot)
+        self.patients.insert(id, snapshot, &mut self.budget)
     }
 
     /// The record number of the link `key` ([`link_key`]), if the patient and clinic are linked.
@@ -214,13 +221,14 @@ impl<S: LookupStore> Lookups<S> {
         &mut self,
         key: &str,
     ) -> Result<Option<String>, mongodb::error::Error> {
-        if let Some(number) = self.record_numbers.get(key) {
+        if let Some(number) = self.record_numbers.get(key, &mut self.budget) {
             return Ok(Some(number.clone()));
         }
         let found = self.store.find(LOOKUP_PATIENT_CLINICS, key).await?;
         let number = found.and_then(|d| d.get_str("external_ref").ok().map(str::to_string));
         if let Some(number) = &number {
-            self.record_numbers.insert(key.to_string(), number.clone());
+            self.record_numbers
+                .insert(key, number.clone(), &mut self.budget);
         }
         Ok(number)
     }
@@ -228,12 +236,12 @@ impl<S: LookupStore> Lookups<S> {
     /// Records the record number of the link `key`; returns the one it had, if known.
     pub fn set_record_number(&mut self, key: &str, number: &str) -> Option<String> {
         self.record_numbers
-            .insert(key.to_string(), number.to_string())
+            .insert(key, number.to_string(), &mut self.budget)
     }
 
     /// What measurement changes need to know about a report.
     pub async fn report(&mut self, id: &str) -> Result<Option<ReportInfo>, mongodb::error::Error> {
-        if let Some(info) = self.reports.get(id) {
+        if let Some(info) = self.reports.get(id, &mut self.budget) {
             return Ok(Some(info.clone()));
         }
         let Some(stored) = self.store.find(REPORTS, id).await? else {
@@ -252,13 +260,13 @@ impl<S: LookupStore> Lookups<S> {
                 .get_str("status")
                 .is_ok_and(|status| status == "entered-in-error"),
         };
-        self.reports.insert(id.to_string(), info.clone());
+        self.reports.insert(id, info.clone(), &mut self.budget);
         Ok(Some(info))
     }
 
     /// Records what is known about a report; returns what it replaces.
     pub fn set_report(&mut self, id: &str, info: ReportInfo) -> Option<ReportInfo> {
-        self.reports.insert(id.to_string(), info)
+        self.reports.insert(id, info, &mut self.budget)
     }
 
     /// Forgets one entry of every kind keyed by `id` (after a delete).

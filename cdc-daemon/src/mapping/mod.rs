@@ -22,6 +22,7 @@
 //! line): their fields keep the values the documents have, field by field inside a
 //! sub-document (see [`documents::SentFields`]), and nothing of them fans out.
 
+mod cache;
 mod checkups;
 mod clinics;
 mod devices;
@@ -268,12 +269,12 @@ pub struct Mapper<S> {
 }
 
 impl<S: LookupStore> Mapper<S> {
-    /// A mapper whose caches hold about `cache_capacity` entries each, backed by `store`.
-    pub fn new(store: S, cache_capacity: usize) -> Self {
+    /// A mapper whose caches, backed by `store`, keep about `cache_bytes` resident together.
+    pub fn new(store: S, cache_bytes: usize) -> Self {
         Mapper {
             relations: RelationCache::new(),
             schema_problems: HashMap::new(),
-            lookups: Lookups::new(store, cache_capacity),
+            lookups: Lookups::new(store, cache_bytes),
             latest: LatestWork::default(),
         }
     }
@@ -306,7 +307,7 @@ impl<S: LookupStore> Mapper<S> {
         self.mark(patient_id, Dirty::All);
     }
 
-    /// Called after a batch was written: caches may shrink now.
+    /// Called after a batch was written: caches may drop what they no longer use now.
     pub fn end_batch(&mut self) {
         self.lookups.trim();
     }

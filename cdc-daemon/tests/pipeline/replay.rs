@@ -115,9 +115,13 @@ async fn replay_converges(seed: u64) {
     )
     .await
     .unwrap();
+    // Small batches, and a memory budget so small that the caches turn at nearly every batch
+    // end: the replay then reads most parents back from the store.
     let settings = [
         ("MYHEALTH_SLOT", again.as_str()),
         ("MYHEALTH_BATCH_MAX_CHANGES", "7"),
+        ("MYHEALTH_BATCH_MAX_BYTES", "16384"),
+        ("MYHEALTH_MEMORY_BUDGET_BYTES", "32768"),
     ];
     // A random prefix, then a stop...
     let prefix = rig.start_with(&settings).await;

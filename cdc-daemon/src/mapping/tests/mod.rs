@@ -183,7 +183,7 @@ impl Stream {
 
     /// A stream over `store` (what a restarted daemon finds in the store).
     pub(super) fn over(store: MemoryStore) -> Stream {
-        let mut mapper = Mapper::new(store, 1_000);
+        let mut mapper = Mapper::new(store, 1 << 20);
         for table in Table::ALL {
             mapper.relation(relation(table));
         }
