@@ -171,6 +171,22 @@ impl ServiceProcess {
         self.memory_bytes("VmHWM")
     }
 
+    /// Starts measuring its peak resident set size afresh (writes `5` to `/proc/<pid>/clear_refs`,
+    /// which sets `VmHWM` to the current `VmRSS`), so that the peak of one phase of a run can be
+    /// told from an earlier one's.
+    pub fn reset_peak_rss(&self) -> Result<(), HarnessError> {
+        let failed = |detail: &str| HarnessError::Command {
+            command: format!("resetting the peak memory of {}", self.name),
+            detail: detail.to_string(),
+        };
+        let pid = self
+            .process
+            .server_pid()
+            .ok_or_else(|| failed("it has no process id"))?;
+        std::fs::write(format!("/proc/{pid}/clear_refs"), "5")
+            .map_err(|error| failed(&error.to_string()))
+    }
+
     /// A memory line of `/proc/<pid>/status` (which gives it in KiB), in bytes.
     fn memory_bytes(&self, field: &str) -> Result<u64, HarnessError> {
         let unreadable = |detail: &str| HarnessError::Command {

@@ -49,6 +49,12 @@ impl Service {
         Ok(self.process.peak_rss_bytes()?)
     }
 
+    /// Starts measuring the peak resident set size afresh (see
+    /// [`devstack::services::ServiceProcess::reset_peak_rss`]).
+    pub fn reset_peak_rss(&self) -> Result<()> {
+        Ok(self.process.reset_peak_rss()?)
+    }
+
     /// The service's `/metrics` text.
     pub async fn metrics(&self) -> Result<Metrics> {
         let text = self

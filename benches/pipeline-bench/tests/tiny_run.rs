@@ -47,7 +47,7 @@ fn a_tiny_run_writes_a_complete_report() {
 
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let table = report["table"].as_array().unwrap();
-    assert_eq!(table.len(), 7, "a line per figure: {table:?}");
+    assert_eq!(table.len(), 8, "a line per figure: {table:?}");
     for line in table {
         if let Some(ratio) = line["ratio"].as_f64() {
             assert!(
@@ -65,8 +65,14 @@ fn a_tiny_run_writes_a_complete_report() {
         report["store_reference_changes"].as_f64().unwrap(),
         "the store reference wrote the daemon's changes"
     );
-    let rss = report["discard"]["peak_rss_bytes"].as_f64().unwrap();
-    assert!(rss > 1e6 && rss < 1e9, "peak RSS {rss} is not sane");
+    for rss in [
+        &report["discard"]["peak_rss_bytes"],
+        &report["store"]["peak_rss_bytes"],
+        &report["streaming_peak_rss_bytes"],
+    ] {
+        let rss = rss.as_f64().unwrap();
+        assert!(rss > 1e6 && rss < 1e9, "peak RSS {rss} is not sane");
+    }
     assert!(report["ingest"]["requests"].as_u64().unwrap() > 0);
     assert!(report["pgbench_tps"].as_f64().unwrap() > 0.0);
     assert!(report["reports"]["requests"].as_u64().unwrap() > 0);
