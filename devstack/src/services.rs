@@ -175,36 +175,39 @@ impl ServiceProcess {
     /// which sets `VmHWM` to the current `VmRSS`), so that the peak of one phase of a run can be
     /// told from an earlier one's.
     pub fn reset_peak_rss(&self) -> Result<(), HarnessError> {
-        let failed = |detail: &str| HarnessError::Command {
-            command: format!("resetting the peak memory of {}", self.name),
-            detail: detail.to_string(),
-        };
-        let pid = self
-            .process
-            .server_pid()
-            .ok_or_else(|| failed("it has no process id"))?;
-        std::fs::write(format!("/proc/{pid}/clear_refs"), "5")
-            .map_err(|error| failed(&error.to_string()))
+        let path = self.proc_file("clear_refs", "resetting the peak memory")?;
+        std::fs::write(path, "5")
+            .map_err(|error| self.failed("resetting the peak memory", &error.to_string()))
     }
 
     /// A memory line of `/proc/<pid>/status` (which gives it in KiB), in bytes.
     fn memory_bytes(&self, field: &str) -> Result<u64, HarnessError> {
-        let unreadable = |detail: &str| HarnessError::Command {
-            command: format!("reading the memory of {}", self.name),
-            detail: detail.to_string(),
-        };
-        let pid = self
-            .process
-            .server_pid()
-            .ok_or_else(|| unreadable("it has no process id"))?;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .map_err(|error| unreadable(&error.to_string()))?;
+        let doing = "reading the memory";
+        let status = std::fs::read_to_string(self.proc_file("status", doing)?)
+            .map_err(|error| self.failed(doing, &error.to_string()))?;
         let kib: u64 = status
             .lines()
             .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
             .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-            .ok_or_else(|| unreadable(&format!("no {field} in /proc status")))?;
+            .ok_or_else(|| self.failed(doing, &format!("no {field} in /proc status")))?;
         Ok(kib * 1024)
+    }
+
+    /// The path of the running process's `/proc/<pid>/<file>`, for `doing` something with it.
+    fn proc_file(&self, file: &str, doing: &str) -> Result<String, HarnessError> {
+        let pid = self
+            .process
+            .server_pid()
+            .ok_or_else(|| self.failed(doing, "it has no process id"))?;
+        Ok(format!("/proc/{pid}/{file}"))
+    }
+
+    /// The error of `doing` something with this process.
+    fn failed(&self, doing: &str, detail: &str) -> HarnessError {
+        HarnessError::Command {
+            command: format!("{doing} of {}", self.name),
+            detail: detail.to_string(),
+        }
     }
 }
 
