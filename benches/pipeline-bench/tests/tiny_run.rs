@@ -47,7 +47,7 @@ fn a_tiny_run_writes_a_complete_report() {
 
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let table = report["table"].as_array().unwrap();
-    assert_eq!(table.len(), 8, "a line per figure: {table:?}");
+    assert_eq!(table.len(), 7, "a line per figure: {table:?}");
     for line in table {
         if let Some(ratio) = line["ratio"].as_f64() {
             assert!(
