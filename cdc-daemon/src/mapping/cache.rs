@@ -85,9 +85,14 @@ impl Budget {
     }
 
     fn spend<V: Resident>(&mut self, key: &str, value: &V) {
-        let bytes = size_of::<(String, V)>() + 1 + key.len() + value.heap_bytes();
-        self.inserted = self.inserted.saturating_add(bytes);
+        self.inserted = self.inserted.saturating_add(entry_bytes(key, value));
     }
+}
+
+/// What one cache entry keeps resident: the hash table's slot and control byte, the key's text
+/// and the value's heap.
+fn entry_bytes<V: Resident>(key: &str, value: &V) -> usize {
+    size_of::<(String, V)>() + 1 + key.len() + value.heap_bytes()
 }
 
 /// One cache of two generations (see the module documentation).
@@ -149,7 +154,7 @@ impl<V: Resident> Cache<V> {
         self.current
             .iter()
             .chain(&self.previous)
-            .map(|(key, value)| size_of::<(String, V)>() + 1 + key.len() + value.heap_bytes())
+            .map(|(key, value)| entry_bytes(key, value))
             .sum()
     }
 }
