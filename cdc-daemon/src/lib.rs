@@ -20,13 +20,14 @@
 //! [`pipeline`] wires them into the streaming loop; [`snapshot`] (the initial copy) and
 //! [`support_requests`] (resync, replay) read rows from the source ([`source_tables`]) and hand
 //! them to [`apply`] like streamed inserts. [`verify`] compares the store with PostgreSQL.
-//! Around the chain: [`lag`], [`heartbeat`] and [`metrics`] for SREs, and the operations port
-//! (`/healthz`, `/readyz`, `/metrics`).
+//! Around the chain: [`lag`], [`heartbeat`] and [`metrics`] for SREs, the operations port
+//! (`/healthz`, `/readyz`, `/metrics`), and [`resident`], the estimate the memory budget counts
+//! caches and batches by.
 //!
 //! The rule that keeps this readable, checked by a test: a module imports only modules after
 //! it in that order — `pipeline`, `snapshot`, `support_requests`, `verify`, `source_tables`,
 //! `replication`, `apply`, `mapping`, `sink`, `checkpoint` — or shared leaves that import no
-//! step (`decode`, `metrics`, `retry`, `backoff`, `lag`, `heartbeat`); nothing imports
+//! step (`decode`, `metrics`, `retry`, `backoff`, `lag`, `heartbeat`, `resident`); nothing imports
 //! `pipeline`, and `snapshot` and `support_requests` do not import each other. `apply` comes
 //! before `mapping` in that order although changes are mapped before they are written: it is
 //! `apply` that runs the mapper (retrying its lookups) and settles what a written batch made
@@ -42,6 +43,7 @@ pub mod mapping;
 pub mod metrics;
 pub mod pipeline;
 pub mod replication;
+pub mod resident;
 pub mod retry;
 pub mod sink;
 pub mod snapshot;
@@ -90,18 +92,20 @@ pub struct Config {
     /// Flush a batch at this many row changes (`MYHEALTH_BATCH_MAX_CHANGES`).
     #[serde(default = "default_batch_max_changes")]
     pub batch_max_changes: usize,
-    /// Flush a batch at about this many bytes (`MYHEALTH_BATCH_MAX_BYTES`); at most the bytes
-    /// of one store command ([`sink::limits::BYTES_PER_COMMAND`]), as a larger batch is sent in
-    /// several commands anyway.
+    /// Flush a batch once its writes keep about this many bytes in memory
+    /// (`MYHEALTH_BATCH_MAX_BYTES`, counted as [`resident`] estimates them); at most the bytes of
+    /// one store command ([`sink::limits::BYTES_PER_COMMAND`]), which is plenty: commands are
+    /// cut by the store's limits, not by batches.
     #[serde(default = "default_batch_max_bytes")]
     pub batch_max_bytes: usize,
     /// Flush a batch at most this long after its first change (`MYHEALTH_BATCH_MAX_DELAY_MS`).
     #[serde(default = "default_batch_max_delay_ms")]
     pub batch_max_delay_ms: u64,
-    /// Bytes the lookup caches and the batch being built may hold together
-    /// (`MYHEALTH_MEMORY_BUDGET_BYTES`): the batch takes up to `batch_max_bytes` of it (at most
-    /// half), the caches the rest. What else the daemon keeps resident (code, runtime, driver,
-    /// the command being sent) does not grow with the data.
+    /// Bytes the lookup caches and the batches may hold together
+    /// (`MYHEALTH_MEMORY_BUDGET_BYTES`): the batch being built and the one being written take
+    /// up to `batch_max_bytes` each (together at most half), the caches the rest. What else the
+    /// daemon keeps resident (code, runtime, driver, the command being sent) does not grow with
+    /// the data.
     #[serde(default = "default_memory_budget_bytes")]
     pub memory_budget_bytes: usize,
     /// The entry count per cache that `memory_budget_bytes` replaced (`MYHEALTH_CACHE_CAPACITY`):
@@ -508,7 +512,15 @@ mod tests {
     ];
     /// Modules any step may import; they import no step themselves, and each imports only
     /// leaves after it (so they form no cycle either).
-    const LEAVES: &[&str] = &["heartbeat", "lag", "retry", "backoff", "decode", "metrics"];
+    const LEAVES: &[&str] = &[
+        "heartbeat",
+        "lag",
+        "retry",
+        "backoff",
+        "decode",
+        "metrics",
+        "resident",
+    ];
 
     /// The `crate::<module>` paths in code (not comments) of module `name`'s files.
     fn imports(name: &str) -> Vec<String> {

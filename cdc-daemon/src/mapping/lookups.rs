@@ -11,7 +11,8 @@ use read_model::{
     LOOKUP_CHECKUPS, LOOKUP_CLINICS, LOOKUP_DEVICES, LOOKUP_PATIENT_CLINICS, PATIENTS, REPORTS,
 };
 
-use super::cache::{Budget, Cache, Resident};
+use super::cache::{Budget, Cache};
+use crate::resident::Resident;
 
 /// Where cache misses are read from: the store, or a [`MemoryStore`].
 pub trait LookupStore {

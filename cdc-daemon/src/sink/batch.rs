@@ -7,6 +7,8 @@ use mongodb::bson::{Bson, Document, RawDocumentBuf, doc};
 use read_model::lsn::to_position;
 use read_model::{DEAD_LETTERS, REPORTS};
 
+use crate::resident::Resident;
+
 /// One write to the store.
 ///
 /// A write made by a change carries the change's commit LSN (`lsn`, stamped by
@@ -287,7 +289,19 @@ impl Write {
         }
     }
 
-    /// Size in bytes of the filter and update, for bounding a batch and a command.
+    /// What the write keeps in memory while it waits in a batch: itself and its documents'
+    /// heap, often several times its size as BSON (every key and string is an allocation of
+    /// its own, every value a full `Bson`).
+    fn resident_bytes(&self) -> usize {
+        size_of::<Write>()
+            + match self {
+                Write::Update { filter, update, .. } => filter.heap_bytes() + update.heap_bytes(),
+                Write::Delete { filter, .. } => filter.heap_bytes(),
+                Write::Move { id, from, to, .. } => id.len() + from.len() + to.len(),
+            }
+    }
+
+    /// Size in bytes of the filter and update as BSON, for bounding a command.
     pub(super) fn approximate_size(&self) -> usize {
         match self {
             Write::Update { filter, update, .. } => bson_size(filter) + bson_size(update),
@@ -308,9 +322,9 @@ fn guard(filter: &mut Document, lsn: Option<u64>) {
     }
 }
 
-/// Size of `document` in bytes as BSON, for bounding batches and commands: counted from its
-/// fields, without encoding it (every write is sized when pushed, and encoding it just to
-/// count was a twentieth of the daemon's CPU).
+/// Size of `document` in bytes as BSON, for bounding commands: counted from its fields,
+/// without encoding it (encoding every write just to count was a twentieth of the daemon's
+/// CPU).
 pub(super) fn bson_size(document: &Document) -> usize {
     elements_size(document.iter().map(|(key, value)| (key.len(), value)))
 }
@@ -401,7 +415,9 @@ impl Batch {
             self.newest = self.newest.max(self.lsn);
         }
         self.changes += 1;
-        self.bytes += write.approximate_size();
+        // A write merged into an earlier one is still counted whole: the estimate stays above
+        // what the batch holds.
+        self.bytes += write.resident_bytes();
         let collection = write.collection();
         let statements = self.statements.entry(collection).or_default();
         let open = self.open.entry(collection).or_default();
@@ -433,7 +449,7 @@ impl Batch {
         self.changes
     }
 
-    /// Approximate size of the pushed writes.
+    /// Estimated bytes the pushed writes keep in memory (see [`crate::resident`]).
     pub fn bytes(&self) -> usize {
         self.bytes
     }
