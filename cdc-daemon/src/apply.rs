@@ -8,6 +8,11 @@
 //! the store refuses on its own, becomes a dead letter in `cdc_dead_letters` and the stream
 //! goes on; halting at a dead letter instead (`stop_on_dead_letter`) is the pipeline's decision.
 //!
+//! Streaming writes a batch on a task of its own while the next one is mapped: the batch leaves
+//! the mapping as a [`Taken`], a [`Writing`] marks it in flight, and the mapping's store reads
+//! ([`SettledStore`]) wait until it is written. The snapshot and support requests write in
+//! place ([`Writer::apply`]).
+//!
 //! A dead letter keeps the change as canonical Extended JSON text ([`extended_json`]), never as
 //! nested documents: a refused update's `$`-prefixed and dotted keys, or a column named with a
 //! dot, may be refused by MongoDB when the letter is stored or replayed. Canonical rather than
@@ -15,6 +20,7 @@
 //! be why the store refused a write. A dead letter the store refuses to record is not dropped:
 //! the writer retries it (backpressure: nothing else is written meanwhile) until it is stored.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use mongodb::Database;
@@ -25,7 +31,9 @@ use read_model::{
 };
 
 use crate::decode::Message;
-use crate::mapping::{DeadLetter, Mapped, Mapper, Transaction, latest};
+use crate::mapping::latest::{self, LatestWork};
+use crate::mapping::lookups::LookupStore;
+use crate::mapping::{DeadLetter, Mapped, Mapper, Transaction};
 use crate::metrics::{CdcMetrics, Stage};
 use crate::retry::{Failures, GaveUp, Retry};
 use crate::sink::{self, Batch, Limits, Mode, Write};
@@ -95,7 +103,7 @@ pub fn letter_json(letter: Document) -> serde_json::Value {
 pub struct Settings {
     /// Flush once this many row changes are batched.
     pub max_batch_changes: usize,
-    /// Flush once the batch holds about this many bytes.
+    /// Flush once the batch keeps about this many bytes in memory.
     pub max_batch_bytes: usize,
     /// Flush a batch at most this long after its first change.
     pub max_batch_delay: Duration,
@@ -122,6 +130,57 @@ pub struct Writer {
     metrics: CdcMetrics,
     retry: Retry,
     limits: Limits,
+    /// Locked while a batch is written behind the mapping ([`Writer::writing`]).
+    writing: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// A batch taken out of the mapping, with everything its writing needs: its statements and what
+/// it changed about patients' newest values.
+#[derive(Debug)]
+pub struct Taken {
+    statements: Vec<(&'static str, Vec<Write>)>,
+    latest: LatestWork,
+    newest: Option<u64>,
+    changes: usize,
+}
+
+impl Taken {
+    /// Takes what `batch` and `mapper` collected, leaving both empty.
+    pub fn from<S: LookupStore>(batch: &mut Batch, mapper: &mut Mapper<S>) -> Self {
+        Taken {
+            changes: batch.changes(),
+            newest: batch.newest(),
+            statements: batch.take(),
+            latest: mapper.take_latest(),
+        }
+    }
+}
+
+/// Held while a batch is written on a task of its own: until it is dropped, every lookup read
+/// through [`Writer::lookups`] waits, so that the mapping of the next batch never reads a
+/// document the store has not been given yet (a cache miss, or an entry forgotten at a delete).
+/// Being a lock, it also keeps a second batch from starting before the first ended.
+#[derive(Debug)]
+pub struct Writing {
+    _held: tokio::sync::OwnedMutexGuard<()>,
+}
+
+/// The store as the mapping reads it: after every batch being written ([`Writing`]).
+#[derive(Debug, Clone)]
+pub struct SettledStore {
+    database: Database,
+    writing: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl LookupStore for SettledStore {
+    async fn find(
+        &self,
+        collection: &'static str,
+        id: &str,
+    ) -> Result<Option<Document>, mongodb::error::Error> {
+        drop(self.writing.lock().await);
+        self.database.find(collection, id).await
+    }
 }
 
 impl Writer {
@@ -134,6 +193,23 @@ impl Writer {
             metrics,
             retry,
             limits: Limits::FERRETDB,
+            writing: Arc::default(),
+        }
+    }
+
+    /// Where a mapper reads its cache misses: the store, once the batch being written is in it.
+    pub fn lookups(&self) -> SettledStore {
+        SettledStore {
+            database: self.database.clone(),
+            writing: self.writing.clone(),
+        }
+    }
+
+    /// Waits for the batch being written to end, then marks a new one as being written until
+    /// the returned [`Writing`] is dropped.
+    pub async fn writing(&self) -> Writing {
+        Writing {
+            _held: self.writing.clone().lock_owned().await,
         }
     }
 
@@ -192,9 +268,9 @@ impl Writer {
     }
 
     /// Maps `message` into `batch`, retrying while a lookup cannot be read from the store.
-    pub async fn map_retrying(
+    pub async fn map_retrying<S: LookupStore>(
         &self,
-        mapper: &mut Mapper<Database>,
+        mapper: &mut Mapper<S>,
         message: &Message,
         transaction: &Transaction,
         batch: &mut Batch,
@@ -211,9 +287,9 @@ impl Writer {
 
     /// Maps a row read from the source (snapshot, support request) into `batch`, recording a
     /// change it cannot map as dead letter `number` of `transaction`.
-    pub async fn map_source_row(
+    pub async fn map_source_row<S: LookupStore>(
         &self,
-        mapper: &mut Mapper<Database>,
+        mapper: &mut Mapper<S>,
         message: &Message,
         transaction: &Transaction,
         batch: &mut Batch,
@@ -253,26 +329,38 @@ impl Writer {
     }
 
     /// Writes `batch`, then what it made stale in patients' `latest`, retrying while the store
-    /// is unavailable. Statements the store refuses on their own become dead letters named
-    /// after `lsn`.
-    pub async fn apply(
+    /// is unavailable, then lets `mapper`'s caches drop what they no longer need. Statements the
+    /// store refuses on their own become dead letters named after `lsn`.
+    pub async fn apply<S: LookupStore>(
         &self,
         batch: &mut Batch,
-        mapper: &mut Mapper<Database>,
+        mapper: &mut Mapper<S>,
         lsn: u64,
         mode: Mode,
     ) -> Result<(), GaveUp> {
-        let changes = batch.changes();
-        let newest = batch.newest();
-        let statements = batch.take();
+        self.write_taken(Taken::from(batch, mapper), lsn, mode)
+            .await?;
+        mapper.end_batch();
+        Ok(())
+    }
+
+    /// Writes a batch taken out of the mapping (see [`Writer::apply`]); needs no mapper, so that
+    /// it can run while the next batch is mapped.
+    pub async fn write_taken(&self, taken: Taken, lsn: u64, mode: Mode) -> Result<(), GaveUp> {
+        let Taken {
+            statements,
+            latest,
+            newest,
+            changes,
+        } = taken;
         self.write(&statements, lsn, mode).await?;
-        let work = mapper.take_latest();
+        drop(statements);
         // Settling reads the store, which a discarding sink never wrote.
-        if !work.is_empty() && self.settings.sink == SinkMode::Store {
+        if !latest.is_empty() && self.settings.sink == SinkMode::Store {
             let writes = self
                 .retry
                 .until_ok(Stage::Mapping, || async {
-                    latest::settle(&self.database, &work).await
+                    latest::settle(&self.database, &latest).await
                 })
                 .await?;
             // Derived from every change of the batch: as new as the newest of them.
@@ -283,7 +371,6 @@ impl Writer {
             derived.extend(writes);
             self.write(&derived.take(), lsn, Mode::Update).await?;
         }
-        mapper.end_batch();
         if changes > 0 {
             self.metrics.batch_changes.observe(changes as f64);
         }
@@ -467,6 +554,39 @@ mod tests {
         let letter = doc! { "values": &text };
         assert_eq!(letter_document(&letter, "values"), None);
         assert!(letter_json(letter)["values"].is_string());
+    }
+
+    #[tokio::test]
+    async fn a_lookup_waits_for_the_batch_being_written() {
+        let shutdown = Shutdown::new();
+        let (retry, metrics) = retry(&shutdown);
+        // Nothing listens there: a find that gets to the store fails quickly.
+        let client = mongodb::Client::with_uri_str(
+            "mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=50&connectTimeoutMS=50",
+        )
+        .await
+        .expect("a client");
+        let settings = Settings {
+            max_batch_changes: 1,
+            max_batch_bytes: 1,
+            max_batch_delay: Duration::ZERO,
+            sink: SinkMode::Store,
+        };
+        let writer = Writer::new(client.database("unused"), settings, metrics, retry);
+        let writing = writer.writing().await;
+        let lookups = writer.lookups();
+        let mut find = tokio::spawn(async move { lookups.find(REPORTS, "r").await });
+        let waited = tokio::time::timeout(Duration::from_millis(500), &mut find).await;
+        assert!(
+            waited.is_err(),
+            "the lookup read the store during the write"
+        );
+        drop(writing);
+        let found = tokio::time::timeout(Duration::from_secs(10), find)
+            .await
+            .expect("the lookup goes on once the write ended")
+            .expect("not panicked");
+        assert!(found.is_err(), "it reached the (absent) store");
     }
 
     #[tokio::test]

@@ -191,7 +191,7 @@ fn default_batch_max_changes() -> usize {
 }
 
 fn default_batch_max_bytes() -> usize {
-    8 * 1024 * 1024
+    4 * 1024 * 1024
 }
 
 fn default_batch_max_delay_ms() -> u64 {
@@ -251,8 +251,8 @@ impl Config {
             "cache_capacity (MYHEALTH_CACHE_CAPACITY) was replaced by memory_budget_bytes (MYHEALTH_MEMORY_BUDGET_BYTES), which bounds the caches by bytes"
         );
         anyhow::ensure!(
-            self.batch_max_bytes <= self.memory_budget_bytes / 2,
-            "memory_budget_bytes (MYHEALTH_MEMORY_BUDGET_BYTES) must be at least twice batch_max_bytes ({}), not {}",
+            self.batch_max_bytes <= self.memory_budget_bytes / 4,
+            "memory_budget_bytes (MYHEALTH_MEMORY_BUDGET_BYTES) must be at least four times batch_max_bytes ({}: two batches, at most half the budget), not {}",
             self.batch_max_bytes,
             self.memory_budget_bytes
         );
@@ -360,7 +360,7 @@ pub async fn build_on(
             publication: config.publication.clone(),
         },
         writer,
-        cache_bytes: config.memory_budget_bytes - config.batch_max_bytes,
+        cache_bytes: config.memory_budget_bytes - 2 * config.batch_max_bytes,
         stop_on_dead_letter: config.stop_on_dead_letter,
         lag: std::sync::Arc::new(lag::LagState::new(heartbeat_interval)),
         shutdown,
@@ -478,21 +478,22 @@ mod tests {
     }
 
     #[test]
-    fn the_batch_may_take_at_most_half_of_the_memory_budget() {
+    fn the_two_batches_may_take_at_most_half_of_the_memory_budget() {
         let half = config(&[
             ("batch_max_bytes", "1048576"),
-            ("memory_budget_bytes", "2097152"),
+            ("memory_budget_bytes", "4194304"),
         ]);
         half.validate().expect("half is allowed");
         let error = config(&[
             ("batch_max_bytes", "1048576"),
-            ("memory_budget_bytes", "2097151"),
+            ("memory_budget_bytes", "4194303"),
         ])
         .validate()
         .expect_err("more than half")
         .to_string();
         assert!(
-            error.starts_with("memory_budget_bytes") && error.contains("twice batch_max_bytes"),
+            error.starts_with("memory_budget_bytes")
+                && error.contains("four times batch_max_bytes"),
             "{error}"
         );
     }

@@ -3,9 +3,16 @@
 //! 1. [`replication`](crate::replication): events from the slot, starting at the checkpoint;
 //! 2. [`decode`](crate::decode): pgoutput bytes → messages;
 //! 3. [`mapping`](crate::mapping): row changes → document writes, collected in a batch;
-//! 4. [`sink`](crate::sink): the batch → the store, when it is full or old enough;
-//! 5. [`checkpoint`](crate::checkpoint): the last completed transaction → the store, then the
-//!    slot.
+//! 4. [`apply`](crate::apply) through the [`sink`](crate::sink): the batch → the store, when it
+//!    is full or old enough, on a task of its own while the next batch is mapped;
+//! 5. [`checkpoint`](crate::checkpoint): the last transaction completed in that batch → the
+//!    store, once the store acknowledged the batch, then the slot.
+//!
+//! At most one batch is in flight: a full batch waits for the one before it, so memory stays at
+//! two batches (the budget counts both) and the store gets batches in stream order. While a
+//! batch is written, a lookup the mapping must read from the store waits for it
+//! ([`Writing`](crate::apply::Writing)): the next batch never reads what the store has not been
+//! given yet.
 //!
 //! Transactions arrive only after they committed (pgoutput v1), so changes are applied as they
 //! come: a transaction of any size costs at most a batch of memory, and the checkpoint only
@@ -17,11 +24,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mongodb::Database;
 use mongodb::bson::{DateTime, doc};
 use service_plumbing::shutdown::Shutdown;
+use tokio::task::{JoinError, JoinHandle};
 
-use crate::apply::Writer;
+use crate::apply::{SettledStore, Taken, Writer};
 use crate::backoff::Backoff;
 use crate::checkpoint::Checkpoints;
 use crate::decode::{self, Message};
@@ -118,7 +125,7 @@ pub struct Pipeline {
     /// Writes batches (and holds the store, the metrics and the retry policy).
     pub writer: Writer,
     /// Bytes the mapper's lookup caches keep resident together (the memory budget less the
-    /// batch's share).
+    /// share of the two batches, the one mapped and the one written).
     pub cache_bytes: usize,
     /// Halt at the first change that cannot be mapped instead of recording a dead letter.
     pub stop_on_dead_letter: bool,
@@ -163,7 +170,7 @@ impl Pipeline {
             return;
         }
         let checkpoints = Checkpoints::new(database.clone(), self.source.slot.clone());
-        let mut mapper = Mapper::new(database.clone(), self.cache_bytes);
+        let mut mapper = Mapper::new(self.writer.lookups(), self.cache_bytes);
         let metrics = self.writer.metrics();
         let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
         loop {
@@ -213,7 +220,7 @@ impl Pipeline {
     async fn session(
         &self,
         checkpoints: &Checkpoints,
-        mapper: &mut Mapper<Database>,
+        mapper: &mut Mapper<SettledStore>,
         backoff: &mut Backoff,
     ) -> Result<(), SessionError> {
         let retry = self.writer.retry();
@@ -272,9 +279,15 @@ impl Pipeline {
             completed: None,
             commit_times: Vec::new(),
             batch_opened: None,
+            in_flight: None,
             last_idle_advance: Instant::now(),
         };
         let outcome = session.run(mapper).await;
+        // A batch still being written ends before the next session replays from the
+        // checkpoint, so that two sessions' writes never interleave; the replay covers it.
+        if let Some(task) = session.in_flight.take() {
+            let _ = joined(task.await);
+        }
         session.stream.close().await;
         outcome
     }
@@ -303,11 +316,21 @@ struct Session<'p> {
     /// Commit times of the transactions completed in the batch (for commit-to-store latency).
     commit_times: Vec<DateTime>,
     batch_opened: Option<Instant>,
+    /// The batch being written on its own task.
+    in_flight: Option<JoinHandle<Result<Written, GaveUp>>>,
     last_idle_advance: Instant,
 }
 
+/// What a batch written on its own task completed.
+struct Written {
+    /// End LSN and commit time of its last completed transaction, now the stored checkpoint.
+    checkpoint: Option<(u64, DateTime)>,
+    /// Commit times of the transactions it completed.
+    commit_times: Vec<DateTime>,
+}
+
 impl Session<'_> {
-    async fn run(&mut self, mapper: &mut Mapper<Database>) -> Result<(), SessionError> {
+    async fn run(&mut self, mapper: &mut Mapper<SettledStore>) -> Result<(), SessionError> {
         let pipeline = self.pipeline;
         let max_batch_delay = pipeline.writer.settings().max_batch_delay;
         loop {
@@ -319,7 +342,13 @@ impl Session<'_> {
                 biased;
                 () = pipeline.shutdown.wait() => {
                     self.flush(mapper).await?;
+                    self.wait_written().await?;
                     return Ok(());
+                }
+                written = in_flight(&mut self.in_flight) => {
+                    self.in_flight = None;
+                    self.written(joined(written)?);
+                    continue;
                 }
                 event = self.stream.next() => event?.ok_or(Interruption::StreamEnded)?,
                 () = sleep_until(flush_at) => {
@@ -334,7 +363,7 @@ impl Session<'_> {
     async fn handle(
         &mut self,
         event: Event,
-        mapper: &mut Mapper<Database>,
+        mapper: &mut Mapper<SettledStore>,
     ) -> Result<(), SessionError> {
         let pipeline = self.pipeline;
         match event {
@@ -408,7 +437,7 @@ impl Session<'_> {
     async fn change(
         &mut self,
         message: &Message,
-        mapper: &mut Mapper<Database>,
+        mapper: &mut Mapper<SettledStore>,
     ) -> Result<(), SessionError> {
         let pipeline = self.pipeline;
         let Some(open) = self.open.as_mut() else {
@@ -444,7 +473,7 @@ impl Session<'_> {
         &mut self,
         content: &[u8],
         lsn: u64,
-        mapper: &mut Mapper<Database>,
+        mapper: &mut Mapper<SettledStore>,
     ) -> Result<(), SessionError> {
         let pipeline = self.pipeline;
         let request: support_requests::Request = match serde_json::from_slice(content) {
@@ -457,6 +486,7 @@ impl Session<'_> {
         };
         tracing::info!(?request, lsn = %read_model::lsn::format(lsn), "carrying out a request");
         self.flush(mapper).await?;
+        self.wait_written().await?;
         // The request writes behind the mapper's caches, and its own mapper takes their share
         // of the memory budget meanwhile.
         mapper.forget_lookups();
@@ -498,36 +528,72 @@ impl Session<'_> {
         Ok(())
     }
 
-    /// Writes the batch, recomputes what it made stale, then checkpoints the last completed
-    /// transaction.
-    async fn flush(&mut self, mapper: &mut Mapper<Database>) -> Result<(), SessionError> {
-        let pipeline = self.pipeline;
-        pipeline
-            .writer
-            .apply(&mut self.batch, mapper, self.applied, Mode::Update)
-            .await?;
+    /// Hands the batch to a task of its own, once the batch before it is written: the task
+    /// writes it, settles what it made stale in patients' `latest`, then stores the checkpoint
+    /// of the last transaction it completed. The stream is told that checkpoint when the task
+    /// is seen to end ([`Session::written`]).
+    async fn flush(&mut self, mapper: &mut Mapper<SettledStore>) -> Result<(), SessionError> {
         self.batch_opened = None;
-
-        let Some((lsn, commit_time)) = self.completed.take() else {
+        if self.batch.is_empty() && self.completed.is_none() {
             return Ok(());
+        }
+        self.wait_written().await?;
+        // Everything written before this batch is in the store now: the caches may let it go.
+        mapper.end_batch();
+        let taken = Taken::from(&mut self.batch, mapper);
+        let checkpoint = self.completed.take();
+        let commit_times = std::mem::take(&mut self.commit_times);
+        let writer = self.pipeline.writer.clone();
+        let checkpoints = self.checkpoints.clone();
+        let applied = self.applied;
+        let writing = writer.writing().await;
+        self.in_flight = Some(tokio::spawn(async move {
+            let _writing = writing;
+            writer.write_taken(taken, applied, Mode::Update).await?;
+            if let Some((lsn, commit_time)) = checkpoint {
+                store_checkpoint(&writer, &checkpoints, lsn, commit_time).await?;
+            }
+            Ok(Written {
+                checkpoint,
+                commit_times,
+            })
+        }));
+        Ok(())
+    }
+
+    /// Waits for the batch in flight, if any, and takes in what it completed.
+    async fn wait_written(&mut self) -> Result<(), GaveUp> {
+        if let Some(task) = self.in_flight.take() {
+            self.written(joined(task.await)?);
+        }
+        Ok(())
+    }
+
+    /// Takes in what a written batch completed: its checkpoint goes to the slot.
+    fn written(&mut self, written: Written) {
+        let Some((lsn, _)) = written.checkpoint else {
+            return;
         };
-        self.checkpoint(lsn, commit_time).await?;
+        self.confirm(lsn);
+        let pipeline = self.pipeline;
         pipeline.lag.caught_up();
         let metrics = pipeline.writer.metrics();
         let now = DateTime::now().timestamp_millis();
-        for commit_time in self.commit_times.drain(..) {
+        for commit_time in written.commit_times {
             metrics.transactions.inc();
             let seconds = (now - commit_time.timestamp_millis()).max(0) as f64 / 1000.0;
             metrics.commit_to_store_seconds.observe(seconds);
         }
-        Ok(())
     }
 
     /// While nothing is pending, moves the checkpoint to `lsn`, a position the server has sent
     /// everything before: WAL written to unpublished tables is released, and readers waiting
     /// for a position see it reached.
     async fn idle_advance(&mut self, lsn: u64) -> Result<(), SessionError> {
-        let idle = self.open.is_none() && self.batch.is_empty() && self.completed.is_none();
+        let idle = self.open.is_none()
+            && self.batch.is_empty()
+            && self.completed.is_none()
+            && self.in_flight.is_none();
         if !idle
             || lsn <= self.applied
             || self.last_idle_advance.elapsed() < Duration::from_millis(500)
@@ -540,21 +606,55 @@ impl Session<'_> {
         Ok(())
     }
 
-    /// Stores `lsn` (reached at `commit_time`) as the checkpoint, then confirms it to the slot:
-    /// in that order, a crash between the two replays a little, which is harmless.
+    /// Stores `lsn` (reached at `commit_time`) as the checkpoint, then confirms it to the slot.
     async fn checkpoint(&mut self, lsn: u64, commit_time: DateTime) -> Result<(), GaveUp> {
-        let checkpoints = self.checkpoints;
-        self.pipeline
-            .writer
-            .retry()
-            .until_ok(Stage::Checkpoint, || async {
-                checkpoints.advance(lsn, commit_time).await
-            })
-            .await?;
+        store_checkpoint(&self.pipeline.writer, self.checkpoints, lsn, commit_time).await?;
+        self.confirm(lsn);
+        Ok(())
+    }
+
+    /// Tells the slot that everything before `lsn` is in the store (stored as the checkpoint
+    /// first: a crash between the two replays a little, which is harmless).
+    fn confirm(&mut self, lsn: u64) {
         self.stream.confirm(lsn);
         self.applied = lsn;
         self.pipeline.writer.metrics().applied_lsn.set(lsn as f64);
-        Ok(())
+    }
+}
+
+/// Stores `lsn` (reached at `commit_time`) as the checkpoint, retrying while the store is
+/// unavailable.
+async fn store_checkpoint(
+    writer: &Writer,
+    checkpoints: &Checkpoints,
+    lsn: u64,
+    commit_time: DateTime,
+) -> Result<(), GaveUp> {
+    writer
+        .retry()
+        .until_ok(Stage::Checkpoint, || async {
+            checkpoints.advance(lsn, commit_time).await
+        })
+        .await
+}
+
+/// The end of the batch in flight; never, if there is none.
+async fn in_flight(
+    task: &mut Option<JoinHandle<Result<Written, GaveUp>>>,
+) -> Result<Result<Written, GaveUp>, JoinError> {
+    match task {
+        Some(task) => task.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A write task's outcome: a panic in it goes on in the caller, as if it had been written
+/// in place; a task cancelled by the runtime shutting down gave up.
+fn joined(outcome: Result<Result<Written, GaveUp>, JoinError>) -> Result<Written, GaveUp> {
+    match outcome {
+        Ok(written) => written,
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        Err(_) => Err(GaveUp),
     }
 }
 

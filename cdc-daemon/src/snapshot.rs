@@ -25,14 +25,13 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use mongodb::Database;
 use mongodb::bson::DateTime;
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
 use service_plumbing::shutdown::Shutdown;
 
-use crate::apply::Writer;
+use crate::apply::{SettledStore, Writer};
 use crate::decode::{ColumnData, Insert, Message, Relation, TupleData};
 use crate::mapping::{Mapper, Table, Transaction};
 use crate::metrics::CdcMetrics;
@@ -89,7 +88,7 @@ pub async fn copy(
     writer: &Writer,
     source: &Source,
     exported: &ExportedSnapshot,
-    mapper: &mut Mapper<Database>,
+    mapper: &mut Mapper<SettledStore>,
     shutdown: &Shutdown,
 ) -> Result<bool, SnapshotError> {
     let catalog = source_tables::read_view(&source.url, Some(&exported.name)).await?;
@@ -262,7 +261,7 @@ async fn send_rows(
 /// Maps copied rows into batches and writes them.
 struct Copier<'p, 'm> {
     writer: &'p Writer,
-    mapper: &'m mut Mapper<Database>,
+    mapper: &'m mut Mapper<SettledStore>,
     batch: Batch,
     transaction: Transaction,
     rows: u64,

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 use uuid::Uuid;
 
-use crate::apply::{self, Writer};
+use crate::apply::{self, SettledStore, Writer};
 use crate::decode::{Insert, Message, Relation, TupleData, Update};
 use crate::mapping::{Mapper, Table, Transaction};
 use crate::metrics::Stage;
@@ -115,7 +115,7 @@ pub async fn carry_out(
     batch.at(lsn);
     let mut rebuild = Rebuild {
         client: &client,
-        mapper: Mapper::new(writer.database().clone(), cache_bytes),
+        mapper: Mapper::new(writer.lookups(), cache_bytes),
         batch,
         transaction: Transaction {
             commit_lsn: lsn,
@@ -219,7 +219,7 @@ pub async fn dead_letters(
 /// catalog's current ones, which may be ahead of the stream's).
 struct Rebuild<'a> {
     client: &'a Client,
-    mapper: Mapper<Database>,
+    mapper: Mapper<SettledStore>,
     batch: Batch,
     transaction: Transaction,
     relations: &'a [Relation],

@@ -40,7 +40,7 @@ use crate::services::Service;
 const TABLETS: usize = 4;
 /// The daemon's batch limits (its defaults), which the store reference copies.
 const BATCH_MAX_CHANGES: usize = 5000;
-const BATCH_MAX_BYTES: usize = 8 * 1024 * 1024;
+const BATCH_MAX_BYTES: usize = 4 * 1024 * 1024;
 /// Longest a daemon may take to drain a workload.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(3600);
 

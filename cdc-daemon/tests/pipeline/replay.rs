@@ -120,7 +120,7 @@ async fn replay_converges(seed: u64) {
     let settings = [
         ("MYHEALTH_SLOT", again.as_str()),
         ("MYHEALTH_BATCH_MAX_CHANGES", "7"),
-        ("MYHEALTH_BATCH_MAX_BYTES", "16384"),
+        ("MYHEALTH_BATCH_MAX_BYTES", "8192"),
         ("MYHEALTH_MEMORY_BUDGET_BYTES", "32768"),
     ];
     // A random prefix, then a stop...
