@@ -344,8 +344,16 @@ fn connection_config(source: &Source) -> Result<ReplicationConfig, ReplicationEr
         source.publication.clone(),
     )
     .with_port(port)
-    .with_tls(replication_tls(&target.tls, &host)))
+    .with_tls(replication_tls(&target.tls, &host))
+    .with_buffer_size(BUFFERED_EVENTS))
 }
+
+/// pgoutput messages the replication client reads ahead of the daemon. Under a backlog the
+/// buffer stays full, so it is resident memory outside the memory budget: each message is an
+/// allocation of its own, a row change of a few hundred bytes. The client's default, 8,192, kept
+/// several MiB; a fifth of a default batch keeps the decoder fed, with the socket's buffer
+/// behind it.
+const BUFFERED_EVENTS: usize = 1024;
 
 /// The same mode for pgwire-replication's own rustls TLS. Its `Prefer` and `Require` check no
 /// certificate (like libpq); `sslrootcert=system` is its built-in Mozilla root set, as here.
