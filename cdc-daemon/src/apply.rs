@@ -354,6 +354,7 @@ impl Writer {
             changes,
         } = taken;
         self.write(&statements, lsn, mode).await?;
+        // The batch's documents are freed before the settlement reads reports.
         drop(statements);
         // Settling reads the store, which a discarding sink never wrote.
         if !latest.is_empty() && self.settings.sink == SinkMode::Store {

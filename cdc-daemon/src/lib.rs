@@ -251,7 +251,7 @@ impl Config {
             "cache_capacity (MYHEALTH_CACHE_CAPACITY) was replaced by memory_budget_bytes (MYHEALTH_MEMORY_BUDGET_BYTES), which bounds the caches by bytes"
         );
         anyhow::ensure!(
-            self.batch_max_bytes <= self.memory_budget_bytes / 4,
+            BATCHES_IN_MEMORY * self.batch_max_bytes <= self.memory_budget_bytes / 2,
             "memory_budget_bytes (MYHEALTH_MEMORY_BUDGET_BYTES) must be at least four times batch_max_bytes ({}: two batches, at most half the budget), not {}",
             self.batch_max_bytes,
             self.memory_budget_bytes
@@ -275,6 +275,10 @@ const MAX_BATCH_CHANGES: u64 = 1_000_000;
 /// Longest a change may wait in a batch (one minute): readers wait that long for what they
 /// wrote.
 const MAX_BATCH_DELAY_MS: u64 = 60_000;
+
+/// Batches in memory at once, each up to `batch_max_bytes`: the one being built and the one
+/// being written ([`pipeline`]).
+const BATCHES_IN_MEMORY: usize = 2;
 
 /// Largest memory budget (1 TiB): beyond any machine the daemon runs on.
 const MAX_MEMORY_BUDGET_BYTES: u64 = 1 << 40;
@@ -360,7 +364,7 @@ pub async fn build_on(
             publication: config.publication.clone(),
         },
         writer,
-        cache_bytes: config.memory_budget_bytes - 2 * config.batch_max_bytes,
+        cache_bytes: config.memory_budget_bytes - BATCHES_IN_MEMORY * config.batch_max_bytes,
         stop_on_dead_letter: config.stop_on_dead_letter,
         lag: std::sync::Arc::new(lag::LagState::new(heartbeat_interval)),
         shutdown,
