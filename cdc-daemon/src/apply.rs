@@ -107,6 +107,8 @@ pub struct Settings {
     pub max_batch_bytes: usize,
     /// Flush a batch at most this long after its first change.
     pub max_batch_delay: Duration,
+    /// Lanes a batch's writes to one collection go out on at once (see [`sink::lanes`]).
+    pub write_lanes: usize,
     /// Where document writes go.
     pub sink: SinkMode,
 }
@@ -456,6 +458,7 @@ impl Writer {
                     statements,
                     mode,
                     self.limits,
+                    self.settings.write_lanes,
                     |collection, count, elapsed| {
                         metrics
                             .store_writes
@@ -571,6 +574,7 @@ mod tests {
             max_batch_changes: 1,
             max_batch_bytes: 1,
             max_batch_delay: Duration::ZERO,
+            write_lanes: 1,
             sink: SinkMode::Store,
         };
         let writer = Writer::new(client.database("unused"), settings, metrics, retry);

@@ -101,6 +101,12 @@ pub struct Config {
     /// Flush a batch at most this long after its first change (`MYHEALTH_BATCH_MAX_DELAY_MS`).
     #[serde(default = "default_batch_max_delay_ms")]
     pub batch_max_delay_ms: u64,
+    /// Lanes each collection's writes of a batch go out on at once (`MYHEALTH_WRITE_LANES`):
+    /// every document's writes stay on one lane, in order, while different documents' writes
+    /// are sent concurrently, each lane taking one connection of the driver's pool
+    /// (`maxPoolSize`, 10 by default) while it waits for the store.
+    #[serde(default = "default_write_lanes")]
+    pub write_lanes: usize,
     /// Bytes the lookup caches and the batches may hold together
     /// (`MYHEALTH_MEMORY_BUDGET_BYTES`): the batch being built and the one being written take
     /// up to `batch_max_bytes` each (together at most half), the caches the rest. What else the
@@ -186,16 +192,29 @@ fn default_publication() -> String {
     source_schema::PUBLICATION.to_owned()
 }
 
+/// `batch_max_changes` unless configured.
+pub const DEFAULT_BATCH_MAX_CHANGES: usize = 5000;
+
+/// `batch_max_bytes` unless configured.
+pub const DEFAULT_BATCH_MAX_BYTES: usize = 4 * 1024 * 1024;
+
+/// `write_lanes` unless configured.
+pub const DEFAULT_WRITE_LANES: usize = 4;
+
 fn default_batch_max_changes() -> usize {
-    5000
+    DEFAULT_BATCH_MAX_CHANGES
 }
 
 fn default_batch_max_bytes() -> usize {
-    4 * 1024 * 1024
+    DEFAULT_BATCH_MAX_BYTES
 }
 
 fn default_batch_max_delay_ms() -> u64 {
     50
+}
+
+fn default_write_lanes() -> usize {
+    DEFAULT_WRITE_LANES
 }
 
 fn default_memory_budget_bytes() -> usize {
@@ -238,6 +257,7 @@ impl Config {
                 self.memory_budget_bytes as u64,
                 MAX_MEMORY_BUDGET_BYTES,
             ),
+            ("write_lanes", self.write_lanes as u64, MAX_WRITE_LANES),
         ];
         for (setting, value, most) in limits {
             anyhow::ensure!(
@@ -279,6 +299,10 @@ const MAX_BATCH_DELAY_MS: u64 = 60_000;
 /// Batches in memory at once, each up to `batch_max_bytes`: the one being built and the one
 /// being written ([`pipeline`]).
 const BATCHES_IN_MEMORY: usize = 2;
+
+/// Most write lanes: each takes a connection to the store while it waits for it, and past a
+/// few per shard more lanes only queue up in the store.
+const MAX_WRITE_LANES: u64 = 64;
 
 /// Largest memory budget (1 TiB): beyond any machine the daemon runs on.
 const MAX_MEMORY_BUDGET_BYTES: u64 = 1 << 40;
@@ -352,6 +376,7 @@ pub async fn build_on(
             max_batch_changes: config.batch_max_changes,
             max_batch_bytes: config.batch_max_bytes,
             max_batch_delay: std::time::Duration::from_millis(config.batch_max_delay_ms),
+            write_lanes: config.write_lanes,
             sink: config.sink,
         },
         metrics,
@@ -452,6 +477,8 @@ mod tests {
             ("batch_max_delay_ms", "60001"),
             ("memory_budget_bytes", "0"),
             ("memory_budget_bytes", "1099511627777"),
+            ("write_lanes", "0"),
+            ("write_lanes", "65"),
         ] {
             let error = config(&[(setting, value)])
                 .validate()
@@ -467,6 +494,7 @@ mod tests {
             ("batch_max_bytes", "8388608"),
             ("batch_max_delay_ms", "1"),
             ("memory_budget_bytes", "1099511627776"),
+            ("write_lanes", "64"),
         ])
         .validate()
         .expect("the bounds themselves are valid");

@@ -120,6 +120,8 @@ impl Stack {
                 ("MYHEALTH_DATABASE_URL", stack.replication_url.clone()),
                 ("MYHEALTH_MONGODB_URI", mongodb_uri.clone()),
                 ("MYHEALTH_MONGODB_DATABASE", DATABASE.to_string()),
+                // Eight lanes of writes at once: a kill finds them at different positions.
+                ("MYHEALTH_WRITE_LANES", "8".to_string()),
             ],
         )?;
         // The load starts once the daemon holds its slot, so that the run measures faults rather

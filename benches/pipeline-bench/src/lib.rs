@@ -13,7 +13,10 @@
 //! - d. [`freshness`]: uploads at half of c's rate while that daemon keeps up;
 //! - e. the peak RSS of c's daemon, in its backlog (c) and while streaming (d), default settings;
 //! - f. [`load`] on the ingest API against [`ingest_reference`] (pgbench, same SQL);
-//! - g. [`load`] on the reports API's list page against the same query from a driver loop.
+//! - g. [`load`] on the reports API's list page against the same query from a driver loop;
+//! - c by lanes: on a third workload (the lanes workload, in its own source database), the
+//!   daemon into the store and the store reference with 1, 2, 4 and 8 write lanes each, every
+//!   run into an empty store database of its own.
 
 pub mod freshness;
 pub mod ingest_reference;
@@ -29,6 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use cdc_daemon::{DEFAULT_BATCH_MAX_BYTES, DEFAULT_BATCH_MAX_CHANGES, DEFAULT_WRITE_LANES};
 use devstack::TestContext;
 use devstack::tablet::Tablet;
 use mongodb::bson::{Document, doc};
@@ -38,9 +42,8 @@ use crate::services::Service;
 
 /// Concurrent tablets generating the workloads.
 const TABLETS: usize = 4;
-/// The daemon's batch limits (its defaults), which the store reference copies.
-const BATCH_MAX_CHANGES: usize = 5000;
-const BATCH_MAX_BYTES: usize = 4 * 1024 * 1024;
+/// The write lanes of the table of c by lanes.
+const LANES: [usize; 4] = [1, 2, 4, 8];
 /// Longest a daemon may take to drain a workload.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(3600);
 
@@ -53,6 +56,8 @@ pub struct Settings {
     pub uploads: usize,
     /// Uploads of the store workload (daemon into the store, store capacity, reports API).
     pub store_uploads: usize,
+    /// Uploads of the lanes workload (c by lanes).
+    pub lanes_uploads: usize,
     /// Duration of each timed load (freshness, ingest, reports), in seconds.
     pub seconds: u64,
     /// Concurrent clients of the HTTP loads and of pgbench.
@@ -72,6 +77,9 @@ pub async fn run(settings: &Settings) -> Result<Report> {
         .await
         .context("failed to start the stack")?;
     let small = TestContext::new()
+        .await
+        .context("failed to start the stack")?;
+    let by_lanes = TestContext::new()
         .await
         .context("failed to start the stack")?;
     let mut report = Report::new(Machine::read(large.stack().store.describe()), settings);
@@ -121,6 +129,30 @@ pub async fn run(settings: &Settings) -> Result<Report> {
         .context("the store workload has no patient")?;
     let end_small = wal_position(&pg_small).await?;
 
+    log("generating the lanes workload");
+    let pg_lanes = by_lanes.postgres().await?;
+    create_slots(&pg_lanes, &by_lanes.store(), &["bench_lanes_reference"]).await?;
+    for lanes in LANES {
+        create_slots(
+            &pg_lanes,
+            &lanes_store(&by_lanes, lanes),
+            &[&lanes_slot(lanes)],
+        )
+        .await?;
+    }
+    let token_lanes = device(bins, &by_lanes.database_url).await?;
+    let ingest_lanes = Service::start(bins, "ingest-api", &ingest_env(&by_lanes), logs).await?;
+    report.lanes_workload = workload::generate(
+        &ingest_lanes.url,
+        &token_lanes,
+        settings.lanes_uploads,
+        TABLETS,
+        3,
+    )
+    .await?;
+    ingest_lanes.stop().await?;
+    let end_lanes = wal_position(&pg_lanes).await?;
+
     log("a. pg_recvlogical");
     report.source_seconds = source::drain(
         &bindir,
@@ -131,7 +163,7 @@ pub async fn run(settings: &Settings) -> Result<Report> {
     .await?;
 
     log("b. daemon, discard sink");
-    let mut env = daemon_env(&large, "bench_discard");
+    let mut env = daemon_env(&large, &large.database, "bench_discard");
     env.push(("MYHEALTH_SINK", "discard".to_string()));
     // With nothing written, a cache miss would read an empty store: the caches hold it all.
     env.push(("MYHEALTH_MEMORY_BUDGET_BYTES", (1_u64 << 40).to_string()));
@@ -143,20 +175,24 @@ pub async fn run(settings: &Settings) -> Result<Report> {
 
     log("c. daemon into the store");
     let started = Instant::now();
-    let mut daemon =
-        Service::start(bins, "cdc-daemon", &daemon_env(&small, "bench_store"), logs).await?;
+    let mut daemon = Service::start(
+        bins,
+        "cdc-daemon",
+        &daemon_env(&small, &small.database, "bench_store"),
+        logs,
+    )
+    .await?;
     report.store = drain(&mut daemon, started, end_small).await?;
 
     log("c. store capacity (driver loop)");
     let messages = store_reference::capture(&pg_small, "bench_reference").await?;
     drop_slots(&pg_small, &["bench_reference"]).await?;
-    let (batches, changes) =
-        store_reference::prepare(&messages, BATCH_MAX_CHANGES, BATCH_MAX_BYTES).await?;
+    let (batches, changes) = prepare_reference(&messages).await?;
     drop(messages);
     let reference_db = small
         .mongo
         .database(&format!("{}_reference", small.database));
-    let written = store_reference::write(&reference_db, &batches).await;
+    let written = store_reference::write(&reference_db, &batches, DEFAULT_WRITE_LANES).await;
     reference_db
         .drop()
         .await
@@ -208,7 +244,86 @@ pub async fn run(settings: &Settings) -> Result<Report> {
     let (reports, driver) = reports_load(bins, logs, &small, busiest, settings).await?;
     report.reports = Some(reports);
     report.reports_driver = Some(driver);
+
+    log("c by write lanes");
+    report.by_lanes = lanes_runs(bins, logs, &by_lanes, &pg_lanes, end_lanes).await?;
     Ok(report)
+}
+
+/// c with one number of write lanes: the daemon into an empty store, and the store reference
+/// with as many lanes.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct LanesRun {
+    /// Write lanes of both.
+    pub lanes: usize,
+    /// The daemon's drain of the lanes workload.
+    pub daemon: Drain,
+    /// Row changes the store reference wrote.
+    pub reference_changes: usize,
+    /// Seconds the store reference took.
+    pub reference_seconds: f64,
+}
+
+/// The daemon and the store reference over the lanes workload (up to WAL position `end`), with
+/// each number of [`LANES`] in turn; every store database is dropped after its run, so that
+/// each starts as empty as the first.
+async fn lanes_runs(
+    bins: &Path,
+    logs: &Path,
+    ctx: &TestContext,
+    pg: &tokio_postgres::Client,
+    end: u64,
+) -> Result<Vec<LanesRun>> {
+    let messages = store_reference::capture(pg, "bench_lanes_reference").await?;
+    drop_slots(pg, &["bench_lanes_reference"]).await?;
+    let (batches, changes) = prepare_reference(&messages).await?;
+    drop(messages);
+    let mut runs = Vec::new();
+    for lanes in LANES {
+        let (slot, store) = (lanes_slot(lanes), lanes_store(ctx, lanes));
+        let mut env = daemon_env(ctx, store.name(), &slot);
+        env.push(("MYHEALTH_WRITE_LANES", lanes.to_string()));
+        let started = Instant::now();
+        let mut daemon = Service::start(bins, "cdc-daemon", &env, logs).await?;
+        let drained = drain(&mut daemon, started, end).await?;
+        daemon.stop().await?;
+        drop_slots(pg, &[&slot]).await?;
+        store
+            .drop()
+            .await
+            .context("failed to drop a lanes run's store")?;
+        let reference_db = ctx.mongo.database(&format!("{}_reference", ctx.database));
+        let written = store_reference::write(&reference_db, &batches, lanes).await;
+        reference_db
+            .drop()
+            .await
+            .context("failed to drop the reference store")?;
+        runs.push(LanesRun {
+            lanes,
+            daemon: drained,
+            reference_changes: changes,
+            reference_seconds: written?,
+        });
+    }
+    Ok(runs)
+}
+
+/// The slot of the lanes run with `lanes` lanes.
+fn lanes_slot(lanes: usize) -> String {
+    format!("bench_lanes_{lanes}")
+}
+
+/// The store database of the lanes run with `lanes` lanes.
+fn lanes_store(ctx: &TestContext, lanes: usize) -> mongodb::Database {
+    ctx.mongo
+        .database(&format!("{}_lanes_{lanes}", ctx.database))
+}
+
+/// The store reference's batches of `messages`, cut at the daemon's default batch limits.
+async fn prepare_reference(
+    messages: &[bytes::Bytes],
+) -> Result<(Vec<store_reference::PreparedBatch>, usize)> {
+    store_reference::prepare(messages, DEFAULT_BATCH_MAX_CHANGES, DEFAULT_BATCH_MAX_BYTES).await
 }
 
 /// A daemon's drain of a backlog.
@@ -268,11 +383,12 @@ fn ingest_env(ctx: &TestContext) -> Vec<(&'static str, String)> {
     vec![("MYHEALTH_DATABASE_URL", ctx.database_url.clone())]
 }
 
-fn daemon_env(ctx: &TestContext, slot: &str) -> Vec<(&'static str, String)> {
+/// A daemon of `ctx`'s source streaming `slot` into the store database `database`.
+fn daemon_env(ctx: &TestContext, database: &str, slot: &str) -> Vec<(&'static str, String)> {
     vec![
         ("MYHEALTH_DATABASE_URL", ctx.database_url.clone()),
         ("MYHEALTH_MONGODB_URI", ctx.mongodb_uri.clone()),
-        ("MYHEALTH_MONGODB_DATABASE", ctx.database.clone()),
+        ("MYHEALTH_MONGODB_DATABASE", database.to_string()),
         ("MYHEALTH_SLOT", slot.to_string()),
     ]
 }

@@ -21,6 +21,10 @@ struct Args {
     /// the default, far less than on SQLite, where 500 was the most that ran in time).
     #[arg(long, default_value_t = 5_000)]
     store_uploads: usize,
+    /// Uploads of the lanes workload: the daemon and the store reference into an empty store
+    /// with 1, 2, 4 and 8 write lanes (eight drains of it in all).
+    #[arg(long, default_value_t = 1_000)]
+    lanes_uploads: usize,
     /// Seconds of each timed load (freshness, ingest API, reports API).
     #[arg(long, default_value_t = 20)]
     seconds: u64,
@@ -65,6 +69,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         bin_dir,
         uploads: args.uploads,
         store_uploads: args.store_uploads,
+        lanes_uploads: args.lanes_uploads,
         seconds: args.seconds,
         clients: args.clients,
         work_dir: args.work_dir,

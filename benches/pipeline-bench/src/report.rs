@@ -5,12 +5,13 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use cdc_daemon::DEFAULT_WRITE_LANES;
 use serde::Serialize;
 
 use crate::freshness::Freshness;
 use crate::load::Load;
 use crate::workload::Workload;
-use crate::{Drain, Settings};
+use crate::{Drain, LanesRun, Settings};
 
 const START: &str = "<!-- pipeline-bench:start -->";
 const END: &str = "<!-- pipeline-bench:end -->";
@@ -64,6 +65,8 @@ pub struct Report {
     pub uploads: usize,
     /// Uploads of the store workload.
     pub store_uploads: usize,
+    /// Uploads of the lanes workload.
+    pub lanes_uploads: usize,
     /// Seconds of each timed load.
     pub seconds: u64,
     /// Clients of the loads.
@@ -72,6 +75,8 @@ pub struct Report {
     pub large: Workload,
     /// What was generated for c, d and g (small enough for the store to take in one run).
     pub small: Workload,
+    /// What was generated for c by lanes (small enough for eight runs).
+    pub lanes_workload: Workload,
     /// a. pg_recvlogical's seconds over the large workload.
     pub source_seconds: f64,
     /// b. the daemon with a discard sink over the large workload.
@@ -94,6 +99,8 @@ pub struct Report {
     pub reports: Option<Load>,
     /// g. the same query from a driver loop.
     pub reports_driver: Option<Load>,
+    /// c by lanes, in order of lanes.
+    pub by_lanes: Vec<LanesRun>,
 }
 
 /// One line of the table.
@@ -120,10 +127,12 @@ impl Report {
             machine,
             uploads: settings.uploads,
             store_uploads: settings.store_uploads,
+            lanes_uploads: settings.lanes_uploads,
             seconds: settings.seconds,
             clients: settings.clients,
             large: Workload::default(),
             small: Workload::default(),
+            lanes_workload: Workload::default(),
             source_seconds: 0.0,
             discard: Drain::default(),
             store: Drain::default(),
@@ -135,6 +144,7 @@ impl Report {
             pgbench_tps: 0.0,
             reports: None,
             reports_driver: None,
+            by_lanes: Vec::new(),
         }
     }
 
@@ -157,9 +167,11 @@ impl Report {
         let store = self.store.rows_per_second();
         let capacity = self.store_reference_changes as f64 / self.store_reference_seconds;
         lines.push(ratio_line(
-            "c. daemon into the store, rows/s",
+            &format!("c. daemon into the store, rows/s ({DEFAULT_WRITE_LANES} write lanes)"),
             store,
-            &format!("store capacity, driver loop, same writes and batches: {capacity:.0} rows/s"),
+            &format!(
+                "store capacity, driver loop, same writes, batches and lanes: {capacity:.0} rows/s"
+            ),
             capacity,
             0.9,
         ));
@@ -240,9 +252,19 @@ impl Report {
              cluster (or `DATABASE_URL`). Release builds.\n\n",
             m.cpu, m.cores, m.ram_gib, m.store
         );
+        let lanes_drain = self
+            .by_lanes
+            .first()
+            .map(|run| run.daemon.clone())
+            .unwrap_or_default();
         for (name, workload, drain) in [
             ("Large workload (a, b, e)", &self.large, &self.discard),
             ("Store workload (c, d, g)", &self.small, &self.store),
+            (
+                "Lanes workload (c by lanes)",
+                &self.lanes_workload,
+                &lanes_drain,
+            ),
         ] {
             text.push_str(&format!(
                 "- {name}: {} uploads ({} with a renamed patient), {} amendments, {} deletes = \
@@ -272,6 +294,33 @@ impl Report {
                     .map_or("-".to_string(), |ratio| format!("{ratio:.2}")),
                 line.target,
                 if line.met { "met" } else { "**not met**" }
+            ));
+        }
+        text.push_str(&self.lanes_markdown());
+        text
+    }
+
+    /// The table of c by write lanes: the daemon and the store reference, each into an empty
+    /// store, with each number of lanes.
+    fn lanes_markdown(&self) -> String {
+        let mut text = String::from(
+            "\nc by write lanes (`MYHEALTH_WRITE_LANES`), on the lanes workload, each run into \
+             an empty store:\n\n\
+             | lanes | c, daemon, rows/s | store capacity, same lanes, rows/s | c ÷ capacity | \
+             c ÷ c with 1 lane |\n| ---: | ---: | ---: | ---: | ---: |\n",
+        );
+        let one = self
+            .by_lanes
+            .first()
+            .map_or(f64::NAN, |run| run.daemon.rows_per_second());
+        for run in &self.by_lanes {
+            let daemon = run.daemon.rows_per_second();
+            let capacity = run.reference_changes as f64 / run.reference_seconds;
+            text.push_str(&format!(
+                "| {} | {daemon:.0} | {capacity:.0} | {:.2} | {:.2} |\n",
+                run.lanes,
+                daemon / capacity,
+                daemon / one
             ));
         }
         text

@@ -4,8 +4,9 @@
 //! The workload is read from its own pgoutput slot with `pg_logical_slot_get_binary_changes`
 //! and mapped in memory beforehand with the daemon's decoder and mapper (its joins served from
 //! the mapper's caches, as in the daemon), cut into batches at the daemon's limits. Timed: per
-//! batch, its statements as `update`/`delete` commands of at most 32 statements per collection,
-//! the patients' `latest` settlement (which reads the store, as the daemon does) and one
+//! batch, its statements as `update`/`delete` commands of at most 32 statements, per collection
+//! on the daemon's write lanes (the daemon's own split, [`segments`], each segment's lanes at
+//! once), the patients' `latest` settlement (which reads the store, as the daemon does) and one
 //! checkpoint upsert. Not timed: replication, decoding, mapping.
 
 use std::time::Instant;
@@ -16,7 +17,9 @@ use cdc_daemon::decode::{Message, decode_bytes};
 use cdc_daemon::mapping::lookups::MemoryStore;
 use cdc_daemon::mapping::{LatestWork, Mapper, Transaction, latest};
 use cdc_daemon::replication::unix_millis;
+use cdc_daemon::sink::lanes::segments;
 use cdc_daemon::sink::{Batch, Write};
+use futures_util::future::join_all;
 use mongodb::Database;
 use mongodb::bson::{Bson, DateTime, doc};
 
@@ -109,21 +112,21 @@ pub async fn prepare(
     Ok((batches, changes))
 }
 
-/// Writes `batches` into `database`; returns the seconds it took.
-pub async fn write(database: &Database, batches: &[PreparedBatch]) -> Result<f64> {
+/// Writes `batches` into `database` on `lanes` write lanes; returns the seconds it took.
+pub async fn write(database: &Database, batches: &[PreparedBatch], lanes: usize) -> Result<f64> {
     read_model::indexes::create(database)
         .await
         .context("failed to create the reference store's indexes")?;
     let started = Instant::now();
     for batch in batches {
-        send(database, &batch.statements).await?;
+        send(database, &batch.statements, lanes).await?;
         if !batch.latest.is_empty() {
             let writes = latest::settle(database, &batch.latest)
                 .await
                 .context("failed to settle latest values")?;
             let mut derived = Batch::default();
             derived.extend(writes);
-            send(database, &derived.take()).await?;
+            send(database, &derived.take(), lanes).await?;
         }
         read_model::checkpoint::save(
             database,
@@ -139,9 +142,13 @@ pub async fn write(database: &Database, batches: &[PreparedBatch]) -> Result<f64
     Ok(started.elapsed().as_secs_f64())
 }
 
-/// Per collection, runs of updates or deletes in order, 32 statements per command. The
-/// benchmark's workloads move no report to another patient, so there is no move to send.
-async fn send(database: &Database, statements: &[(&'static str, Vec<Write>)]) -> Result<()> {
+/// Per collection, its segments in order, each segment's lanes at once. The benchmark's
+/// workloads move no report to another patient, so there is no move to send.
+async fn send(
+    database: &Database,
+    statements: &[(&'static str, Vec<Write>)],
+    lanes: usize,
+) -> Result<()> {
     for (collection, writes) in statements {
         anyhow::ensure!(
             !writes
@@ -149,24 +156,45 @@ async fn send(database: &Database, statements: &[(&'static str, Vec<Write>)]) ->
                 .any(|write| matches!(write, Write::Move { .. })),
             "the reference does not move reports"
         );
-        for run in writes.chunk_by(|a, b| is_update(a) == is_update(b)) {
-            for chunk in run.chunks(STATEMENTS_PER_COMMAND) {
-                let command = if is_update(&chunk[0]) {
-                    let updates: Vec<Bson> = chunk.iter().filter_map(update_statement).collect();
-                    doc! { "update": *collection, "updates": updates, "ordered": true }
-                } else {
-                    let deletes: Vec<Bson> = chunk.iter().filter_map(delete_statement).collect();
-                    doc! { "delete": *collection, "deletes": deletes, "ordered": true }
-                };
-                let reply = database
-                    .run_command(command)
-                    .await
-                    .context("a reference write failed")?;
-                anyhow::ensure!(
-                    !reply.contains_key("writeErrors"),
-                    "the store refused a reference write: {reply}"
-                );
+        for segment in segments(writes, lanes) {
+            let sent = join_all(
+                segment
+                    .iter()
+                    .map(|lane| send_lane(database, collection, lane)),
+            );
+            for lane in sent.await {
+                lane?;
             }
+        }
+    }
+    Ok(())
+}
+
+/// One lane's runs of updates or deletes in order, 32 statements per command.
+async fn send_lane(database: &Database, collection: &str, writes: &[&Write]) -> Result<()> {
+    for run in writes.chunk_by(|a, b| is_update(a) == is_update(b)) {
+        for chunk in run.chunks(STATEMENTS_PER_COMMAND) {
+            let command = if is_update(chunk[0]) {
+                let updates: Vec<Bson> = chunk
+                    .iter()
+                    .filter_map(|write| update_statement(write))
+                    .collect();
+                doc! { "update": collection, "updates": updates, "ordered": true }
+            } else {
+                let deletes: Vec<Bson> = chunk
+                    .iter()
+                    .filter_map(|write| delete_statement(write))
+                    .collect();
+                doc! { "delete": collection, "deletes": deletes, "ordered": true }
+            };
+            let reply = database
+                .run_command(command)
+                .await
+                .context("a reference write failed")?;
+            anyhow::ensure!(
+                !reply.contains_key("writeErrors"),
+                "the store refused a reference write: {reply}"
+            );
         }
     }
     Ok(())

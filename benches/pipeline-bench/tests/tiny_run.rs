@@ -30,6 +30,8 @@ fn a_tiny_run_writes_a_complete_report() {
             "40",
             "--store-uploads",
             "20",
+            "--lanes-uploads",
+            "10",
             "--seconds",
             "1",
             "--clients",
@@ -73,10 +75,28 @@ fn a_tiny_run_writes_a_complete_report() {
         let rss = rss.as_f64().unwrap();
         assert!(rss > 1e6 && rss < 1e9, "peak RSS {rss} is not sane");
     }
+    let by_lanes = report["by_lanes"].as_array().unwrap();
+    let lanes: Vec<u64> = by_lanes
+        .iter()
+        .map(|run| run["lanes"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lanes, [1, 2, 4, 8]);
+    for run in by_lanes {
+        // 10 uploads of at least 18 row changes each.
+        let changes = run["daemon"]["changes"].as_f64().unwrap();
+        assert!(changes >= 10.0 * 18.0, "{run}");
+        assert_eq!(
+            changes,
+            run["reference_changes"].as_f64().unwrap(),
+            "the store reference wrote the daemon's changes: {run}"
+        );
+        assert!(run["reference_seconds"].as_f64().unwrap() > 0.0, "{run}");
+    }
     assert!(report["ingest"]["requests"].as_u64().unwrap() > 0);
     assert!(report["pgbench_tps"].as_f64().unwrap() > 0.0);
     assert!(report["reports"]["requests"].as_u64().unwrap() > 0);
     assert!(report["reports_driver"]["requests"].as_u64().unwrap() > 0);
     let text = std::fs::read_to_string(&markdown).unwrap();
     assert!(text.contains("| figure | value | reference | ratio | target | met |"));
+    assert!(text.contains("| lanes | c, daemon, rows/s |"), "{text}");
 }

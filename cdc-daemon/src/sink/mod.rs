@@ -7,9 +7,11 @@
 //! their order (a fan-out to every report of a patient must follow the reports written before
 //! it); several single-document `$set`/`$unset` writes to the same document are conflated into
 //! one while no multi-document write on that collection stands between them. Commands are cut
-//! by the store's [`limits`], which the daemon asks the store for before streaming.
+//! by the store's [`limits`], which the daemon asks the store for before streaming, and sent on
+//! several [`lanes`] at once, each document's writes on one lane.
 
 mod batch;
+pub mod lanes;
 pub mod limits;
 mod store;
 

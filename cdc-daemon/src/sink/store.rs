@@ -1,6 +1,7 @@
-//! Sending a batch to MongoDB: per collection, consecutive statements of one kind go in one
-//! `update` or `delete` command, cut by the store's [`Limits`]: at most so many statements and
-//! so many bytes each, a statement larger than the byte bound alone. On a write error the
+//! Sending a batch to MongoDB: per collection, on its write [`lanes`](super::lanes) at once, and
+//! on each lane consecutive statements of one kind go in one `update` or `delete` command, cut
+//! by the store's [`Limits`]: at most so many statements and so many bytes each, a statement
+//! larger than the byte bound alone. On a write error the
 //! command's statements are sent again one at a time — safe, as every write is idempotent, and
 //! needed because FerretDB does not say which statement failed — and the statements that fail
 //! alone are handed back as rejected instead of stopping the stream. A statement larger than
@@ -15,12 +16,14 @@
 //! document already exists) is sent again as the upserts, which do the same to a new document
 //! and merge into an existing one.
 
+use futures_util::future::join_all;
 use mongodb::Database;
 use mongodb::bson::{Bson, Document, doc};
 use read_model::lsn::to_position;
 use read_model::{MOVING_REPORTS, REPORTS};
 
 use super::batch::{Key, POSITION, Write, bson_size};
+use super::lanes;
 use super::limits::Limits;
 
 /// How upserts are sent.
@@ -78,39 +81,82 @@ pub struct Skipped {
 /// is newer (the filter matches nothing, so the store tries to insert the `_id` again).
 const DUPLICATE_KEY: i32 = 11000;
 
-/// Sends `statements` (per collection, in order) to `database`, in commands cut by `limits`.
-/// Returns what the store did not apply statement by statement; any other failure is an error and nothing may be assumed
-/// written (sending the batch again is safe).
+/// Sends `statements` (per collection, in order) to `database`, in commands cut by `limits`,
+/// each collection's on up to `lanes` lanes at once (see [`super::lanes`]); `on_command` is
+/// told each command's collection, statements and duration. Returns what the store did not
+/// apply statement by statement; any other failure is an error and nothing may be assumed
+/// written (sending the batch again is safe). A lane that fails does not cut the others short:
+/// the error is returned once every lane of its segment has ended.
 pub async fn flush(
     database: &Database,
     statements: &[(&'static str, Vec<Write>)],
     mode: Mode,
     limits: Limits,
-    mut on_command: impl FnMut(&'static str, usize, std::time::Duration),
+    lanes: usize,
+    on_command: impl Fn(&'static str, usize, std::time::Duration) + Sync,
 ) -> Result<Skipped, FlushError> {
-    let concern = write_concern(database)?;
+    let sender = Sender {
+        database,
+        concern: write_concern(database)?,
+        mode,
+        limits,
+        on_command: &on_command,
+    };
     let mut skipped = Skipped::default();
     for (collection, writes) in statements {
-        for run in runs(writes, mode) {
+        for segment in lanes::segments(writes, lanes) {
+            let sent = join_all(segment.iter().map(|lane| sender.lane(collection, lane))).await;
+            for lane in sent {
+                let lane = lane?;
+                skipped.rejected.extend(lane.rejected);
+                skipped.stale.extend(lane.stale);
+            }
+        }
+    }
+    Ok(skipped)
+}
+
+/// What sending one lane needs, shared by the lanes of a flush.
+struct Sender<'a, F> {
+    database: &'a Database,
+    concern: Option<Document>,
+    mode: Mode,
+    limits: Limits,
+    on_command: &'a F,
+}
+
+impl<F: Fn(&'static str, usize, std::time::Duration)> Sender<'_, F> {
+    /// Sends one lane's `writes` to `collection`, in order: runs of one kind, each in commands
+    /// cut by the limits. A multi-document write comes alone (see [`lanes::segments`]), so a
+    /// fan-out is the whole of its command and is repeated right after it (see
+    /// [`repeat_fan_out`]).
+    async fn lane(
+        &self,
+        collection: &'static str,
+        writes: &[&Write],
+    ) -> Result<Skipped, FlushError> {
+        let (database, concern, limits) = (self.database, &self.concern, self.limits);
+        let mut skipped = Skipped::default();
+        for run in runs(writes, self.mode) {
             if let [Write::Move { .. }, ..] = run {
                 for write in run {
                     let started = std::time::Instant::now();
-                    let refused = move_report(database, &concern, write).await?;
-                    on_command(collection, 1, started.elapsed());
+                    let refused = move_report(database, concern, write).await?;
+                    (self.on_command)(collection, 1, started.elapsed());
                     if let Some(error) = refused {
                         skipped.rejected.push(Rejected {
-                            write: write.clone(),
+                            write: (*write).clone(),
                             error: error.to_string(),
                         });
                     }
                 }
                 continue;
             }
-            let inserts: Option<Vec<Document>> = match mode {
-                Mode::InsertNew => run.iter().map(Write::new_document).collect(),
+            let inserts: Option<Vec<Document>> = match self.mode {
+                Mode::InsertNew => run.iter().map(|write| write.new_document()).collect(),
                 Mode::Update => None,
             };
-            let mut updates: Vec<&[Write]> = Vec::new();
+            let mut updates: Vec<&[&Write]> = Vec::new();
             match inserts {
                 Some(documents) => {
                     let sizes: Vec<usize> = documents.iter().map(bson_size).collect();
@@ -121,8 +167,8 @@ pub async fn flush(
                             .iter()
                             .all(|&size| size <= limits.max_statement);
                         let started = std::time::Instant::now();
-                        if fits && insert(database, &concern, collection, chunk).await? {
-                            on_command(collection, chunk.len(), started.elapsed());
+                        if fits && insert(database, concern, collection, chunk).await? {
+                            (self.on_command)(collection, chunk.len(), started.elapsed());
                         } else {
                             updates.push(&run[range]);
                         }
@@ -130,19 +176,18 @@ pub async fn flush(
                 }
                 None => updates.push(run),
             }
-            // A fan-out ends its command, to be repeated before anything after it is sent.
-            let pieces = updates
-                .into_iter()
-                .flat_map(|writes| writes.split_inclusive(is_fan_out));
-            for writes in pieces {
-                let sizes: Vec<usize> = writes.iter().map(Write::approximate_size).collect();
+            for writes in updates {
+                let sizes: Vec<usize> = writes
+                    .iter()
+                    .map(|write| write.approximate_size())
+                    .collect();
                 for range in commands(&sizes, limits.statements, limits.bytes) {
                     let chunk = &writes[range.clone()];
                     if let [write] = chunk
                         && sizes[range.start] > limits.max_statement
                     {
                         skipped.rejected.push(Rejected {
-                            write: write.clone(),
+                            write: (*write).clone(),
                             error: format!(
                                 "not sent: the statement is {} bytes, more than the {} bytes of \
                                  the largest document the store takes",
@@ -152,24 +197,25 @@ pub async fn flush(
                         continue;
                     }
                     let started = std::time::Instant::now();
-                    let errors = send(database, &concern, collection, chunk).await?.errors;
-                    on_command(collection, chunk.len(), started.elapsed());
+                    let errors = send(database, concern, collection, chunk).await?.errors;
+                    (self.on_command)(collection, chunk.len(), started.elapsed());
                     if errors.is_empty() {
-                        if let Some(fan_out) = chunk.last().filter(|write| is_fan_out(write)) {
-                            repeat_fan_out(database, &concern, collection, fan_out).await?;
+                        if let [fan_out] = chunk
+                            && is_fan_out(fan_out)
+                        {
+                            repeat_fan_out(database, concern, collection, fan_out).await?;
                         }
                         continue;
                     }
                     for write in chunk {
-                        let single = std::slice::from_ref(write);
-                        let Some(error) = send(database, &concern, collection, single)
+                        let Some(error) = send(database, concern, collection, &[*write])
                             .await?
                             .errors
                             .into_iter()
                             .next()
                         else {
                             if is_fan_out(write) {
-                                repeat_fan_out(database, &concern, collection, write).await?;
+                                repeat_fan_out(database, concern, collection, write).await?;
                             }
                             continue;
                         };
@@ -177,7 +223,7 @@ pub async fn flush(
                             skipped.stale.push(collection);
                         } else {
                             skipped.rejected.push(Rejected {
-                                write: write.clone(),
+                                write: (*write).clone(),
                                 error: error.to_string(),
                             });
                         }
@@ -185,8 +231,8 @@ pub async fn flush(
                 }
             }
         }
+        Ok(skipped)
     }
-    Ok(skipped)
 }
 
 /// Most passes [`repeat_fan_out`] makes: a pass that still changes documents after these is
@@ -216,9 +262,8 @@ async fn repeat_fan_out(
     collection: &'static str,
     fan_out: &Write,
 ) -> Result<(), FlushError> {
-    let fan_out = std::slice::from_ref(fan_out);
     for _ in 0..FAN_OUT_PASSES {
-        let reply = send(database, concern, collection, fan_out).await?;
+        let reply = send(database, concern, collection, &[fan_out]).await?;
         if let Some(error) = reply.errors.first() {
             return Err(FlushError::FanOut {
                 collection,
@@ -267,13 +312,14 @@ async fn move_report(
         .await?
     {
         let stash = Write::upsert(MOVING_REPORTS, copy.as_str(), doc! { "document": document });
-        if let Some(error) = first_error(send(database, concern, MOVING_REPORTS, &[stash]).await?) {
+        if let Some(error) = first_error(send(database, concern, MOVING_REPORTS, &[&stash]).await?)
+        {
             return Ok(Some(error));
         }
     }
     let mut leave = Write::delete(REPORTS, Key::report(id, from));
     leave.set_lsn(*lsn);
-    if let Some(error) = first_error(send(database, concern, REPORTS, &[leave]).await?) {
+    if let Some(error) = first_error(send(database, concern, REPORTS, &[&leave]).await?) {
         return Ok(Some(error));
     }
     let stashed = database
@@ -295,7 +341,7 @@ async fn move_report(
     }
     let forget = Write::delete(MOVING_REPORTS, copy.as_str());
     Ok(first_error(
-        send(database, concern, MOVING_REPORTS, &[forget]).await?,
+        send(database, concern, MOVING_REPORTS, &[&forget]).await?,
     ))
 }
 
@@ -356,7 +402,7 @@ fn commands(sizes: &[usize], most: usize, bytes: usize) -> Vec<std::ops::Range<u
 
 /// Splits `writes` into maximal runs of one kind (deletes, updates, moves, and in
 /// [`Mode::InsertNew`] insertable upserts), keeping their order.
-fn runs(writes: &[Write], mode: Mode) -> Vec<&[Write]> {
+fn runs<'l, 'w>(writes: &'l [&'w Write], mode: Mode) -> Vec<&'l [&'w Write]> {
     let kind = |write: &Write| match write {
         Write::Delete { .. } => 0,
         Write::Update { .. } if mode == Mode::InsertNew && write.new_document().is_some() => 2,
@@ -366,7 +412,7 @@ fn runs(writes: &[Write], mode: Mode) -> Vec<&[Write]> {
     let mut runs = Vec::new();
     let mut start = 0;
     for index in 1..=writes.len() {
-        if index == writes.len() || kind(&writes[index]) != kind(&writes[start]) {
+        if index == writes.len() || kind(writes[index]) != kind(writes[start]) {
             runs.push(&writes[start..index]);
             start = index;
         }
@@ -419,7 +465,7 @@ async fn send(
     database: &Database,
     concern: &Option<Document>,
     collection: &str,
-    writes: &[Write],
+    writes: &[&Write],
 ) -> Result<Reply, FlushError> {
     let command = match writes.first() {
         Some(Write::Update { .. }) => {
@@ -584,6 +630,7 @@ mod tests {
                 &statements,
                 mode,
                 limits,
+                1,
                 |_, _, _| {},
             )
             .await
@@ -603,12 +650,7 @@ mod tests {
     fn runs_split_updates_from_deletes_in_order() {
         let update = Write::update("c", "a", doc! { "$set": { "x": 1 } });
         let delete = Write::delete("c", "a");
-        let writes = vec![
-            update.clone(),
-            update.clone(),
-            delete.clone(),
-            update.clone(),
-        ];
+        let writes = [&update, &update, &delete, &update];
         let lengths: Vec<usize> = runs(&writes, Mode::Update)
             .iter()
             .map(|run| run.len())
@@ -616,7 +658,7 @@ mod tests {
         assert_eq!(lengths, [2, 1, 1]);
         assert!(runs(&[], Mode::Update).is_empty());
         let moved = Write::move_report("a", "p1", "p2");
-        let writes = vec![update.clone(), moved.clone(), moved, update];
+        let writes = [&update, &moved, &moved, &update];
         let lengths: Vec<usize> = runs(&writes, Mode::Update)
             .iter()
             .map(|run| run.len())
@@ -628,12 +670,7 @@ mod tests {
     fn insertable_upserts_form_their_own_runs_when_inserting() {
         let upsert = Write::upsert("c", "a", doc! { "x": 1, "m.k": 2 });
         let update = Write::update("c", "a", doc! { "$set": { "x": 1 } });
-        let writes = vec![
-            upsert.clone(),
-            upsert.clone(),
-            update.clone(),
-            upsert.clone(),
-        ];
+        let writes = [&upsert, &upsert, &update, &upsert];
         let lengths: Vec<usize> = runs(&writes, Mode::InsertNew)
             .iter()
             .map(|run| run.len())

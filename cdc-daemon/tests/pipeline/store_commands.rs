@@ -6,7 +6,11 @@
 //! which go to every shard: the fan-outs of a clinic or device rename, and emptying the
 //! collection (before the initial snapshot, or for a `TRUNCATE`). None changes the patient of
 //! the report it addresses: the moved report is deleted under one and inserted under the other.
+//!
+//! And the write lanes are real: with several, a batch's write commands are in flight at once;
+//! with one, never two.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -236,6 +240,58 @@ async fn every_write_carries_the_write_concern_and_every_report_statement_its_pa
             "the fan-out on {field} was sent {passes} times"
         );
     }
+}
+
+/// The most write commands the daemon had sent without yet seeing their answer, at any one
+/// moment of a workload of many patients' checkups, streamed with `lanes` write lanes.
+async fn most_writes_in_flight(lanes: &str) -> usize {
+    let rig = Rig::new().await;
+    // The write commands sent and not yet answered, by request id; the most there were.
+    let in_flight: Arc<Mutex<(HashSet<i32>, usize)>> = Arc::default();
+    let mut options = ClientOptions::parse(&rig.mongodb_uri).await.unwrap();
+    let recorder = Arc::clone(&in_flight);
+    options.command_event_handler = Some(EventHandler::callback(move |event: CommandEvent| {
+        let mut guard = recorder.lock().unwrap();
+        let (sent, most) = &mut *guard;
+        match event {
+            CommandEvent::Started(started) if WRITES.contains(&started.command_name.as_str()) => {
+                sent.insert(started.request_id);
+                *most = (*most).max(sent.len());
+            }
+            CommandEvent::Succeeded(succeeded) => {
+                sent.remove(&succeeded.request_id);
+            }
+            CommandEvent::Failed(failed) => {
+                sent.remove(&failed.request_id);
+            }
+            _ => {}
+        }
+    }));
+    let client = mongodb::Client::with_options(options).unwrap();
+    let settings = rig.settings(&[("MYHEALTH_WRITE_LANES", lanes)]);
+    let pairs: Vec<(&str, &str)> = settings
+        .iter()
+        .map(|(key, value)| (key.as_str(), value.as_str()))
+        .collect();
+    let daemon = in_process::daemon_on(&pairs, client).await.unwrap();
+    services::wait_streaming(&daemon.url, services::STREAMING_TIMEOUT)
+        .await
+        .unwrap();
+    let source = Source::new(&rig).await;
+    for index in 0..20 {
+        let patient = source.patient(&format!("Patient {index}")).await;
+        source.checkup(patient, 4).await;
+    }
+    rig.assert_verified().await;
+    daemon.stop().await.unwrap();
+    in_flight.lock().unwrap().1
+}
+
+#[tokio::test]
+async fn writes_overlap_on_several_lanes_and_never_on_one() {
+    assert_eq!(most_writes_in_flight("1").await, 1);
+    let most = most_writes_in_flight("4").await;
+    assert!(most > 1, "with four lanes, at most {most} write in flight");
 }
 
 /// `as_i64` for either integer width (the driver writes `wtimeout` as a 32-bit integer).

@@ -220,6 +220,7 @@ impl Rig {
             &batch.take(),
             Mode::Update,
             Limits::FERRETDB,
+            cdc_daemon::DEFAULT_WRITE_LANES,
             |_, _, _| {},
         )
         .await
