@@ -78,7 +78,14 @@ enum DeadLetterCommand {
     },
 }
 
-#[tokio::main]
+/// One thread runs every task: the mapping is one thread's work in any case (a stream in
+/// order), and the tasks beside it (the batch being written, the replication reader, the driver)
+/// mostly wait for the network. On two worker threads they woke each other across threads for
+/// every few messages, and each batch was freed on another thread than the one that built it:
+/// about a quarter of the daemon's CPU under a backlog (futex wake-ups, mimalloc's cross-thread
+/// frees). On one thread the discard-sink benchmark moved 80,000 row changes per second where
+/// it moved 61,000–72,000 on two (docs/benchmarks.md).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     service_plumbing::telemetry::run_binary(cdc_daemon::SERVICE_NAME, run(cli)).await
