@@ -37,26 +37,20 @@ const WRITES: &[&str] = &[
 async fn every_write_carries_the_write_concern_and_every_report_statement_its_patient() {
     let rig = Rig::new().await;
     let sent: Arc<Mutex<Vec<(String, Document)>>> = Arc::default();
-    let mut options = ClientOptions::parse(&rig.mongodb_uri).await.unwrap();
     let recorder = Arc::clone(&sent);
-    options.command_event_handler = Some(EventHandler::callback(move |event: CommandEvent| {
-        if let CommandEvent::Started(started) = event {
-            recorder
-                .lock()
-                .unwrap()
-                .push((started.command_name, started.command));
-        }
-    }));
-    let client = mongodb::Client::with_options(options).unwrap();
-    let settings = rig.settings(&[("MYHEALTH_WRITE_CONCERN__TIMEOUT_MS", "7000")]);
-    let pairs: Vec<(&str, &str)> = settings
-        .iter()
-        .map(|(key, value)| (key.as_str(), value.as_str()))
-        .collect();
-    let daemon = in_process::daemon_on(&pairs, client).await.unwrap();
-    services::wait_streaming(&daemon.url, services::STREAMING_TIMEOUT)
-        .await
-        .unwrap();
+    let daemon = monitored_daemon(
+        &rig,
+        &[("MYHEALTH_WRITE_CONCERN__TIMEOUT_MS", "7000")],
+        move |event| {
+            if let CommandEvent::Started(started) = event {
+                recorder
+                    .lock()
+                    .unwrap()
+                    .push((started.command_name, started.command));
+            }
+        },
+    )
+    .await;
 
     let source = Source::new(&rig).await;
     let ada = source.patient("Ada Lovelace").await;
@@ -242,15 +236,36 @@ async fn every_write_carries_the_write_concern_and_every_report_statement_its_pa
     }
 }
 
+/// A daemon of `rig` with `extra` settings, streaming, whose driver tells `monitor` every
+/// command event.
+async fn monitored_daemon(
+    rig: &Rig,
+    extra: &[(&str, &str)],
+    monitor: impl Fn(CommandEvent) + Send + Sync + 'static,
+) -> in_process::Running {
+    let mut options = ClientOptions::parse(&rig.mongodb_uri).await.unwrap();
+    options.command_event_handler = Some(EventHandler::callback(monitor));
+    let client = mongodb::Client::with_options(options).unwrap();
+    let settings = rig.settings(extra);
+    let pairs: Vec<(&str, &str)> = settings
+        .iter()
+        .map(|(key, value)| (key.as_str(), value.as_str()))
+        .collect();
+    let daemon = in_process::daemon_on(&pairs, client).await.unwrap();
+    services::wait_streaming(&daemon.url, services::STREAMING_TIMEOUT)
+        .await
+        .unwrap();
+    daemon
+}
+
 /// The most write commands the daemon had sent without yet seeing their answer, at any one
 /// moment of a workload of many patients' checkups, streamed with `lanes` write lanes.
 async fn most_writes_in_flight(lanes: &str) -> usize {
     let rig = Rig::new().await;
     // The write commands sent and not yet answered, by request id; the most there were.
     let in_flight: Arc<Mutex<(HashSet<i32>, usize)>> = Arc::default();
-    let mut options = ClientOptions::parse(&rig.mongodb_uri).await.unwrap();
     let recorder = Arc::clone(&in_flight);
-    options.command_event_handler = Some(EventHandler::callback(move |event: CommandEvent| {
+    let daemon = monitored_daemon(&rig, &[("MYHEALTH_WRITE_LANES", lanes)], move |event| {
         let mut guard = recorder.lock().unwrap();
         let (sent, most) = &mut *guard;
         match event {
@@ -266,17 +281,8 @@ async fn most_writes_in_flight(lanes: &str) -> usize {
             }
             _ => {}
         }
-    }));
-    let client = mongodb::Client::with_options(options).unwrap();
-    let settings = rig.settings(&[("MYHEALTH_WRITE_LANES", lanes)]);
-    let pairs: Vec<(&str, &str)> = settings
-        .iter()
-        .map(|(key, value)| (key.as_str(), value.as_str()))
-        .collect();
-    let daemon = in_process::daemon_on(&pairs, client).await.unwrap();
-    services::wait_streaming(&daemon.url, services::STREAMING_TIMEOUT)
-        .await
-        .unwrap();
+    })
+    .await;
     let source = Source::new(&rig).await;
     for index in 0..20 {
         let patient = source.patient(&format!("Patient {index}")).await;
