@@ -93,17 +93,13 @@ pub async fn run(settings: &Settings) -> Result<Report> {
         &["bench_source", "bench_discard"],
     )
     .await?;
-    let token_large = device(bins, &large.database_url).await?;
-    let ingest_large = Service::start(bins, "ingest-api", &ingest_env(&large), logs).await?;
-    report.large = workload::generate(
-        &ingest_large.url,
-        &token_large,
-        settings.uploads,
-        TABLETS,
-        1,
-    )
-    .await?;
-    let end_large = wal_position(&pg_large).await?;
+    let Posted {
+        token: token_large,
+        ingest: ingest_large,
+        workload,
+        end: end_large,
+    } = post(bins, logs, &large, &pg_large, settings.uploads, 1).await?;
+    report.large = workload;
 
     log("generating the store workload");
     let pg_small = small.postgres().await?;
@@ -113,21 +109,17 @@ pub async fn run(settings: &Settings) -> Result<Report> {
         &["bench_store", "bench_reference"],
     )
     .await?;
-    let token_small = device(bins, &small.database_url).await?;
-    let ingest_small = Service::start(bins, "ingest-api", &ingest_env(&small), logs).await?;
-    report.small = workload::generate(
-        &ingest_small.url,
-        &token_small,
-        settings.store_uploads,
-        TABLETS,
-        2,
-    )
-    .await?;
+    let Posted {
+        token: token_small,
+        ingest: ingest_small,
+        workload,
+        end: end_small,
+    } = post(bins, logs, &small, &pg_small, settings.store_uploads, 2).await?;
+    report.small = workload;
     let busiest = report
         .small
         .busiest_patient
         .context("the store workload has no patient")?;
-    let end_small = wal_position(&pg_small).await?;
 
     log("generating the lanes workload");
     let pg_lanes = by_lanes.postgres().await?;
@@ -140,18 +132,10 @@ pub async fn run(settings: &Settings) -> Result<Report> {
         )
         .await?;
     }
-    let token_lanes = device(bins, &by_lanes.database_url).await?;
-    let ingest_lanes = Service::start(bins, "ingest-api", &ingest_env(&by_lanes), logs).await?;
-    report.lanes_workload = workload::generate(
-        &ingest_lanes.url,
-        &token_lanes,
-        settings.lanes_uploads,
-        TABLETS,
-        3,
-    )
-    .await?;
-    ingest_lanes.stop().await?;
-    let end_lanes = wal_position(&pg_lanes).await?;
+    let posted = post(bins, logs, &by_lanes, &pg_lanes, settings.lanes_uploads, 3).await?;
+    posted.ingest.stop().await?;
+    let end_lanes = posted.end;
+    report.lanes_workload = posted.workload;
 
     log("a. pg_recvlogical");
     report.source_seconds = source::drain(
@@ -324,6 +308,40 @@ async fn prepare_reference(
     messages: &[bytes::Bytes],
 ) -> Result<(Vec<store_reference::PreparedBatch>, usize)> {
     store_reference::prepare(messages, DEFAULT_BATCH_MAX_CHANGES, DEFAULT_BATCH_MAX_BYTES).await
+}
+
+/// A workload posted to a source database.
+struct Posted {
+    /// The token of the tablet that posted it.
+    token: String,
+    /// The ingest API it was posted to, still running.
+    ingest: Service,
+    /// What was posted.
+    workload: workload::Workload,
+    /// The source's WAL position once it was.
+    end: u64,
+}
+
+/// Posts `uploads` uploads (generator `seed`) to `ctx`'s source through an ingest API started
+/// for it with a tablet of its own.
+async fn post(
+    bins: &Path,
+    logs: &Path,
+    ctx: &TestContext,
+    pg: &tokio_postgres::Client,
+    uploads: usize,
+    seed: u64,
+) -> Result<Posted> {
+    let token = device(bins, &ctx.database_url).await?;
+    let ingest = Service::start(bins, "ingest-api", &ingest_env(ctx), logs).await?;
+    let workload = workload::generate(&ingest.url, &token, uploads, TABLETS, seed).await?;
+    let end = wal_position(pg).await?;
+    Ok(Posted {
+        token,
+        ingest,
+        workload,
+        end,
+    })
 }
 
 /// A daemon's drain of a backlog.
